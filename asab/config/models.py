@@ -1,0 +1,294 @@
+"""Typed configuration of a bench (pydantic, ``extra="forbid"``).
+
+All numbers are plain floats in canonical units, stated in each field's description:
+mL, mL/s, g, s, K, g/cm³, mPa·s, mm. Loaders (:mod:`asab.config.loader`) convert user input with
+units at the edge.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- chemicals & stocks
+class Chemical(_Model):
+    """A pure chemical (see ``hardware_configs/*/chemicals.csv`` for sources)."""
+
+    name: str = Field(description="short name used in configs and on the command line, e.g. 'EC'")
+    inchikey: str = Field(description="standard InChIKey, the identifier used by FINALES2")
+    smiles: str
+    molar_mass: float = Field(gt=0, description="molar mass in g/mol")
+    density: float | None = Field(default=None, gt=0, description="density in g/cm³")
+    density_temperature: float | None = Field(default=None, gt=0, description="K")
+    viscosity: float | None = Field(default=None, gt=0, description="dynamic viscosity in mPa·s")
+    viscosity_temperature: float | None = Field(default=None, gt=0, description="K")
+    notes: str = ""
+    source: str = ""
+
+
+class ComponentMass(_Model):
+    """Mass of one component weighed into a stock solution."""
+
+    mass: float = Field(ge=0, description="g")
+    uncertainty: float = Field(default=0.0, ge=0, description="g (standard uncertainty)")
+
+
+class StockSolution(_Model):
+    """A stock solution in a reservoir, drawn by one pump.
+
+    ``components`` maps InChIKey → weighed mass. Amount concentrations follow
+    c_i = (m_i / M_i) / (m_total / ρ) in mol/mL (shared/docs/electrolyte_models.md).
+    """
+
+    name: str
+    uuid: str = ""
+    reservoir: str = Field(description="tubing node of the reservoir, e.g. 'Reservoir6'")
+    pump: str = Field(description="name of the pump that draws this stock, e.g. 'A0.0'")
+    total_mass: float = Field(gt=0, description="g")
+    total_mass_uncertainty: float = Field(default=0.0, ge=0, description="g")
+    density: float = Field(gt=0, description="g/cm³ at density_temperature")
+    density_uncertainty: float = Field(default=0.0, ge=0, description="g/cm³")
+    density_temperature: float = Field(default=298.15, gt=0, description="K")
+    components: dict[str, ComponentMass] = Field(description="InChIKey → component mass")
+    batch: str = ""
+    manufacturer: str = ""
+    manufacturing_date: str = ""
+    references: str = ""
+
+    @property
+    def volume(self) -> float:
+        """Volume of the stock in mL (total mass / density)."""
+        return self.total_mass / self.density
+
+
+# --------------------------------------------------------------------------- fluidics hardware
+class Syringe(_Model):
+    """A syringe type. Limits follow the old ASAB/CETONI drive figures
+    (shared/docs/device_protocols.md): min flow = A·1.042 µm/s, max flow = A·6.33 mm/s,
+    lowest usable fill level 15 % of V_max."""
+
+    name: str
+    inner_diameter: float = Field(gt=0, description="mm")
+    stroke: float = Field(gt=0, description="maximum piston stroke in mm")
+    min_fill_fraction: float = Field(default=0.15, ge=0, lt=1, description="fraction of V_max")
+
+    @property
+    def area(self) -> float:
+        """Plunger cross-section in mm²: π(d/2)²."""
+        return math.pi * (self.inner_diameter / 2.0) ** 2
+
+    @property
+    def volume(self) -> float:
+        """Nominal volume V_max in mL (A·stroke, mm³ → mL)."""
+        return self.area * self.stroke / 1000.0
+
+    @property
+    def min_flow(self) -> float:
+        """Lowest drive flow in mL/s (A × 1.042 µm/s)."""
+        return self.area * 1.042e-3 / 1000.0
+
+    @property
+    def max_flow(self) -> float:
+        """Highest drive flow in mL/s (A × 6.33 mm/s)."""
+        return self.area * 6.33 / 1000.0
+
+
+class Pump(_Model):
+    """A syringe pump whose syringe outlet is tubing node ``node``."""
+
+    name: str = Field(description="bench name, e.g. 'A0.0'")
+    node: str = Field(description="tubing node of the syringe outlet")
+    syringe: str = Field(description="name of a configured Syringe")
+    device: str = Field(default="", description="device name in the vendor configuration")
+    driver: Literal["cetoni"] = "cetoni"
+
+
+class Valve(_Model):
+    """A valve: ``common`` is joined to exactly one of ``positions`` at a time.
+
+    ``positions`` maps outer-port node → logical position index (0-based, as the SDK counts).
+    Old ASAB convention for rotary valves: ``Vn.i`` → i − 1.
+    """
+
+    name: str
+    kind: Literal["rotary", "solenoid", "pump_valve"] = "rotary"
+    common: str = Field(description="tubing node of the common port")
+    positions: dict[str, int] = Field(description="outer-port node → position index")
+    device: str = Field(default="", description="device name in the vendor configuration")
+    driver: Literal["cetoni", "none"] = Field(
+        default="cetoni", description="'none' = no driver yet (routes through it are planned only)"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_positions(self) -> "Valve":
+        if len(set(self.positions.values())) != len(self.positions):
+            raise ValueError(f"valve {self.name}: two ports share one position index")
+        return self
+
+
+class Instrument(_Model):
+    """A flow-through measuring instrument, e.g. the densimeter/viscometer cell."""
+
+    name: str
+    kind: Literal["density_viscosity", "other"] = "density_viscosity"
+    inlet: str = Field(description="tubing node where liquid enters the cell")
+    outlet: str = Field(description="tubing node where liquid leaves the cell")
+    measuring_volume: float = Field(default=1.0, gt=0, description="mL needed to fill the cell")
+
+
+# --------------------------------------------------------------------------- tubing
+class TubingNode(_Model):
+    name: str
+    position: tuple[float, float] | None = Field(default=None, description="drawing only")
+
+
+class TubingEdge(_Model):
+    """A tube or an internal channel. ``directed`` edges let liquid flow start → end only."""
+
+    label: str
+    start: str
+    end: str
+    length: float = Field(ge=0, description="mm")
+    inner_diameter: float = Field(gt=0, description="mm")
+    dead_volume: float = Field(ge=0, description="mL")
+    directed: bool = False
+    fixed: bool = Field(default=False, description="channel inside a component (not a drawer tube)")
+    note: str = ""
+
+
+class Tubing(_Model):
+    """The tubing network as built: nodes and the edges that are actually connected."""
+
+    nodes: tuple[TubingNode, ...]
+    edges: tuple[TubingEdge, ...]
+
+
+# --------------------------------------------------------------------------- devices
+class SerialSettings(_Model):
+    """pyserial settings. ``url`` may be a port (``/dev/ttyUSB0``), ``socket://127.0.0.1:PORT``
+    or any pyserial URL handler."""
+
+    url: str
+    baudrate: int = 9600
+    bytesize: Literal[5, 6, 7, 8] = 8
+    parity: Literal["N", "E", "O", "M", "S"] = "O"
+    stopbits: Literal[1, 2] = 1
+    timeout: float = Field(default=1.0, gt=0, description="s, per read")
+
+
+class CetoniSettings(_Model):
+    """QmixSDK bus settings."""
+
+    device_config_path: str = Field(default="", description="Qmix device-configuration folder")
+    plugin_search_path: str = Field(default="", description="QmixSDK plugin folder")
+    calibration_timeout: float = Field(default=60.0, gt=0, description="s")
+
+
+class BalanceSettings(_Model):
+    """Sartorius balance on a serial line, with its pan under tubing node ``vessel``."""
+
+    name: str = "balance"
+    model: Literal["sartorius_entris_ii"] = "sartorius_entris_ii"
+    serial: SerialSettings
+    vessel: str = Field(description="tubing node whose content sits on the pan")
+    stable_timeout: float = Field(default=30.0, gt=0, description="s to wait for a stable value")
+    readability: float = Field(default=0.0001, gt=0, description="g")
+
+
+class DensimeterSettings(_Model):
+    """Anton Paar DMA 4100 M + Lovis 2000 ME through the LIMS folder exchange."""
+
+    name: str = "densiVisco"
+    instrument: str = Field(description="name of the Instrument (cell) it measures")
+    interface: Literal["lims"] = "lims"
+    lims_input_dir: str = Field(description="folder the instrument watches for .lims files")
+    lims_output_dir: str = Field(description="folder the instrument exports results into")
+    method: str = Field(default="Density_Viscosity", description="instrument method name")
+    temperature: float = Field(default=298.15, gt=0, description="K, the method's temperature")
+    repetitions: int = Field(default=3, ge=1)
+    result_timeout: float = Field(default=900.0, gt=0, description="s to wait for the export")
+
+
+# --------------------------------------------------------------------------- bench
+class BenchSettings(_Model):
+    """What the CSV layout does not hold."""
+
+    waste_nodes: tuple[str, ...] = ("waste_1",)
+    gas_nodes: tuple[str, ...] = ("ambient",)
+    solvent_node: str = "Solvent"
+    solvent_chemical: str = Field(default="EMC", description="name of the cleaning solvent")
+    solvent_pump: str = Field(default="", description="pump used for cleaning solvent")
+    mixer_outlet: str = Field(default="M1.0", description="node where the stocks have merged")
+    vial_nodes: tuple[str, ...] = ()
+    total_flow: float = Field(default=0.05, gt=0, description="mL/s, total flow when mixing")
+    sample_volume: float = Field(default=2.5, gt=0, description="mL of sample through the cell")
+    first_portion_factor: float = Field(
+        default=2.0, ge=1, description="first portion to waste = factor × mixing dead volume"
+    )
+    flush_factor: float = Field(
+        default=1.5, ge=1, description="sample pushed = factor × (line + cell dead volume)"
+    )
+    pump_timeout: float = Field(default=600.0, gt=0, description="s, longest single pump move")
+    poll_interval: float = Field(default=0.5, gt=0, description="s between status polls")
+    makeable_tolerance: float = Field(
+        default=1e-4, ge=0, description="mole-fraction distance still counted as makeable"
+    )
+    not_makeable_policy: Literal["reject", "closest"] = "reject"
+
+
+class BenchConfig(_Model):
+    """Everything asab knows about one bench."""
+
+    name: str
+    chemicals: tuple[Chemical, ...]
+    stocks: tuple[StockSolution, ...]
+    syringes: tuple[Syringe, ...]
+    pumps: tuple[Pump, ...]
+    valves: tuple[Valve, ...]
+    instruments: tuple[Instrument, ...]
+    tubing: Tubing
+    settings: BenchSettings = BenchSettings()
+    cetoni: CetoniSettings = CetoniSettings()
+    balance: BalanceSettings | None = None
+    densimeter: DensimeterSettings | None = None
+    attribution: str = ""
+
+    # -- look-ups (raise KeyError with a clear message) ------------------------------------
+    def chemical(self, key: str) -> Chemical:
+        """Find a chemical by name or InChIKey (case-insensitive name)."""
+        for c in self.chemicals:
+            if key == c.inchikey or key.lower() == c.name.lower():
+                return c
+        raise KeyError(f"unknown chemical {key!r}")
+
+    def pump(self, name: str) -> Pump:
+        return _find(self.pumps, name, "pump")
+
+    def valve(self, name: str) -> Valve:
+        return _find(self.valves, name, "valve")
+
+    def syringe(self, name: str) -> Syringe:
+        return _find(self.syringes, name, "syringe")
+
+    def stock(self, name: str) -> StockSolution:
+        return _find(self.stocks, name, "stock solution")
+
+    def instrument(self, name: str) -> Instrument:
+        return _find(self.instruments, name, "instrument")
+
+    def syringe_of(self, pump: str) -> Syringe:
+        return self.syringe(self.pump(pump).syringe)
+
+
+def _find(items, name: str, what: str):
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(f"unknown {what} {name!r}")

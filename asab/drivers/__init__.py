@@ -1,0 +1,1 @@
+"""Drivers: one class per instrument model, behind the protocols of :mod:`asab.drivers.base`."""
