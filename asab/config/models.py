@@ -235,6 +235,15 @@ class BenchSettings(_Model):
     flush_factor: float = Field(
         default=1.5, ge=1, description="sample pushed = factor × (line + cell dead volume)"
     )
+    aspirate_flow: float = Field(default=0.1, gt=0, description="mL/s when filling syringes")
+    gas_pump: str = Field(default="", description="pump that pushes gas to drain lines")
+    gas_flow: float = Field(default=0.2, gt=0, description="mL/s when pushing gas or solvent")
+    drain_factor: float = Field(
+        default=1.5, ge=1, description="gas pushed = factor × dead volume of the drained route"
+    )
+    clean_factor: float = Field(
+        default=1.2, ge=0, description="solvent pushed = factor × dead volume of the cleaned route"
+    )
     pump_timeout: float = Field(default=600.0, gt=0, description="s, longest single pump move")
     poll_interval: float = Field(default=0.5, gt=0, description="s between status polls")
     makeable_tolerance: float = Field(

@@ -1,0 +1,102 @@
+"""The :class:`Bench`: driver instances + tubing graph + clock + lock, passed to every action."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from asab.clock import Clock
+from asab.config import BenchConfig
+from asab.drivers.base import Balance, DensityViscosityMeter, PumpBus, SelectorValve, SyringePump
+from asab.errors import DeviceError
+from asab.tubing import TubingGraph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Bench:
+    """Everything an action needs, explicit (no globals).
+
+    Attributes:
+        config: the bench configuration.
+        graph: tubing graph for routing.
+        clock: every wait goes through it.
+        bus: owner of pumps and valves (``stop_all``).
+        pumps: pump name → driver.
+        valves: valve name → driver (only valves that have a driver).
+        balance: balance driver, if configured.
+        densimeter: densimeter/viscometer driver, if configured.
+        lock: held by an action while it moves liquid.
+        primed: pumps whose reservoir line has been primed since the bench was opened.
+    """
+
+    config: BenchConfig
+    graph: TubingGraph
+    clock: Clock
+    bus: PumpBus
+    pumps: dict[str, SyringePump]
+    valves: dict[str, SelectorValve]
+    balance: Balance | None = None
+    densimeter: DensityViscosityMeter | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    primed: set[str] = field(default_factory=set)
+
+    def stop_all(self) -> None:
+        """Stop every pump now; never raises (logs instead), safe in ``finally`` blocks."""
+        try:
+            self.bus.stop_all()
+        except Exception:  # noqa: BLE001 - last line of defence, must not mask the cause
+            log.exception("stop_all failed; stopping pumps one by one")
+            for pump in self.pumps.values():
+                try:
+                    pump.stop()
+                except Exception:  # noqa: BLE001
+                    log.exception("could not stop pump %s", pump.name)
+
+    def set_valves(self, settings: dict[str, int]) -> None:
+        """Switch valves to ``settings`` (valve name → position), skipping those already there.
+
+        Raises:
+            DeviceError: a valve in ``settings`` has no driver (e.g. the solenoid valve).
+            DeviceFault: a valve did not reach its position.
+        """
+        for name, position in sorted(settings.items()):
+            valve = self.valves.get(name)
+            if valve is None:
+                raise DeviceError(name, "no driver", f"valve {name} has no driver; cannot set it")
+            if valve.position() != position:
+                valve.switch(position)
+
+    def close(self) -> None:
+        """Stop pumps and close the bus."""
+        self.stop_all()
+        self.bus.close()
+
+
+def open_bench(config: BenchConfig, clock: Clock, *, cetoni_sdk: Any = None) -> Bench:
+    """Open every configured device in the documented order and return the :class:`Bench`.
+
+    Args:
+        config: the bench configuration (device endpoints included).
+        clock: the clock every wait uses.
+        cetoni_sdk: an object with ``qmixbus``, ``qmixpump``, ``qmixvalve`` attributes; when
+            ``None`` the vendor's ``qmixsdk`` package is imported.
+
+    Raises:
+        TransportError, DeviceError, ConfigError: a device could not be opened.
+    """
+    from asab.drivers.antonpaar import DMA4100LimsDriver
+    from asab.drivers.cetoni import CetoniBus
+    from asab.drivers.sartorius import SartoriusEntrisII
+
+    graph = TubingGraph.from_config(config)
+    bus = CetoniBus.open(config, clock, sdk=cetoni_sdk)
+    balance = SartoriusEntrisII(config.balance, clock) if config.balance else None
+    densimeter = DMA4100LimsDriver(config.densimeter, clock) if config.densimeter else None
+    return Bench(
+        config=config, graph=graph, clock=clock, bus=bus, pumps=dict(bus.pumps),
+        valves=dict(bus.valves), balance=balance, densimeter=densimeter,
+    )

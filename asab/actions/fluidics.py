@@ -1,0 +1,153 @@
+"""Moving liquid: fill a syringe from a source, and push one or several pumps along routes.
+
+These are the building blocks of the named actions (prime, mix, deliver, drain, clean).
+Every motion is wrapped in :func:`motion`, which stops every pump if anything goes wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from asab.actions.bench import Bench
+from asab.errors import DeviceError
+from asab.tubing import Route, merge_settings
+
+log = logging.getLogger(__name__)
+
+_MARGIN = 1e-6  # mL: float slack when comparing volumes
+
+
+@contextlib.contextmanager
+def motion(bench: Bench) -> Iterator[None]:
+    """Hold the bench lock; on any exception stop every pump, then re-raise."""
+    with bench.lock:
+        try:
+            yield
+        except BaseException:
+            bench.stop_all()
+            raise
+
+
+def move_timeout(volume: float, flow: float, bench: Bench) -> float:
+    """Time allowed for one move: 1.2 × nominal + 10 s, capped by ``settings.pump_timeout``.
+
+    Raises:
+        DeviceError: the move cannot finish within ``pump_timeout`` at this flow.
+    """
+    nominal = volume / flow
+    if nominal > bench.config.settings.pump_timeout:
+        raise DeviceError("bench", "move too long",
+                          f"{volume:.3f} mL at {flow:.4g} mL/s exceeds pump_timeout")
+    return min(1.2 * nominal + 10.0, bench.config.settings.pump_timeout)
+
+
+@dataclass
+class Ledger:
+    """What a sequence of moves drew and where: aspirated volume per source node (mL)."""
+
+    drawn: dict[str, float] = field(default_factory=dict)
+    routes: list[dict] = field(default_factory=list)
+
+    def draw(self, source: str, volume: float) -> None:
+        self.drawn[source] = self.drawn.get(source, 0.0) + volume
+
+    def use(self, purpose: str, route: Route) -> None:
+        self.routes.append({"purpose": purpose, **route.to_dict()})
+
+
+def fill(bench: Bench, pump: str, source: str, volume: float, ledger: Ledger,
+         flow: float | None = None) -> None:
+    """Aspirate ``volume`` mL into ``pump`` from ``source`` along the least-dead-volume route.
+
+    Raises:
+        RoutingError, DeviceError, TransportTimeout: as raised by routing and drivers.
+    """
+    if volume <= _MARGIN:
+        return
+    drv = bench.pumps[pump]
+    flow = min(flow or bench.config.settings.aspirate_flow, drv.flow_max)
+    route = bench.graph.route(source, bench.config.pump(pump).node)
+    with motion(bench):
+        bench.set_valves(route.valve_settings)
+        drv.aspirate(volume, flow)
+        drv.wait_until_done(move_timeout(volume, flow, bench))
+    ledger.draw(source, volume)
+    ledger.use(f"fill {pump} from {source}", route)
+
+
+def empty(bench: Bench, pump: str, target: str, ledger: Ledger, flow: float | None = None) -> None:
+    """Dispense the whole content of ``pump`` into ``target`` (e.g. a waste)."""
+    drv = bench.pumps[pump]
+    volume = drv.fill_level()
+    if volume <= _MARGIN:
+        return
+    flow = min(flow or bench.config.settings.gas_flow, drv.flow_max)
+    route = bench.graph.route(bench.config.pump(pump).node, target)
+    with motion(bench):
+        bench.set_valves(route.valve_settings)
+        drv.dispense(volume, flow)
+        drv.wait_until_done(move_timeout(volume, flow, bench))
+    ledger.use(f"empty {pump} to {target}", route)
+
+
+def reserve(bench: Bench, pump: str) -> float:
+    """Lowest usable fill level of ``pump`` in mL (``min_fill_fraction`` × V_max)."""
+    return bench.config.syringe_of(pump).min_fill_fraction * bench.pumps[pump].volume_max
+
+
+def usable(bench: Bench, pump: str) -> float:
+    """Volume ``pump`` can still dispense before reaching its reserve, mL."""
+    return max(0.0, bench.pumps[pump].fill_level() - reserve(bench, pump))
+
+
+def push(bench: Bench, flows: Mapping[str, float], volume: float, routes: Mapping[str, Route],
+         sources: Mapping[str, str], ledger: Ledger, purpose: str) -> float:
+    """Dispense ``volume`` mL in total from several pumps at once, each at its own flow.
+
+    Pump ``p`` delivers ``volume × flows[p] / Σ flows`` along ``routes[p]`` (all routes are
+    set together, so they must agree on every shared valve). When a syringe would drop
+    below its reserve, all pumps stop, the low ones refill from ``sources[p]`` and the push
+    resumes: the merged stream keeps its ratio across strokes.
+
+    Returns:
+        The volume pushed, mL.
+
+    Raises:
+        ValveConflictError: the routes need different positions of one valve.
+        DeviceError, TransportTimeout: from the drivers (all pumps are stopped first).
+    """
+    total_flow = sum(flows.values())
+    settings = merge_settings(routes.values())
+    for pump in flows:
+        ledger.use(f"{purpose}: {pump}", routes[pump])
+    remaining = volume
+    while remaining > _MARGIN:
+        _refill_low(bench, flows, remaining / total_flow, sources, ledger)
+        stroke = min(remaining / total_flow,
+                     min(usable(bench, p) / f for p, f in flows.items()))
+        if stroke <= 1e-9:
+            raise DeviceError("bench", "cannot refill", f"{purpose}: a syringe cannot be refilled")
+        with motion(bench):
+            bench.set_valves(settings)
+            for pump, flow in flows.items():
+                bench.pumps[pump].dispense(flow * stroke, flow)
+            for pump, flow in flows.items():
+                bench.pumps[pump].wait_until_done(move_timeout(flow * stroke, flow, bench))
+        remaining -= stroke * total_flow
+    return volume
+
+
+def _refill_low(bench: Bench, flows: Mapping[str, float], duration: float,
+                sources: Mapping[str, str], ledger: Ledger) -> None:
+    """Refill every pump that cannot run ``duration`` s more (or is nearly empty)."""
+    for pump, flow in sorted(flows.items()):
+        need = flow * duration
+        if usable(bench, pump) + _MARGIN >= need:
+            continue
+        drv = bench.pumps[pump]
+        room = drv.volume_max - drv.fill_level()
+        target = min(room, need - usable(bench, pump) + 0.02 * drv.volume_max)
+        fill(bench, pump, sources[pump], max(0.0, min(room, target)), ledger)

@@ -1,0 +1,179 @@
+"""One density/viscosity job end to end: formulate → prime → mix → deliver → measure →
+retrieve → drain (weighing what passed the cell) → clean, into a :class:`JobRecord`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import asab
+from asab.actions.bench import Bench
+from asab.actions.fluidics import Ledger
+from asab.actions.sample import (
+    PushRecord, Summary, clean, deliver, drain, first_portion, measure, prime, summarize,
+)
+from asab.errors import AsabError, FormulationError, RequestError, describe
+from asab.formulation import by_name, plan_formulation
+from asab.requests import DensityJob
+
+log = logging.getLogger(__name__)
+
+
+class Weighing(BaseModel):
+    """Gravimetric check of the sample that passed the cell."""
+
+    model_config = ConfigDict(extra="forbid")
+    vessel: str
+    mass: float = Field(description="g collected on the balance")
+    volume_pushed: float = Field(description="mL pushed through the cell")
+    volume_weighed: float | None = Field(description="mL = mass / measured density")
+    relative_deviation: float | None = Field(description="(weighed − pushed) / pushed")
+
+
+class Measurement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sample: str
+    method: str
+    temperature: float | None = Field(description="K, mean cell temperature")
+    density: Summary = Field(description="g/cm³ per repetition")
+    viscosity: Summary = Field(description="dynamic viscosity, mPa·s per repetition")
+    raw_file: str
+    raw_text: str
+
+
+class JobRecord(BaseModel):
+    """Everything a chemist needs to trust (or distrust) one result."""
+
+    model_config = ConfigDict(extra="forbid")
+    job_id: str
+    request_id: str
+    status: Literal["succeeded", "failed", "rejected"]
+    reason: str | None = None
+    error: dict[str, Any] | None = None
+    software_version: str = asab.__version__
+    bench: str
+    started: str = Field(description="wall-clock start, ISO 8601 UTC")
+    finished: str | None = None
+    bench_seconds: float = Field(default=0.0, description="bench (clock) seconds used")
+    requested: dict[str, float] = Field(default_factory=dict, description="name → mole fraction")
+    achieved: dict[str, float] | None = Field(default=None, description="name → mole fraction")
+    achieved_basis: Literal["plan", "weighing"] = "plan"
+    distance: float | None = Field(default=None, description="Euclidean, mole fractions")
+    flagged: bool = False
+    temperature_requested: float | None = Field(default=None, description="K")
+    stock_volumes: dict[str, float] = Field(default_factory=dict, description="stock → mL planned")
+    stock_drawn: dict[str, float] = Field(default_factory=dict, description="stock → mL drawn")
+    pushes: list[PushRecord] = Field(default_factory=list)
+    routes: list[dict[str, Any]] = Field(default_factory=list)
+    measurement: Measurement | None = None
+    weighing: Weighing | None = None
+    request: dict[str, Any] | list[Any] | str | None = None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(bench: Bench, job_id: str, request_id: str, request: Any) -> JobRecord:
+    return JobRecord(job_id=job_id, request_id=request_id, status="failed",
+                     bench=bench.config.name, started=_now(), request=request)
+
+
+def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None) -> JobRecord:
+    """Run one job; never raises for job-level problems — they end up in the record.
+
+    Args:
+        bench: the opened bench.
+        job: the validated request.
+        job_id: unique id of this run of the job (used as the instrument's sample name).
+        progress: optional callable ``progress(step: str)`` for displays.
+
+    Returns:
+        The record, status ``succeeded``, ``rejected`` (not makeable, wrong temperature) or
+        ``failed`` (a device or routing error; pumps were stopped).
+    """
+    step = progress or (lambda _s: None)
+    rec = new_record(bench, job_id, job.request_id, job.raw)
+    t0 = bench.clock.now()
+    rec.requested = by_name(job.formulation, bench.config)
+    rec.temperature_requested = job.temperature
+    try:
+        _run(bench, job, rec, step)
+        rec.status = "succeeded"
+    except (FormulationError, RequestError) as exc:
+        rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
+    except AsabError as exc:
+        log.exception("job %s failed", job_id)
+        rec.status, rec.reason, rec.error = "failed", str(exc), describe(exc)
+        bench.stop_all()
+    rec.bench_seconds = bench.clock.now() - t0
+    rec.finished = _now()
+    return rec
+
+
+def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
+    cfg = bench.config
+    dens = cfg.densimeter
+    if dens is None:
+        raise AsabError("this bench has no densimeter configured")
+    if job.temperature is not None and abs(job.temperature - dens.temperature) > 0.05:
+        raise RequestError(f"temperature {job.temperature:.2f} K is not available: this bench "
+                           f"measures at {dens.temperature:.2f} K (method {dens.method})")
+    step("formulate")
+    plan = plan_formulation(cfg, job.formulation, 1.0)
+    rec.achieved, rec.distance, rec.flagged = by_name(plan.achieved, cfg), plan.distance, plan.flagged
+    flows = {plan.pumps[s]: f for s, f in plan.flows.items() if f > 0}
+    stocks = {cfg.stock(s).pump: cfg.stock(s) for s, f in plan.flows.items() if f > 0}
+    sources = {p: st.reservoir for p, st in stocks.items()}
+    instrument = cfg.instrument(dens.instrument)
+    sink = cfg.balance.vessel if cfg.balance else cfg.settings.waste_nodes[0]
+    ledger = Ledger()
+    step("prime")
+    prime(bench, sources, ledger)
+    step("mix")
+    rec.pushes.append(first_portion(bench, flows, sources, ledger))
+    if bench.balance is not None:
+        bench.balance.tare()
+    step("deliver")
+    rec.pushes.append(deliver(bench, flows, sources, instrument, sink, ledger))
+    step("measure")
+    result = measure(bench, rec.job_id)
+    rec.measurement = _measurement(result)
+    step("drain")
+    rec.pushes.append(drain(bench, instrument, sink, ledger))
+    rec.weighing = _weigh(bench, sink, rec)
+    step("clean")
+    rec.pushes.extend(clean(bench, instrument, ledger))
+    pushed = sum(p.volume for p in rec.pushes[:2])
+    rec.stock_volumes = {s: plan.stock_volumes[s] * pushed for s in plan.stock_volumes
+                         if plan.stock_volumes[s] > 0}
+    by_source = {st.reservoir: st.name for st in cfg.stocks}
+    rec.stock_drawn = {by_source[n]: v for n, v in ledger.drawn.items() if n in by_source}
+    rec.routes = ledger.routes
+
+
+def _measurement(result) -> Measurement:
+    reps = result.repetitions
+    temps = [r.density_temperature for r in reps if r.density_temperature is not None]
+    return Measurement(
+        sample=result.sample, method=result.method,
+        temperature=sum(temps) / len(temps) if temps else None,
+        density=summarize([r.density for r in reps], [r.density_valid for r in reps]),
+        viscosity=summarize([r.viscosity for r in reps], [r.viscosity_valid for r in reps]),
+        raw_file=result.raw_file, raw_text=result.raw_text,
+    )
+
+
+def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
+    if bench.balance is None or bench.config.balance is None:
+        return None
+    mass = bench.balance.read(stable=True).value
+    pushed = rec.pushes[1].volume
+    rho = rec.measurement.density.mean if rec.measurement else None
+    weighed = mass / rho if rho else None
+    dev = (weighed - pushed) / pushed if weighed is not None else None
+    return Weighing(vessel=vessel, mass=mass, volume_pushed=pushed, volume_weighed=weighed,
+                    relative_deviation=dev)

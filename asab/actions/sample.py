@@ -1,0 +1,173 @@
+"""The named actions of a density/viscosity job: prime, mix, deliver, measure, drain, clean.
+
+Volumes follow the tubing's dead volumes (``TubingGraph.route(...).dead_volume``) and the
+factors in :class:`asab.config.BenchSettings`, so a differently plumbed bench gets the right
+amounts without code changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asab.actions.bench import Bench
+from asab.actions.fluidics import Ledger, empty, fill, motion, push
+from asab.config import Instrument
+from asab.drivers.base import DensityViscosityResult
+from asab.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+class PushRecord(BaseModel):
+    """One multi-pump push: which pumps at which flows, how much, where."""
+
+    model_config = ConfigDict(extra="forbid")
+    purpose: str
+    flows: dict[str, float] = Field(description="pump → mL/s")
+    volume: float = Field(description="mL pushed in total")
+    valve_settings: dict[str, int]
+    sink: str
+
+
+def _instrument_route_nodes(bench: Bench, instrument: Instrument) -> list[str]:
+    return [bench.config.settings.mixer_outlet, instrument.inlet, instrument.outlet]
+
+
+def _other_inlets(bench: Bench, keep: Instrument | None = None) -> list[str]:
+    """Instrument inlets a route must not pass through (every cell but ``keep``)."""
+    return [i.inlet for i in bench.config.instruments if keep is None or i.name != keep.name]
+
+
+def prime(bench: Bench, pumps: Mapping[str, str], ledger: Ledger) -> list[str]:
+    """Fill the line from each source to its pump with liquid, sending the gas to waste.
+
+    Args:
+        pumps: pump name → source node (reservoir or solvent) it draws from.
+
+    Returns:
+        The pumps primed now (pumps primed earlier on this bench are skipped).
+    """
+    waste = bench.config.settings.waste_nodes[0]
+    done = []
+    for pump, source in sorted(pumps.items()):
+        if pump in bench.primed:
+            continue
+        line = bench.graph.route(source, bench.config.pump(pump).node).dead_volume
+        empty(bench, pump, waste, ledger)
+        fill(bench, pump, source, min(3.0 * line + 0.2, 0.5 * bench.pumps[pump].volume_max), ledger)
+        empty(bench, pump, waste, ledger)
+        bench.primed.add(pump)
+        done.append(pump)
+    return done
+
+
+def first_portion(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
+                  ledger: Ledger) -> PushRecord:
+    """Mix: run the stocks at their flows through the mixer to waste until every inlet line
+    and the common line carry the mixture (``first_portion_factor`` × the slowest line's
+    transit time plus the common line's)."""
+    s = bench.config.settings
+    waste = s.waste_nodes[0]
+    avoid = _other_inlets(bench)
+    routes = {p: bench.graph.route(bench.config.pump(p).node, waste, via=[s.mixer_outlet],
+                                   avoid=avoid) for p in flows}
+    total = sum(flows.values())
+    transit = max(bench.graph.route(bench.config.pump(p).node, s.mixer_outlet).dead_volume / f
+                  for p, f in flows.items())
+    common = bench.graph.route(s.mixer_outlet, waste, avoid=avoid).dead_volume / total
+    volume = s.first_portion_factor * (transit + common) * total
+    push(bench, flows, volume, routes, sources, ledger, "first portion to waste")
+    return _record("first portion to waste", flows, volume, routes, waste)
+
+
+def deliver(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
+            instrument: Instrument, sink: str, ledger: Ledger) -> PushRecord:
+    """Push the mixture through ``instrument``'s cell into ``sink``: ``flush_factor`` × the
+    dead volume from the mixer outlet to the cell outlet, so the cell holds only sample."""
+    s = bench.config.settings
+    nodes = _instrument_route_nodes(bench, instrument)
+    avoid = _other_inlets(bench, keep=instrument)
+    routes = {p: bench.graph.route(bench.config.pump(p).node, sink, via=nodes, avoid=avoid)
+              for p in flows}
+    line = bench.graph.route(nodes[0], instrument.outlet, via=[instrument.inlet]).dead_volume
+    volume = s.flush_factor * line
+    push(bench, flows, volume, routes, sources, ledger, f"sample through {instrument.name}")
+    return _record(f"sample through {instrument.name}", flows, volume, routes, sink)
+
+
+def drain(bench: Bench, instrument: Instrument, sink: str, ledger: Ledger) -> PushRecord:
+    """Blow gas from the mixer through the cell into ``sink`` (``drain_factor`` × the route's
+    dead volume), after emptying the gas pump so that only gas follows the liquid."""
+    s = bench.config.settings
+    pump = s.gas_pump or s.solvent_pump
+    gas = s.gas_nodes[0]
+    empty(bench, pump, s.waste_nodes[0], ledger)
+    route = bench.graph.route(bench.config.pump(pump).node, sink,
+                              via=_instrument_route_nodes(bench, instrument),
+                              avoid=_other_inlets(bench, keep=instrument))
+    line = bench.graph.route(s.mixer_outlet, sink, via=[instrument.inlet, instrument.outlet]).dead_volume
+    volume = s.drain_factor * line
+    flow = min(s.gas_flow, bench.pumps[pump].flow_max)
+    push(bench, {pump: flow}, volume, {pump: route}, {pump: gas}, ledger, "drain with gas")
+    return _record("drain with gas", {pump: flow}, volume, {pump: route}, sink)
+
+
+def clean(bench: Bench, instrument: Instrument, ledger: Ledger) -> list[PushRecord]:
+    """Rinse mixer, lines and cell with the cleaning solvent into waste, then drain with gas."""
+    s = bench.config.settings
+    pump, waste = s.solvent_pump, s.waste_nodes[0]
+    prime(bench, {pump: s.solvent_node}, ledger)
+    empty(bench, pump, waste, ledger)
+    route = bench.graph.route(bench.config.pump(pump).node, waste,
+                              via=_instrument_route_nodes(bench, instrument),
+                              avoid=_other_inlets(bench, keep=instrument))
+    line = bench.graph.route(s.mixer_outlet, waste, via=[instrument.inlet, instrument.outlet]).dead_volume
+    volume = s.clean_factor * line
+    flow = min(s.gas_flow, bench.pumps[pump].flow_max)
+    push(bench, {pump: flow}, volume, {pump: route}, {pump: s.solvent_node}, ledger, "clean with solvent")
+    rinse = _record("clean with solvent", {pump: flow}, volume, {pump: route}, waste)
+    return [rinse, drain(bench, instrument, waste, ledger)]
+
+
+def measure(bench: Bench, sample: str) -> DensityViscosityResult:
+    """Measure what is in the densimeter/viscometer cell (repetitions per the method).
+
+    Raises:
+        DeviceError: no densimeter configured, or the instrument refused.
+        TransportTimeout: no complete export in time.
+    """
+    if bench.densimeter is None:
+        raise DeviceError("densimeter", "not configured")
+    with motion(bench):
+        return bench.densimeter.measure(sample)
+
+
+class Summary(BaseModel):
+    """Mean and spread of the valid values of one quantity."""
+
+    model_config = ConfigDict(extra="forbid")
+    values: list[float | None]
+    valid: list[bool]
+    mean: float | None
+    stdev: float | None
+    n_valid: int
+
+
+def summarize(values: list[float | None], valid: list[bool]) -> Summary:
+    """Mean and sample standard deviation over the valid, present values."""
+    good = [v for v, ok in zip(values, valid) if ok and v is not None]
+    mean = statistics.fmean(good) if good else None
+    stdev = statistics.stdev(good) if len(good) > 1 else None
+    return Summary(values=values, valid=valid, mean=mean, stdev=stdev, n_valid=len(good))
+
+
+def _record(purpose: str, flows: Mapping[str, float], volume: float, routes, sink: str) -> PushRecord:
+    settings: dict[str, int] = {}
+    for r in routes.values():
+        settings.update(r.valve_settings)
+    return PushRecord(purpose=purpose, flows=dict(flows), volume=volume,
+                      valve_settings=settings, sink=sink)

@@ -1,0 +1,228 @@
+"""``asab`` — the operator's command line.
+
+Exit codes: 0 success; 1 bad input (configuration problems, unknown node, not makeable,
+malformed composition); 2 usage error (typer); 3 a job failed on the bench during ``asab run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="asab: autonomous synthesis and analysis of battery electrolytes.")
+console = Console()
+err_console = Console(stderr=True)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "hardware_configs" / "hiu_2023"
+
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="bench folder (with bench.toml) or bench.toml; "
+    "default $ASAB_CONFIG or the bundled hiu_2023 bench")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+
+
+def config_path(path: Path | None) -> Path:
+    """The configuration to use: ``--config``, else ``$ASAB_CONFIG``, else the bundled bench."""
+    return path or Path(os.environ.get("ASAB_CONFIG", DEFAULT_CONFIG))
+
+
+def load(path: Path | None):
+    from asab.config.loader import load_bench
+
+    return load_bench(config_path(path))
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command("check-config")
+def check_config(path: Annotated[Optional[Path], typer.Argument(
+        help="bench folder or bench.toml (default: the bundled bench)")] = None,
+        first_wins: Annotated[bool, typer.Option(help="accept duplicate edge labels, first row wins")] = False,
+        as_json: JsonOpt = False) -> None:
+    """Load a bench configuration and print a summary, or every problem found (exit 1).
+
+    Example: asab check-config hardware_configs/hiu_2023
+    """
+    from asab.config.loader import load_bench, summarize
+
+    try:
+        cfg = load_bench(config_path(path), first_wins=first_wins)
+    except ConfigError as exc:
+        if as_json:
+            console.print_json(data={"ok": False, "problems": [
+                {"file": p.file, "row": p.row, "reason": p.reason} for p in exc.problems]})
+        else:
+            err_console.print(f"[bold red]{len(exc.problems)} problem(s) in {config_path(path)}:[/]")
+            for p in exc.problems:
+                err_console.print(f"  - {p}")
+        raise typer.Exit(1)
+    summary = summarize(cfg)
+    if as_json:
+        console.print_json(data={"ok": True, "summary": summary})
+        return
+    table = Table(title=f"bench {cfg.name}", show_header=True)
+    table.add_column("part")
+    table.add_column("count", justify="right")
+    table.add_column("names")
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            names = ", ".join(map(str, value.get("names", [])))
+            table.add_row(key, str(value.get("count", "")), names[:100] + ("…" if len(names) > 100 else ""))
+        else:
+            table.add_row(key, str(value), "")
+    console.print(table)
+
+
+@app.command()
+def route(source: str, target: str,
+          via: Annotated[Optional[list[str]], typer.Option("--via", help="pass these nodes, in order")] = None,
+          avoid: Annotated[Optional[list[str]], typer.Option("--avoid", help="never pass these nodes")] = None,
+          config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the least-dead-volume physically possible route, its valve settings and dead volume.
+
+    Example: asab route Reservoir6 densiViscoIN --via M1.0
+    """
+    from asab.tubing import TubingGraph
+
+    cfg = load(config)
+    try:
+        r = TubingGraph.from_config(cfg).route(source, target, via=via or (), avoid=avoid or ())
+    except (RoutingError, ValueError, KeyError) as exc:
+        fail(str(exc))
+    if as_json:
+        console.print_json(data=r.to_dict())
+        return
+    console.print(" → ".join(r.nodes))
+    console.print("valves: " + (", ".join(f"{v}={p}" for v, p in sorted(r.valve_settings.items())) or "none"))
+    console.print(f"dead volume: {r.dead_volume:.4f} mL")
+
+
+@app.command()
+def formulate(composition: Annotated[str, typer.Argument(help='e.g. "LiPF6=0.07,EC=0.29,EMC=0.64"')],
+              volume: Annotated[float, typer.Option(help="total volume, mL")] = 2.5,
+              policy: Annotated[Optional[str], typer.Option(help="reject | closest (default: config)")] = None,
+              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Say whether a composition is makeable, what would be made, and the stock volumes.
+
+    Example: asab formulate "LiPF6=0.07,EC=0.29,EMC=0.64" --volume 2.5
+    """
+    from asab.formulation import by_name, parse_composition, plan_formulation
+
+    cfg = load(config)
+    try:
+        request = parse_composition(composition, cfg)
+        plan = plan_formulation(cfg, request, volume, policy=policy or "closest")
+    except (RequestError, NotMakeableError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        console.print_json(plan.model_dump_json())
+        return
+    req, ach = by_name(plan.requested, cfg), by_name(plan.achieved, cfg)
+    verdict = "[green]makeable[/]" if plan.makeable else "[red]not makeable[/] — closest makeable shown"
+    console.print(f"{verdict}; distance {plan.distance:.4g}")
+    table = Table("chemical", "requested", "achieved")
+    for name in sorted(set(req) | set(ach)):
+        table.add_row(name, f"{req.get(name, 0.0):.4f}", f"{ach.get(name, 0.0):.4f}")
+    console.print(table)
+    vols = Table("stock", "pump", "volume / mL", "flow / (mL/min)")
+    for stock, v in plan.stock_volumes.items():
+        if v > 0:
+            vols.add_row(stock, plan.pumps[stock], f"{v:.4f}", f"{plan.flows[stock] * 60:.4f}")
+    console.print(vols)
+    if not plan.makeable and (policy or cfg.settings.not_makeable_policy) == "reject":
+        raise typer.Exit(1)
+
+
+@app.command()
+def limits(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the reachable mole-fraction range of each chemical with the loaded stocks.
+
+    Example: asab limits --json
+    """
+    from asab.formulation import StockModel
+
+    cfg = load(config)
+    ranges = StockModel.from_config(cfg).reachable_ranges()
+    named = {cfg.chemical(k).name: {"InChIKey": k, "min": lo, "max": hi} for k, (lo, hi) in ranges.items()}
+    if as_json:
+        console.print_json(data=named)
+        return
+    table = Table("chemical", "InChIKey", "min", "max", title=f"reachable mole fractions ({cfg.name})")
+    for name, r in named.items():
+        table.add_row(name, r["InChIKey"], f"{r['min']:.4f}", f"{r['max']:.4f}")
+    console.print(table)
+
+
+@app.command()
+def run(config: ConfigOpt = None,
+        jobs: Annotated[Optional[Path], typer.Option(help="JSON list of FINALES2 requests "
+                                                     "(default: the bench's demo_requests.json)")] = None,
+        out: Annotated[Optional[Path], typer.Option(help="run folder (default runs/<timestamp>)")] = None,
+        speed: Annotated[float, typer.Option(help="simulated bench: 0 = virtual time (instant), "
+                                             "else real time × speed")] = 0.0,
+        as_json: JsonOpt = False) -> None:
+    """Formulate and measure each requested electrolyte on the (simulated) bench.
+
+    Example: asab run --out runs/demo
+    """
+    from asab.cli.wiring import simulated_bench
+    from asab.requests import load_jobs
+    from asab.runner import run_jobs
+
+    cfg_dir = config_path(config)
+    cfg = load(config)
+    jobs_path = jobs or (cfg_dir if cfg_dir.is_dir() else cfg_dir.parent) / "demo_requests.json"
+    try:
+        requests = load_jobs(jobs_path)
+    except RequestError as exc:
+        fail(str(exc))
+    run_dir = out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with simulated_bench(cfg, run_dir / "instruments", speed=speed) as bench:
+        from asab.cli.display import RunDisplay
+
+        with RunDisplay(console, quiet=as_json) as display:
+            summary = run_jobs(bench, requests, run_dir, progress=display.update)
+    if as_json:
+        console.print_json(summary.model_dump_json())
+    else:
+        from asab.cli.display import print_summary
+
+        print_summary(console, summary)
+    if summary.failed:
+        raise typer.Exit(3)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Console entry point: library errors become one clear line and exit code 1."""
+    import sys
+
+    try:
+        app()
+    except ConfigError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
+    except AsabError as exc:
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
+        sys.exit(1)

@@ -1,0 +1,120 @@
+"""The main job: take FINALES2 density requests one by one, run them, keep every record.
+
+Each job's record is written to ``<run>/records/`` the moment the job ends (a crash later
+loses nothing), with the instrument's raw export next to it under ``<run>/raw/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asab.actions.bench import Bench
+from asab.actions.job import JobRecord, new_record, run_density_job
+from asab.errors import RequestError, describe
+from asab.requests import parse_density_request
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str, str, float], None]
+"""``progress(index, total, job_id, step, bench_seconds)`` for displays."""
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    run_dir: str
+    jobs: int
+    succeeded: int
+    rejected: int
+    failed: int
+    bench_minutes_per_sample: float | None = Field(description="mean over succeeded jobs")
+    stock_per_sample: float | None = Field(description="mL of stock drawn per succeeded job")
+    rows: list[dict[str, Any]]
+
+
+def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
+             progress: Progress | None = None) -> RunSummary:
+    """Run ``requests`` (FINALES2 RequestInfo objects) in order on ``bench``.
+
+    Malformed or unmakeable requests leave a record with the reason; the run continues.
+    """
+    records_dir, raw_dir = run_dir / "records", run_dir / "raw"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir.mkdir(exist_ok=True)
+    records: list[JobRecord] = []
+    for i, info in enumerate(requests, start=1):
+        job_id = f"job{i:03d}"
+        t0 = bench.clock.now()
+
+        def step(name: str, _i=i, _id=job_id, _t0=t0) -> None:
+            if progress:
+                progress(_i, len(requests), _id, name, bench.clock.now() - _t0)
+
+        step("parse")
+        rec = _run_one(bench, info, job_id, step)
+        _save(rec, records_dir, raw_dir, i)
+        records.append(rec)
+        step(rec.status)
+    summary = summarize_run(records, run_dir)
+    (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    return summary
+
+
+def _run_one(bench: Bench, info: Any, job_id: str, step) -> JobRecord:
+    try:
+        job = parse_density_request(info, bench.config)
+    except RequestError as exc:
+        rid = str(info.get("uuid", "")) if isinstance(info, dict) else ""
+        rec = new_record(bench, job_id, rid, info)
+        rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
+        rec.finished = rec.started
+        return rec
+    return run_density_job(bench, job, job_id, progress=step)
+
+
+def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:
+    if rec.measurement is not None:
+        raw = raw_dir / Path(rec.measurement.raw_file).name
+        raw.write_text(rec.measurement.raw_text, encoding="utf-8")
+    path = records_dir / f"{index:03d}_{rec.job_id}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(rec.model_dump_json(indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def summarize_run(records: Sequence[JobRecord], run_dir: Path) -> RunSummary:
+    """Counts, per-job rows and the per-sample costs (bench minutes, stock drawn)."""
+    ok = [r for r in records if r.status == "succeeded"]
+    rows = [_row(r) for r in records]
+    return RunSummary(
+        run_dir=str(run_dir), jobs=len(records), succeeded=len(ok),
+        rejected=sum(r.status == "rejected" for r in records),
+        failed=sum(r.status == "failed" for r in records),
+        bench_minutes_per_sample=statistics.fmean(r.bench_seconds / 60 for r in ok) if ok else None,
+        stock_per_sample=statistics.fmean(sum(r.stock_drawn.values()) for r in ok) if ok else None,
+        rows=rows,
+    )
+
+
+def _row(r: JobRecord) -> dict[str, Any]:
+    m = r.measurement
+    return {
+        "job": r.job_id, "request": r.request_id, "status": r.status,
+        "requested": r.requested, "achieved": r.achieved, "distance": r.distance,
+        "density": m.density.mean if m else None,
+        "density_valid": f"{m.density.n_valid}/{len(m.density.values)}" if m else None,
+        "viscosity": m.viscosity.mean if m else None,
+        "viscosity_valid": f"{m.viscosity.n_valid}/{len(m.viscosity.values)}" if m else None,
+        "bench_minutes": r.bench_seconds / 60,
+        "stock_drawn": sum(r.stock_drawn.values()), "reason": r.reason,
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
