@@ -1,0 +1,34 @@
+"""Composition root: the simulated bench behind the real drivers.
+
+This module (with test fixtures) is the only asab code that imports ``simulators``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from asab.actions.bench import Bench, open_bench
+from asab.config import BenchConfig
+
+
+@contextlib.contextmanager
+def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
+                    seed: int = 0) -> Iterator[Bench]:
+    """Start the simulators for ``config``, open the real drivers on them, yield the bench.
+
+    On exit every pump is stopped, the bus closed and the simulators detached.
+    """
+    from simulators.bench import start_simulation
+
+    sim = start_simulation(config, workdir, speed=speed, seed=seed)
+    try:
+        bench = open_bench(sim.config, sim.clock, cetoni_sdk=sim.sdk)
+        bench.simulation = sim  # type: ignore[attr-defined]  # for inspection in tests/demos
+        try:
+            yield bench
+        finally:
+            bench.close()
+    finally:
+        sim.close()

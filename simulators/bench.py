@@ -1,0 +1,96 @@
+"""Wiring of a whole simulated bench: one world, one clock, every device simulator.
+
+Used by the composition root (``asab.cli.wiring``) and test fixtures. The returned
+:class:`SimulatedBench` carries a copy of the bench configuration whose device endpoints point
+at the simulators (``simbench://`` serial URL, LIMS folders under ``workdir``), so the real
+drivers open them unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from asab.config import BenchConfig
+from simulators import urlhandler
+from simulators.antonpaar import DMA4100Simulator
+from simulators.clock import RealTimeClock, VirtualClock
+from simulators.qmixsdk import make_qmixsdk_for_bench
+from simulators.sartorius import EntrisIISimulator
+from simulators.world import World
+
+
+@dataclass
+class SimulatedBench:
+    """The simulated devices of one bench and the configuration that reaches them.
+
+    Attributes:
+        config: bench configuration with endpoints rewritten to the simulators.
+        clock: :class:`VirtualClock` (instant) or a started :class:`RealTimeClock`.
+        world: the physical state behind every device.
+        sdk: the ``qmixsdk`` stand-in namespace to inject into the CETONI driver.
+        balance: the Entris II simulator (or ``None``).
+        densimeter: the DMA 4100 M simulator (or ``None``).
+    """
+
+    config: BenchConfig
+    clock: Any
+    world: World
+    sdk: SimpleNamespace
+    balance: EntrisIISimulator | None = None
+    densimeter: DMA4100Simulator | None = None
+    serial_names: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Detach serial simulators and stop a real-time clock (idempotent)."""
+        for name in self.serial_names:
+            urlhandler.unregister(name)
+        self.serial_names.clear()
+        if self.densimeter is not None:
+            self.densimeter.close()
+        if isinstance(self.clock, RealTimeClock):
+            self.clock.stop()
+
+
+def start_simulation(config: BenchConfig, workdir: str | Path, *, speed: float = 0.0,
+                     seed: int = 0) -> SimulatedBench:
+    """Build the simulated bench for ``config``.
+
+    Args:
+        config: the bench as configured for hardware.
+        workdir: folder for the densimeter's LIMS exchange folders.
+        speed: 0 for a virtual clock (waits are instant), else simulated seconds per
+            wall-clock second on a real-time clock.
+        seed: seed of the instruments' noise.
+    """
+    clock: Any = VirtualClock() if speed <= 0 else RealTimeClock(speed=speed)
+    world = World(config, clock)
+    sdk = make_qmixsdk_for_bench(world, clock, config)
+    updates: dict[str, Any] = {}
+    sim = SimulatedBench(config=config, clock=clock, world=world, sdk=sdk)
+    if config.balance is not None:
+        vessel = config.balance.vessel
+        sim.balance = EntrisIISimulator(lambda: world.vessel_mass(vessel), clock)
+        name = f"{config.balance.name}-{uuid.uuid4().hex[:8]}"
+        urlhandler.install()
+        urlhandler.register(name, sim.balance, clock)
+        sim.serial_names.append(name)
+        serial = config.balance.serial.model_copy(update={"url": f"simbench://{name}"})
+        updates["balance"] = config.balance.model_copy(update={"serial": serial})
+    if config.densimeter is not None:
+        dens = config.densimeter
+        lims_in, lims_out = Path(workdir) / "lims_in", Path(workdir) / "lims_out"
+        lims_in.mkdir(parents=True, exist_ok=True)
+        lims_out.mkdir(parents=True, exist_ok=True)
+        chemicals = {c.inchikey: c for c in config.chemicals}
+        sim.densimeter = DMA4100Simulator(lambda: world.instrument_contents(dens.instrument),
+                                          chemicals, clock, lims_in, lims_out, seed=seed)
+        updates["densimeter"] = dens.model_copy(update={
+            "lims_input_dir": str(lims_in), "lims_output_dir": str(lims_out)})
+    sim.config = config.model_copy(update=updates)
+    if isinstance(clock, RealTimeClock):
+        clock.start()
+    return sim
