@@ -73,11 +73,12 @@ def parse_density_request(info: Any, config: BenchConfig) -> DensityJob:
         raise RequestError(f"{request_id}: not a {quantity}/{method} request")
     params = (request.get("parameters") or {}).get(method)
     schema = capability_schema(quantity, method)["json_schema_specifications"]
-    try:
-        jsonschema.validate(params, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "parameters"
-        raise RequestError(f"{request_id}: invalid parameters at {where}: {exc.message}") from exc
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        found = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or 'parameters'}: {e.message}"
+                          for e in errors)
+        raise RequestError(f"{request_id}: invalid parameters ({len(errors)} problem(s)): {found}")
     formulation = _formulation(params["formulation"], config, request_id)
     temperature = params.get("temperature")
     if temperature is not None and (not math.isfinite(temperature) or temperature <= 0):

@@ -31,6 +31,7 @@ class Bench:
         densimeter: densimeter/viscometer driver, if configured.
         lock: held by an action while it moves liquid.
         primed: pumps whose reservoir line has been primed since the bench was opened.
+        wet_lines: pumps whose line to the mixer is full of their own stock.
     """
 
     config: BenchConfig
@@ -43,6 +44,7 @@ class Bench:
     densimeter: DensityViscosityMeter | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     primed: set[str] = field(default_factory=set)
+    wet_lines: set[str] = field(default_factory=set)
 
     def stop_all(self) -> None:
         """Stop every pump now; never raises (logs instead), safe in ``finally`` blocks."""

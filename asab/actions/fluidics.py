@@ -142,12 +142,13 @@ def push(bench: Bench, flows: Mapping[str, float], volume: float, routes: Mappin
 
 def _refill_low(bench: Bench, flows: Mapping[str, float], duration: float,
                 sources: Mapping[str, str], ledger: Ledger) -> None:
-    """Refill every pump that cannot run ``duration`` s more (or is nearly empty)."""
+    """Refill every pump that cannot run ``duration`` s more above its reserve: aspirate up
+    to reserve + need + 2 % of V_max (or as much as fits)."""
     for pump, flow in sorted(flows.items()):
         need = flow * duration
         if usable(bench, pump) + _MARGIN >= need:
             continue
         drv = bench.pumps[pump]
-        room = drv.volume_max - drv.fill_level()
-        target = min(room, need - usable(bench, pump) + 0.02 * drv.volume_max)
-        fill(bench, pump, sources[pump], max(0.0, min(room, target)), ledger)
+        fill_level = drv.fill_level()
+        wanted = reserve(bench, pump) + need + 0.02 * drv.volume_max - fill_level
+        fill(bench, pump, sources[pump], min(drv.volume_max - fill_level, wanted), ledger)

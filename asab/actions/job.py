@@ -28,9 +28,10 @@ class Weighing(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vessel: str
     mass: float = Field(description="g collected on the balance")
-    volume_pushed: float = Field(description="mL pushed through the cell")
+    volume_expected: float = Field(
+        description="mL that passed the cell: pushed for the sample + the shared mixer line")
     volume_weighed: float | None = Field(description="mL = mass / measured density")
-    relative_deviation: float | None = Field(description="(weighed − pushed) / pushed")
+    relative_deviation: float | None = Field(description="(weighed − expected) / expected")
 
 
 class Measurement(BaseModel):
@@ -134,7 +135,7 @@ def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
     step("prime")
     prime(bench, sources, ledger)
     step("mix")
-    rec.pushes.append(first_portion(bench, flows, sources, ledger))
+    rec.pushes.append(first_portion(bench, flows, sources, instrument, ledger))
     if bench.balance is not None:
         bench.balance.tare()
     step("deliver")
@@ -171,9 +172,9 @@ def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
     if bench.balance is None or bench.config.balance is None:
         return None
     mass = bench.balance.read(stable=True).value
-    pushed = rec.pushes[1].volume
+    expected = rec.pushes[1].volume + rec.pushes[0].shared_line
     rho = rec.measurement.density.mean if rec.measurement else None
     weighed = mass / rho if rho else None
-    dev = (weighed - pushed) / pushed if weighed is not None else None
-    return Weighing(vessel=vessel, mass=mass, volume_pushed=pushed, volume_weighed=weighed,
+    dev = (weighed - expected) / expected if weighed is not None else None
+    return Weighing(vessel=vessel, mass=mass, volume_expected=expected, volume_weighed=weighed,
                     relative_deviation=dev)

@@ -18,6 +18,7 @@ from asab.actions.fluidics import Ledger, empty, fill, motion, push
 from asab.config import Instrument
 from asab.drivers.base import DensityViscosityResult
 from asab.errors import DeviceError
+from asab.tubing import Route
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ class PushRecord(BaseModel):
     volume: float = Field(description="mL pushed in total")
     valve_settings: dict[str, int]
     sink: str
+    shared_line: float = Field(default=0.0, description=(
+        "mL of line from the mixer outlet shared with the sample route (it holds mixture "
+        "when the sample is switched to the cell)"))
 
 
 def _instrument_route_nodes(bench: Bench, instrument: Instrument) -> list[str]:
@@ -66,22 +70,36 @@ def prime(bench: Bench, pumps: Mapping[str, str], ledger: Ledger) -> list[str]:
 
 
 def first_portion(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
-                  ledger: Ledger) -> PushRecord:
-    """Mix: run the stocks at their flows through the mixer to waste until every inlet line
-    and the common line carry the mixture (``first_portion_factor`` × the slowest line's
-    transit time plus the common line's)."""
+                  instrument: Instrument, ledger: Ledger) -> PushRecord:
+    """Mix: run the stocks at their flows through the mixer to waste until the line shared
+    with the sample route carries the mixture: ``first_portion_factor`` × (the transit time
+    of the slowest inlet line not yet wet with its stock + the shared line's)."""
     s = bench.config.settings
     waste = s.waste_nodes[0]
     avoid = _other_inlets(bench)
     routes = {p: bench.graph.route(bench.config.pump(p).node, waste, via=[s.mixer_outlet],
                                    avoid=avoid) for p in flows}
     total = sum(flows.values())
-    transit = max(bench.graph.route(bench.config.pump(p).node, s.mixer_outlet).dead_volume / f
-                  for p, f in flows.items())
-    common = bench.graph.route(s.mixer_outlet, waste, avoid=avoid).dead_volume / total
-    volume = s.first_portion_factor * (transit + common) * total
+    dry = [p for p in flows if p not in bench.wet_lines]
+    transit = max((bench.graph.route(bench.config.pump(p).node, s.mixer_outlet).dead_volume
+                   / flows[p] for p in dry), default=0.0)
+    shared = shared_line_volume(
+        bench, bench.graph.route(s.mixer_outlet, waste, avoid=avoid),
+        bench.graph.route(s.mixer_outlet, instrument.inlet, avoid=_other_inlets(bench, instrument)))
+    volume = s.first_portion_factor * (transit * total + shared)
     push(bench, flows, volume, routes, sources, ledger, "first portion to waste")
-    return _record("first portion to waste", flows, volume, routes, waste)
+    bench.wet_lines.update(flows)
+    rec = _record("first portion to waste", flows, volume, routes, waste)
+    rec.shared_line = shared
+    return rec
+
+
+def shared_line_volume(bench: Bench, a: Route, b: Route) -> float:
+    """Dead volume (mL) of the common beginning of two routes that start at the same node."""
+    n = 0
+    while n + 1 < min(len(a.nodes), len(b.nodes)) and a.nodes[n + 1] == b.nodes[n + 1]:
+        n += 1
+    return bench.graph.route(a.nodes[0], a.nodes[n]).dead_volume if n else 0.0
 
 
 def deliver(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
@@ -121,7 +139,6 @@ def clean(bench: Bench, instrument: Instrument, ledger: Ledger) -> list[PushReco
     s = bench.config.settings
     pump, waste = s.solvent_pump, s.waste_nodes[0]
     prime(bench, {pump: s.solvent_node}, ledger)
-    empty(bench, pump, waste, ledger)
     route = bench.graph.route(bench.config.pump(pump).node, waste,
                               via=_instrument_route_nodes(bench, instrument),
                               avoid=_other_inlets(bench, keep=instrument))

@@ -39,7 +39,7 @@ class RunDisplay:
         done = index - 1 + (step in ("succeeded", "rejected", "failed"))
         self.progress.update(self.task, completed=done, description=(
             f"{job_id} {step:<10} bench time {int(t // 3600):02d}:{int(t % 3600 // 60):02d}:{int(t % 60):02d}"))
-        if step in ("succeeded", "rejected", "failed"):
+        if step in ("succeeded", "rejected", "failed") and not self.quiet:
             colour = {"succeeded": "green", "rejected": "yellow", "failed": "red"}[step]
             self.progress.console.print(f"  {job_id}: [{colour}]{step}[/]")
 

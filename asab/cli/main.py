@@ -44,6 +44,11 @@ def load(path: Path | None):
     return load_bench(config_path(path))
 
 
+def emit_json(data) -> None:
+    """Write ``data`` (JSON text or a JSON-ready object) to stdout, unwrapped and uncoloured."""
+    typer.echo(data if isinstance(data, str) else json.dumps(data, indent=2))
+
+
 def fail(message: str, code: int = 1) -> None:
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
@@ -70,7 +75,7 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
         cfg = load_bench(config_path(path), first_wins=first_wins)
     except ConfigError as exc:
         if as_json:
-            console.print_json(data={"ok": False, "problems": [
+            emit_json({"ok": False, "problems": [
                 {"file": p.file, "row": p.row, "reason": p.reason} for p in exc.problems]})
         else:
             err_console.print(f"[bold red]{len(exc.problems)} problem(s) in {config_path(path)}:[/]")
@@ -79,7 +84,7 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
         raise typer.Exit(1)
     summary = summarize(cfg)
     if as_json:
-        console.print_json(data={"ok": True, "summary": summary})
+        emit_json({"ok": True, "summary": summary})
         return
     table = Table(title=f"bench {cfg.name}", show_header=True)
     table.add_column("part")
@@ -111,7 +116,7 @@ def route(source: str, target: str,
     except (RoutingError, ValueError, KeyError) as exc:
         fail(str(exc))
     if as_json:
-        console.print_json(data=r.to_dict())
+        emit_json(r.to_dict())
         return
     console.print(" → ".join(r.nodes))
     console.print("valves: " + (", ".join(f"{v}={p}" for v, p in sorted(r.valve_settings.items())) or "none"))
@@ -136,7 +141,7 @@ def formulate(composition: Annotated[str, typer.Argument(help='e.g. "LiPF6=0.07,
     except (RequestError, NotMakeableError, ValueError) as exc:
         fail(str(exc))
     if as_json:
-        console.print_json(plan.model_dump_json())
+        emit_json(plan.model_dump_json())
         return
     req, ach = by_name(plan.requested, cfg), by_name(plan.achieved, cfg)
     verdict = "[green]makeable[/]" if plan.makeable else "[red]not makeable[/] — closest makeable shown"
@@ -166,7 +171,7 @@ def limits(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     ranges = StockModel.from_config(cfg).reachable_ranges()
     named = {cfg.chemical(k).name: {"InChIKey": k, "min": lo, "max": hi} for k, (lo, hi) in ranges.items()}
     if as_json:
-        console.print_json(data=named)
+        emit_json(named)
         return
     table = Table("chemical", "InChIKey", "min", "max", title=f"reachable mole fractions ({cfg.name})")
     for name, r in named.items():
@@ -205,7 +210,7 @@ def run(config: ConfigOpt = None,
         with RunDisplay(console, quiet=as_json) as display:
             summary = run_jobs(bench, requests, run_dir, progress=display.update)
     if as_json:
-        console.print_json(summary.model_dump_json())
+        emit_json(summary.model_dump_json())
     else:
         from asab.cli.display import print_summary
 
