@@ -6,7 +6,6 @@ loses nothing), with the instrument's raw export next to it under ``<run>/raw/``
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 from collections.abc import Callable, Sequence
@@ -81,7 +80,8 @@ def _run_one(bench: Bench, info: Any, job_id: str, step) -> JobRecord:
 def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:
     if rec.measurement is not None:
         raw = raw_dir / Path(rec.measurement.raw_file).name
-        raw.write_text(rec.measurement.raw_text, encoding="utf-8")
+        with raw.open("w", encoding="utf-8", newline="") as fh:  # keep the line ends verbatim
+            fh.write(rec.measurement.raw_text)
     path = records_dir / f"{index:03d}_{rec.job_id}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(rec.model_dump_json(indent=2), encoding="utf-8")
@@ -115,6 +115,3 @@ def _row(r: JobRecord) -> dict[str, Any]:
         "stock_drawn": sum(r.stock_drawn.values()), "reason": r.reason,
     }
 
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
