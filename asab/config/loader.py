@@ -1,0 +1,115 @@
+"""Load and validate a bench: ``bench.toml`` plus the CSV files its ``[layout]`` names.
+
+Public API (the pieces live in sibling modules and are re-exported here):
+
+* :func:`load_bench` — the whole bench, or :class:`~asab.errors.ConfigError` with every
+  problem found in every file;
+* :func:`load_legacy_layout` — the ASAB CSV tubing layout alone (returns its problems);
+* :func:`load_chemicals`, :func:`load_stocks` — the chemical and stock tables;
+* :func:`check_bench`, :func:`summarize` — cross-reference checks and a summary of a loaded
+  configuration (for ``asab check-config``).
+
+Problem locations: ``Problem.file`` is the file's name; ``Problem.row`` is the *physical line
+number* in that file as a text editor shows it (header = line 1, blank lines counted), or
+``None`` for problems that are not bound to a line (everything in ``bench.toml`` except TOML
+syntax errors: the reason names the field instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from asab.config.bench_toml import BenchDocument, build_config, read_bench_toml
+from asab.config.checks import Origin, check_bench, summarize
+from asab.config.legacy_csv import load_legacy_layout, read_layout
+from asab.config.models import BenchConfig, Chemical, Tubing
+from asab.config.stocks import StockTable, load_chemicals, load_stocks, read_chemicals, read_stocks
+from asab.errors import ConfigError, Problem
+
+__all__ = [
+    "BENCH_FILE", "Origin", "check_bench", "load_bench", "load_chemicals", "load_legacy_layout",
+    "load_stocks", "summarize",
+]
+
+logger = logging.getLogger(__name__)
+
+BENCH_FILE = "bench.toml"
+"""File name looked for when :func:`load_bench` is given a folder."""
+
+
+def load_bench(path: str | Path, *, first_wins: bool = False) -> BenchConfig:
+    """Load, validate and cross-check a bench.
+
+    Args:
+        path: a folder containing ``bench.toml``, or the TOML file itself.
+        first_wins: accept edge labels defined twice with different properties in the edge
+            table (the first row wins, a warning is logged).
+
+    Returns:
+        The validated configuration, all numbers in canonical units.
+
+    Raises:
+        ConfigError: with every problem found — in the TOML (unknown or invalid fields,
+            unreadable quantities, pydantic errors naming the field), in each CSV file (with
+            its physical line), and in the cross-references (:func:`check_bench`).
+    """
+    toml_path = _bench_file(Path(path))
+    doc = read_bench_toml(toml_path)
+    problems = list(doc.problems)
+    tubing = _layout(doc, first_wins, problems)
+    chemicals = _chemicals(doc, problems)
+    stocks = _stocks(doc, chemicals, problems)
+    config, build_problems = build_config(
+        doc, chemicals=chemicals, stocks=stocks.stocks, tubing=tubing
+    )
+    problems += build_problems
+    if config is not None and config.tubing.nodes:
+        stock_file = doc.layout["stocks"].name if "stocks" in doc.layout else Origin.stocks
+        origin = Origin(bench=toml_path.name, stocks=stock_file, stock_lines=stocks.lines)
+        problems += check_bench(config, origin=origin)
+    if problems or config is None:
+        raise ConfigError(problems)
+    logger.info(
+        "loaded bench %r from %s: %d nodes, %d edges, %d pumps, %d valves",
+        config.name, toml_path, len(config.tubing.nodes), len(config.tubing.edges),
+        len(config.pumps), len(config.valves),
+    )
+    return config
+
+
+def _bench_file(path: Path) -> Path:
+    candidate = path / BENCH_FILE if path.is_dir() else path
+    if not candidate.is_file():
+        raise ConfigError([Problem(candidate.name, None, f"no bench file at {candidate}")])
+    return candidate
+
+
+def _layout(doc: BenchDocument, first_wins: bool, problems: list[Problem]) -> Tubing:
+    paths = [doc.layout.get(key) for key in ("nodes", "edges", "tubing")]
+    if any(p is None for p in paths):
+        return Tubing(nodes=(), edges=())  # already reported by read_bench_toml
+    nodes, edges, tubing = (p for p in paths if p is not None)
+    layout, layout_problems = read_layout(nodes, edges, tubing, first_wins=first_wins)
+    problems += layout_problems
+    return layout
+
+
+def _chemicals(doc: BenchDocument, problems: list[Problem]) -> tuple[Chemical, ...]:
+    path = doc.layout.get("chemicals")
+    if path is None:
+        return ()
+    chemicals, chemical_problems = read_chemicals(path)
+    problems += chemical_problems
+    return chemicals
+
+
+def _stocks(
+    doc: BenchDocument, chemicals: tuple[Chemical, ...], problems: list[Problem]
+) -> StockTable:
+    path = doc.layout.get("stocks")
+    if path is None:
+        return StockTable(())
+    table = read_stocks(path, chemicals)
+    problems += table.problems
+    return table
