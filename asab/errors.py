@@ -37,7 +37,8 @@ class Problem:
 
     Attributes:
         file: file name (or logical source such as ``bench.toml``).
-        row: 1-based data row (header excluded) or ``None`` when not row-bound.
+        row: line number in the file as an editor shows it (header = line 1), or ``None``
+            when the problem is not bound to a line (e.g. a field of ``bench.toml``).
         reason: human-readable explanation.
     """
 
@@ -158,7 +159,7 @@ class BrokerError(AsabError):
 def describe(exc: BaseException) -> dict[str, Any]:
     """Return a JSON-ready description of an exception (type, message, device, cause)."""
     out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-    for attr in ("device", "cause", "closest", "distance"):
+    for attr in ("device", "cause", "closest", "distance", "valves", "nodes"):
         if hasattr(exc, attr):
             out[attr] = getattr(exc, attr)
     return out

@@ -215,17 +215,17 @@ def _raw_duplicates(path: Path) -> tuple[set[str], set[str]]:
     return twice, {label for label in twice if len(set(rows[label])) > 1}
 
 
-def test_hiu_2022_names_every_duplicate_label(caplog: pytest.LogCaptureFixture) -> None:
+def test_hiu_2022_names_every_duplicate_label() -> None:
     twice, differing = _raw_duplicates(LAYOUT_2022 / "edges.csv")
     assert len(twice) == 16 and len(differing) == 2
-    with caplog.at_level(logging.WARNING, logger="asab.config"):
-        _, problems = load_legacy_layout(LAYOUT_2022)
+    _, problems = load_legacy_layout(LAYOUT_2022)
     reported = {label for label in twice for p in problems if f"'{label}'" in p.reason}
-    assert reported == differing
-    assert all(p.file == "edges.csv" and "different properties" in p.reason for p in problems)
-    assert len(problems) == 2
-    warned = {label for label in twice if label in caplog.text}
-    assert warned == twice - differing  # identical copies: named in a warning, not an error
+    assert reported == twice
+    assert all(p.file == "edges.csv" and "defined twice" in p.reason for p in problems)
+    assert len(problems) == 16
+    conflicting = {label for label in twice for p in problems
+                   if f"'{label}'" in p.reason and "different properties" in p.reason}
+    assert conflicting == differing
     first, second = lines_with(LAYOUT_2022 / "edges.csv", ";2602-NT-1;")
     find(problems, "edges.csv", second, "'2602-NT-1'", f"lines {first} and {second}", "diameter")
 
@@ -501,11 +501,13 @@ def test_several_problems_in_one_file_are_reported_together(copy2023: Path) -> N
     find(problems, "tubing.csv", t, "'V7.11'")
 
 
-def test_identical_duplicate_is_harmless(copy2023: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_identical_duplicate_is_reported(copy2023: Path, caplog: pytest.LogCaptureFixture) -> None:
     row = lines_of(copy2023 / "edges.csv")[line_of(copy2023 / "edges.csv", "0490-NC-6") - 1]
     n = append_line(copy2023 / "edges.csv", row)
+    problems = problems_of(copy2023)
+    find(problems, "edges.csv", n, "'0490-NC-6'", "identical")
     with caplog.at_level(logging.WARNING, logger="asab.config"):
-        config = load_bench(copy2023)
+        config = load_bench(copy2023, first_wins=True)
     assert len(config.tubing.edges) == 171
     assert "0490-NC-6" in caplog.text and f"and {n}" in caplog.text
 

@@ -248,25 +248,22 @@ def _report_duplicates(
     *,
     first_wins: bool,
 ) -> None:
-    identical = [(a, b) for a, b in duplicates if a.physical() == b.physical()]
-    conflicting = [(a, b) for a, b in duplicates if a.physical() != b.physical()]
-    if identical:
-        logger.warning(
-            "%s: %d edge label(s) defined twice with identical properties (harmless, the first "
-            "row is used): %s", file, len(identical), _describe(identical),
-        )
-    if conflicting and first_wins:
-        logger.warning(
-            "%s: %d edge label(s) defined twice with different properties; the first row wins "
-            "(first_wins=True): %s", file, len(conflicting), _describe(conflicting),
-        )
-    elif conflicting:
-        for a, b in conflicting:
-            reason = (
-                f"edge label {a.label!r} defined twice with different properties: lines "
-                f"{a.line} and {b.line} differ in {', '.join(_differences(a, b))}"
+    """Every label defined twice is a problem (a label names one physical tube), unless
+    ``first_wins``: then the first row is used and a warning lists them all."""
+    if first_wins:
+        if duplicates:
+            logger.warning(
+                "%s: %d edge label(s) defined twice; the first row wins (first_wins=True): %s",
+                file, len(duplicates), _describe(duplicates),
             )
-            problems.append(Problem(file, b.line, reason))
+        return
+    for a, b in duplicates:
+        differ = _differences(a, b)
+        detail = (f"with different properties: lines {a.line} and {b.line} differ in "
+                  f"{', '.join(differ)}") if differ else (
+            f"with identical properties (lines {a.line} and {b.line}); "
+            "a label must name one tube (first_wins=True accepts it)")
+        problems.append(Problem(file, b.line, f"edge label {a.label!r} defined twice {detail}"))
 
 
 def _differences(a: EdgeRow, b: EdgeRow) -> list[str]:
