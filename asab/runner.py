@@ -106,7 +106,8 @@ def _row(r: JobRecord) -> dict[str, Any]:
     m = r.measurement
     return {
         "job": r.job_id, "request": r.request_id, "status": r.status,
-        "requested": r.requested, "achieved": r.achieved, "distance": r.distance,
+        "requested": r.requested, "achieved": r.achieved, "closest": r.closest,
+        "distance": r.distance,
         "density": m.density.mean if m else None,
         "density_valid": f"{m.density.n_valid}/{len(m.density.values)}" if m else None,
         "viscosity": m.viscosity.mean if m else None,

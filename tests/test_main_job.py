@@ -89,6 +89,8 @@ def test_failure_records_say_why(demo_run):
     assert unmakeable["status"] == "rejected"
     assert unmakeable["error"]["type"] == "NotMakeableError"
     assert abs(unmakeable["error"]["distance"] - 0.0435) < 5e-4
+    assert abs(unmakeable["distance"] - 0.0435) < 5e-4
+    assert abs(unmakeable["closest"]["LiPF6"] - 0.0583) < 1e-3 and unmakeable["achieved"] is None
     malformed = records["job005"]
     assert malformed["status"] == "rejected" and "fraction_type" in malformed["reason"]
     assert "formulation/0/fraction: '0.07' is not of type 'number'" in malformed["reason"]

@@ -15,7 +15,7 @@ from asab.actions.fluidics import Ledger
 from asab.actions.sample import (
     PushRecord, Summary, clean, deliver, drain, first_portion, measure, prime, summarize,
 )
-from asab.errors import AsabError, FormulationError, RequestError, describe
+from asab.errors import AsabError, FormulationError, NotMakeableError, RequestError, describe
 from asab.formulation import by_name, plan_formulation
 from asab.requests import DensityJob
 
@@ -64,6 +64,9 @@ class JobRecord(BaseModel):
     achieved_basis: Literal["plan", "weighing"] = "plan"
     distance: float | None = Field(default=None, description="Euclidean, mole fractions")
     flagged: bool = False
+    closest: dict[str, float] | None = Field(
+        default=None, description="name → mole fraction of the closest makeable composition, "
+        "when the request was rejected as not makeable")
     temperature_requested: float | None = Field(default=None, description="K")
     stock_volumes: dict[str, float] = Field(default_factory=dict, description="stock → mL planned")
     stock_drawn: dict[str, float] = Field(default_factory=dict, description="stock → mL drawn")
@@ -106,6 +109,8 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None) -
         rec.status = "succeeded"
     except (FormulationError, RequestError) as exc:
         rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
+        if isinstance(exc, NotMakeableError):
+            rec.closest, rec.distance = exc.closest, exc.distance
     except AsabError as exc:
         log.exception("job %s failed", job_id)
         rec.status, rec.reason, rec.error = "failed", str(exc), describe(exc)

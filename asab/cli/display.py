@@ -48,23 +48,30 @@ def _fmt(x: float | None, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
-def _composition(d: dict[str, float] | None) -> str:
+def _composition(d: dict[str, float] | None, order: list[str]) -> str:
     if not d:
         return "—"
-    return " ".join(f"{k}={v:.3f}" for k, v in d.items())
+    return "/".join(f"{d.get(k, 0.0):.3f}" for k in order)
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:
-    """The closing table: one row per job, then the per-sample costs."""
-    table = Table(title=f"run {summary.run_dir}", show_lines=False)
-    for col in ("job", "status", "requested", "achieved", "dist", "ρ / g cm⁻³", "η / mPa s",
-                "bench min", "stock mL"):
+    """The closing table: one row per job, then the reasons and the per-sample costs."""
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140), file=console.file)
+    order: list[str] = []
+    for r in summary.rows:
+        order += [k for k in (r["requested"] or {}) if k not in order]
+    table = Table(title=f"run {summary.run_dir}")
+    for col in ("job", "status", f"requested {'/'.join(order)}", "achieved", "distance",
+                "ρ / g cm⁻³ (valid)", "η / mPa s (valid)", "bench min", "stock mL"):
         table.add_column(col)
     for r in summary.rows:
         colour = {"succeeded": "green", "rejected": "yellow", "failed": "red"}[r["status"]]
         table.add_row(
-            r["job"], f"[{colour}]{r['status']}[/]", _composition(r["requested"]),
-            _composition(r["achieved"]), _fmt(r["distance"], ".2g"),
+            r["job"], f"[{colour}]{r['status']}[/]", _composition(r["requested"], order),
+            _composition(r["achieved"], order) if r["achieved"] or not r["closest"]
+            else f"closest {_composition(r['closest'], order)}",
+            _fmt(r["distance"], ".1e"),
             _fmt(r["density"], ".5f") + (f" ({r['density_valid']})" if r["density_valid"] else ""),
             _fmt(r["viscosity"], ".3f") + (f" ({r['viscosity_valid']})" if r["viscosity_valid"] else ""),
             _fmt(r["bench_minutes"], ".1f"), _fmt(r["stock_drawn"], ".2f"),

@@ -1,0 +1,52 @@
+"""A device fault mid-job: typed reason in the record, every pump stopped, the run goes on."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from asab.formulation import plan_formulation
+from asab.requests import load_jobs, parse_density_request
+from asab.runner import run_jobs
+
+from conftest import HIU_2023
+
+EMC_ONLY = "JBTWLSYIZRCDFO-UHFFFAOYSA-N"
+
+
+def _requests():
+    jobs = load_jobs(HIU_2023 / "demo_requests.json")
+    first = copy.deepcopy(jobs[0])  # LiPF6/EC/EMC: needs pump A0.0 (or B0.0)
+    pure = copy.deepcopy(jobs[0])
+    pure["uuid"] = "pure-emc"
+    form = pure["request"]["parameters"]["vibrating_tube_densimetry"]["formulation"]
+    for item in form:
+        item["fraction"] = 1.0 if item["chemical"]["InChIKey"] == EMC_ONLY else 0.0
+    return [first, pure]
+
+
+def test_pump_fault_fails_the_job_stops_pumps_and_the_next_job_runs(sim_bench, tmp_path):
+    world = sim_bench.simulation.world
+    requests = _requests()
+    job = parse_density_request(requests[0], sim_bench.config)
+    plan = plan_formulation(sim_bench.config, job.formulation, 1.0)
+    faulty = sorted(plan.pumps.values())[0]
+    world.faults[faulty] = "overload"
+    seen_pumping = []
+    orig = sim_bench.stop_all
+
+    def spy():
+        orig()
+        seen_pumping.append([p for p in sim_bench.pumps if world.pump_status(p).pumping])
+
+    sim_bench.stop_all = spy
+    summary = run_jobs(sim_bench, requests[:1], tmp_path / "a")
+    rec = json.loads(next((tmp_path / "a" / "records").glob("*.json")).read_text())
+    assert rec["status"] == "failed"
+    assert rec["error"]["device"] == faulty and rec["error"]["type"] in ("DeviceFault", "DeviceError")
+    assert seen_pumping and seen_pumping[-1] == []
+    assert all(not world.pump_status(p.name).pumping for p in sim_bench.config.pumps)
+    assert summary.failed == 1
+
+    summary = run_jobs(sim_bench, requests[1:], tmp_path / "b")
+    assert summary.succeeded == 1, summary.rows
