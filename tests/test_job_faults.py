@@ -50,3 +50,20 @@ def test_pump_fault_fails_the_job_stops_pumps_and_the_next_job_runs(sim_bench, t
 
     summary = run_jobs(sim_bench, requests[1:], tmp_path / "b")
     assert summary.succeeded == 1, summary.rows
+
+
+def test_job_refused_when_a_reservoir_would_run_dry(bench_config, tmp_path):
+    """A stock with only a few mL left: the job is rejected before any liquid moves."""
+    from asab.cli.wiring import simulated_bench
+
+    stocks = tuple(s.model_copy(update={"total_mass": 3.0 * s.density,
+                                        "components": {k: c.model_copy(update={"mass": c.mass * 3.0 * s.density / s.total_mass})
+                                                       for k, c in s.components.items()}})
+                   for s in bench_config.stocks)
+    low = bench_config.model_copy(update={"stocks": stocks})
+    with simulated_bench(low, tmp_path / "inst") as bench:
+        summary = run_jobs(bench, _requests()[:1], tmp_path / "run")
+        moved = bench.drawn
+    row = summary.rows[0]
+    assert row["status"] == "rejected" and "not enough stock solution" in row["reason"]
+    assert moved == {}

@@ -32,6 +32,7 @@ class Bench:
         lock: held by an action while it moves liquid.
         primed: pumps whose reservoir line has been primed since the bench was opened.
         wet_lines: pumps whose line to the mixer is full of their own stock.
+        drawn: source node → mL drawn since the bench was opened (stock bookkeeping).
     """
 
     config: BenchConfig
@@ -45,6 +46,7 @@ class Bench:
     lock: threading.RLock = field(default_factory=threading.RLock)
     primed: set[str] = field(default_factory=set)
     wet_lines: set[str] = field(default_factory=set)
+    drawn: dict[str, float] = field(default_factory=dict)
 
     def stop_all(self) -> None:
         """Stop every pump now; never raises (logs instead), safe in ``finally`` blocks."""

@@ -75,6 +75,7 @@ def fill(bench: Bench, pump: str, source: str, volume: float, ledger: Ledger,
         drv.aspirate(volume, flow)
         drv.wait_until_done(move_timeout(volume, flow, bench))
     ledger.draw(source, volume)
+    bench.drawn[source] = bench.drawn.get(source, 0.0) + volume
     ledger.use(f"fill {pump} from {source}", route)
 
 

@@ -12,10 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 import asab
 from asab.actions.bench import Bench
 from asab.actions.fluidics import Ledger
+from asab.actions.fluidics import reserve
 from asab.actions.sample import (
-    PushRecord, Summary, clean, deliver, drain, first_portion, measure, prime, summarize,
+    PushRecord, Summary, clean, deliver, drain, first_portion, first_portion_volume, measure,
+    prime, sample_volume, summarize,
 )
-from asab.errors import AsabError, FormulationError, NotMakeableError, RequestError, describe
+from asab.errors import (
+    AsabError, BelowResolutionError, FormulationError, InsufficientStockError, NotMakeableError,
+    RequestError, describe,
+)
 from asab.formulation import by_name, plan_formulation
 from asab.requests import DensityJob
 
@@ -131,10 +136,14 @@ def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
     step("formulate")
     plan = plan_formulation(cfg, job.formulation, 1.0)
     rec.achieved, rec.distance, rec.flagged = by_name(plan.achieved, cfg), plan.distance, plan.flagged
+    if not plan.deliverable:
+        raise BelowResolutionError("the pumps cannot deliver this mix: " + "; ".join(plan.notes))
     flows = {plan.pumps[s]: f for s, f in plan.flows.items() if f > 0}
     stocks = {cfg.stock(s).pump: cfg.stock(s) for s, f in plan.flows.items() if f > 0}
     sources = {p: st.reservoir for p, st in stocks.items()}
     instrument = cfg.instrument(dens.instrument)
+    check_stock(bench, plan.stock_volumes, first_portion_volume(bench, flows, instrument)
+                + sample_volume(bench, instrument))
     sink = cfg.balance.vessel if cfg.balance else cfg.settings.waste_nodes[0]
     ledger = Ledger()
     step("prime")
@@ -159,6 +168,31 @@ def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
     by_source = {st.reservoir: st.name for st in cfg.stocks}
     rec.stock_drawn = {by_source[n]: v for n, v in ledger.drawn.items() if n in by_source}
     rec.routes = ledger.routes
+
+
+def check_stock(bench: Bench, shares: dict[str, float], volume: float) -> None:
+    """Refuse a job whose stocks would run dry.
+
+    Args:
+        shares: stock name → volume fraction of the mixture.
+        volume: mL of mixture the job will make.
+
+    Raises:
+        InsufficientStockError: a reservoir holds less than the job would draw, counting the
+            syringe's reserve and, for an unprimed pump, its priming volume.
+    """
+    short = []
+    for name, share in shares.items():
+        stock = bench.config.stock(name)
+        pump = bench.pumps[stock.pump]
+        need = share * volume + reserve(bench, stock.pump) + 0.02 * pump.volume_max - pump.fill_level()
+        if stock.pump not in bench.primed:
+            need += 0.5 * pump.volume_max
+        left = stock.volume - bench.drawn.get(stock.reservoir, 0.0)
+        if need > left:
+            short.append(f"{name}: needs up to {need:.2f} mL, {max(left, 0.0):.2f} mL left")
+    if short:
+        raise InsufficientStockError("not enough stock solution: " + "; ".join(short))
 
 
 def _measurement(result) -> Measurement:

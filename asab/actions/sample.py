@@ -69,28 +69,38 @@ def prime(bench: Bench, pumps: Mapping[str, str], ledger: Ledger) -> list[str]:
     return done
 
 
-def first_portion(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
-                  instrument: Instrument, ledger: Ledger) -> PushRecord:
-    """Mix: run the stocks at their flows through the mixer to waste until the line shared
-    with the sample route carries the mixture: ``first_portion_factor`` × (the transit time
-    of the slowest inlet line not yet wet with its stock + the shared line's)."""
+def first_portion_volume(bench: Bench, flows: Mapping[str, float], instrument: Instrument) -> float:
+    """mL for the first portion: ``first_portion_factor`` × (total flow × the transit time of
+    the slowest inlet line not yet wet with its stock + the line shared with the sample
+    route, which holds whatever came before)."""
     s = bench.config.settings
-    waste = s.waste_nodes[0]
     avoid = _other_inlets(bench)
-    routes = {p: bench.graph.route(bench.config.pump(p).node, waste, via=[s.mixer_outlet],
-                                   avoid=avoid) for p in flows}
-    total = sum(flows.values())
     dry = [p for p in flows if p not in bench.wet_lines]
     transit = max((bench.graph.route(bench.config.pump(p).node, s.mixer_outlet).dead_volume
                    / flows[p] for p in dry), default=0.0)
-    shared = shared_line_volume(
-        bench, bench.graph.route(s.mixer_outlet, waste, avoid=avoid),
+    return s.first_portion_factor * (transit * sum(flows.values()) + _shared(bench, instrument))
+
+
+def _shared(bench: Bench, instrument: Instrument) -> float:
+    s = bench.config.settings
+    return shared_line_volume(
+        bench, bench.graph.route(s.mixer_outlet, s.waste_nodes[0], avoid=_other_inlets(bench)),
         bench.graph.route(s.mixer_outlet, instrument.inlet, avoid=_other_inlets(bench, instrument)))
-    volume = s.first_portion_factor * (transit * total + shared)
+
+
+def first_portion(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
+                  instrument: Instrument, ledger: Ledger) -> PushRecord:
+    """Mix: run the stocks at their flows through the mixer to waste
+    (:func:`first_portion_volume`), so the sample route starts with the mixture."""
+    s = bench.config.settings
+    waste = s.waste_nodes[0]
+    routes = {p: bench.graph.route(bench.config.pump(p).node, waste, via=[s.mixer_outlet],
+                                   avoid=_other_inlets(bench)) for p in flows}
+    volume = first_portion_volume(bench, flows, instrument)
     push(bench, flows, volume, routes, sources, ledger, "first portion to waste")
     bench.wet_lines.update(flows)
     rec = _record("first portion to waste", flows, volume, routes, waste)
-    rec.shared_line = shared
+    rec.shared_line = _shared(bench, instrument)
     return rec
 
 
@@ -102,19 +112,38 @@ def shared_line_volume(bench: Bench, a: Route, b: Route) -> float:
     return bench.graph.route(a.nodes[0], a.nodes[n]).dead_volume if n else 0.0
 
 
+def sample_volume(bench: Bench, instrument: Instrument) -> float:
+    """mL pushed through the cell: ``flush_factor`` × dead volume mixer outlet → cell outlet."""
+    s = bench.config.settings
+    line = bench.graph.route(s.mixer_outlet, instrument.outlet, via=[instrument.inlet]).dead_volume
+    return s.flush_factor * line
+
+
 def deliver(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
             instrument: Instrument, sink: str, ledger: Ledger) -> PushRecord:
-    """Push the mixture through ``instrument``'s cell into ``sink``: ``flush_factor`` × the
-    dead volume from the mixer outlet to the cell outlet, so the cell holds only sample."""
-    s = bench.config.settings
+    """Push the mixture through ``instrument``'s cell into ``sink`` (:func:`sample_volume`),
+    so the cell holds only sample."""
     nodes = _instrument_route_nodes(bench, instrument)
     avoid = _other_inlets(bench, keep=instrument)
     routes = {p: bench.graph.route(bench.config.pump(p).node, sink, via=nodes, avoid=avoid)
               for p in flows}
-    line = bench.graph.route(nodes[0], instrument.outlet, via=[instrument.inlet]).dead_volume
-    volume = s.flush_factor * line
+    volume = sample_volume(bench, instrument)
     push(bench, flows, volume, routes, sources, ledger, f"sample through {instrument.name}")
     return _record(f"sample through {instrument.name}", flows, volume, routes, sink)
+
+
+def _through_cell(bench: Bench, pump: str, source: str, instrument: Instrument, sink: str,
+                  factor: float, purpose: str, ledger: Ledger) -> PushRecord:
+    """Push ``factor`` × the dead volume mixer outlet → cell → ``sink`` from one pump that
+    refills from ``source``, at ``settings.gas_flow``."""
+    s = bench.config.settings
+    nodes = _instrument_route_nodes(bench, instrument)
+    route = bench.graph.route(bench.config.pump(pump).node, sink, via=nodes,
+                              avoid=_other_inlets(bench, keep=instrument))
+    volume = factor * bench.graph.route(nodes[0], sink, via=nodes[1:]).dead_volume
+    flow = min(s.gas_flow, bench.pumps[pump].flow_max)
+    push(bench, {pump: flow}, volume, {pump: route}, {pump: source}, ledger, purpose)
+    return _record(purpose, {pump: flow}, volume, {pump: route}, sink)
 
 
 def drain(bench: Bench, instrument: Instrument, sink: str, ledger: Ledger) -> PushRecord:
@@ -122,31 +151,19 @@ def drain(bench: Bench, instrument: Instrument, sink: str, ledger: Ledger) -> Pu
     dead volume), after emptying the gas pump so that only gas follows the liquid."""
     s = bench.config.settings
     pump = s.gas_pump or s.solvent_pump
-    gas = s.gas_nodes[0]
     empty(bench, pump, s.waste_nodes[0], ledger)
-    route = bench.graph.route(bench.config.pump(pump).node, sink,
-                              via=_instrument_route_nodes(bench, instrument),
-                              avoid=_other_inlets(bench, keep=instrument))
-    line = bench.graph.route(s.mixer_outlet, sink, via=[instrument.inlet, instrument.outlet]).dead_volume
-    volume = s.drain_factor * line
-    flow = min(s.gas_flow, bench.pumps[pump].flow_max)
-    push(bench, {pump: flow}, volume, {pump: route}, {pump: gas}, ledger, "drain with gas")
-    return _record("drain with gas", {pump: flow}, volume, {pump: route}, sink)
+    return _through_cell(bench, pump, s.gas_nodes[0], instrument, sink, s.drain_factor,
+                         "drain with gas", ledger)
 
 
 def clean(bench: Bench, instrument: Instrument, ledger: Ledger) -> list[PushRecord]:
-    """Rinse mixer, lines and cell with the cleaning solvent into waste, then drain with gas."""
+    """Rinse mixer, lines and cell with the cleaning solvent into waste (``clean_factor`` ×
+    the route's dead volume), then drain with gas."""
     s = bench.config.settings
-    pump, waste = s.solvent_pump, s.waste_nodes[0]
-    prime(bench, {pump: s.solvent_node}, ledger)
-    route = bench.graph.route(bench.config.pump(pump).node, waste,
-                              via=_instrument_route_nodes(bench, instrument),
-                              avoid=_other_inlets(bench, keep=instrument))
-    line = bench.graph.route(s.mixer_outlet, waste, via=[instrument.inlet, instrument.outlet]).dead_volume
-    volume = s.clean_factor * line
-    flow = min(s.gas_flow, bench.pumps[pump].flow_max)
-    push(bench, {pump: flow}, volume, {pump: route}, {pump: s.solvent_node}, ledger, "clean with solvent")
-    rinse = _record("clean with solvent", {pump: flow}, volume, {pump: route}, waste)
+    waste = s.waste_nodes[0]
+    prime(bench, {s.solvent_pump: s.solvent_node}, ledger)
+    rinse = _through_cell(bench, s.solvent_pump, s.solvent_node, instrument, waste,
+                          s.clean_factor, "clean with solvent", ledger)
     return [rinse, drain(bench, instrument, waste, ledger)]
 
 
