@@ -62,14 +62,19 @@ class RealTimeClock:
 
     Args:
         speed: simulated seconds per wall-clock second (1.0 = real time).
-        tick: wall-clock seconds between listener calls.
+        tick: wall-clock seconds between listener calls; default so that one tick is at most
+            ``max_step`` simulated seconds (and at most 50 ms of wall time).
+        max_step: longest simulated step handed to the listeners; a longer lag (a slow tick)
+            is split into several steps so the world integrates as finely as on a
+            :class:`VirtualClock`.
     """
 
-    def __init__(self, speed: float = 1.0, tick: float = 0.05) -> None:
-        if speed <= 0 or tick <= 0:
-            raise ValueError("speed and tick must be > 0")
+    def __init__(self, speed: float = 1.0, tick: float | None = None, max_step: float = 0.5) -> None:
+        if speed <= 0 or (tick is not None and tick <= 0) or max_step <= 0:
+            raise ValueError("speed, tick and max_step must be > 0")
         self.speed = speed
-        self.tick = tick
+        self.max_step = max_step
+        self.tick = tick if tick is not None else min(0.05, max_step / speed)
         self._t0 = time.monotonic()
         self._last = 0.0
         self._listeners: list[Listener] = []
@@ -96,12 +101,11 @@ class RealTimeClock:
         """Advance the listeners to the current time (called by the thread, or by hand)."""
         with self._lock:
             now = self.now()
-            dt = now - self._last
-            if dt <= 0:
-                return
-            self._last = now
-            for listener in list(self._listeners):
-                listener(now, dt)
+            while now - self._last > 1e-12:
+                dt = min(self.max_step, now - self._last)
+                self._last += dt
+                for listener in list(self._listeners):
+                    listener(self._last, dt)
 
     def start(self) -> None:
         """Start the background thread (idempotent)."""

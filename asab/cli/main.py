@@ -186,12 +186,15 @@ def run(config: ConfigOpt = None,
         out: Annotated[Optional[Path], typer.Option(help="run folder (default runs/<timestamp>)")] = None,
         speed: Annotated[float, typer.Option(help="simulated bench: 0 = virtual time (instant), "
                                              "else real time × speed")] = 0.0,
+        hardware: Annotated[bool, typer.Option(
+            "--hardware", help="drive the real instruments named in the configuration "
+            "instead of the simulated bench")] = False,
         as_json: JsonOpt = False) -> None:
     """Formulate and measure each requested electrolyte on the (simulated) bench.
 
     Example: asab run --out runs/demo
     """
-    from asab.cli.wiring import simulated_bench
+    from asab.cli.wiring import hardware_bench, simulated_bench
     from asab.requests import load_jobs
     from asab.runner import run_jobs
 
@@ -204,7 +207,9 @@ def run(config: ConfigOpt = None,
         fail(str(exc))
     run_dir = out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with simulated_bench(cfg, run_dir / "instruments", speed=speed) as bench:
+    opened = hardware_bench(cfg) if hardware else simulated_bench(cfg, run_dir / "instruments",
+                                                                  speed=speed)
+    with opened as bench:
         from asab.cli.display import RunDisplay
 
         with RunDisplay(console, quiet=as_json) as display:

@@ -32,3 +32,19 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
             bench.close()
     finally:
         sim.close()
+
+
+@contextlib.contextmanager
+def hardware_bench(config: BenchConfig) -> Iterator[Bench]:
+    """Open the real instruments named in ``config`` on the wall clock (vendor SDKs needed).
+
+    Raises:
+        TransportError: the vendor's ``qmixsdk`` is not installed, or a port does not open.
+    """
+    from asab.clock import RealClock
+
+    bench = open_bench(config, RealClock())
+    try:
+        yield bench
+    finally:
+        bench.close()
