@@ -47,7 +47,7 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        where = f"{self.file}" + (f", row {self.row}" if self.row is not None else "")
+        where = f"{self.file}" + (f", line {self.row}" if self.row is not None else "")
         return f"{where}: {self.reason}"
 
 

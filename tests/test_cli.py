@@ -79,3 +79,13 @@ def test_run_demo(tmp_path):
     assert res.exit_code == 0
     summary = json.loads(res.output)
     assert summary["succeeded"] == 6 and summary["failed"] == 0
+
+
+def test_check_config_on_the_2022_layout_names_all_16_duplicates():
+    folder = str(HIU_2023.parent / "hiu_2022")
+    res = invoke("check-config", folder, "--json")
+    assert res.exit_code == 1
+    problems = json.loads(res.output)["problems"]
+    assert len([p for p in problems if "defined twice" in p["reason"]]) == 16
+    res = invoke("check-config", folder, "--first-wins", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["layout_only"]

@@ -69,10 +69,14 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
 
     Example: asab check-config hardware_configs/hiu_2023
     """
-    from asab.config.loader import load_bench, summarize
+    from asab.config.loader import load_bench, load_legacy_layout, summarize
 
+    folder = config_path(path)
     try:
-        cfg = load_bench(config_path(path), first_wins=first_wins)
+        if folder.is_dir() and not (folder / "bench.toml").exists() and (folder / "edges.csv").exists():
+            _check_layout_only(folder, first_wins, as_json)  # a bare ASAB CSV layout
+            return
+        cfg = load_bench(folder, first_wins=first_wins)
     except ConfigError as exc:
         if as_json:
             emit_json({"ok": False, "problems": [
@@ -97,6 +101,21 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
         else:
             table.add_row(key, str(value), "")
     console.print(table)
+
+
+def _check_layout_only(folder: Path, first_wins: bool, as_json: bool) -> None:
+    """Check a folder holding only the CSV tubing layout (no bench.toml)."""
+    from asab.config.loader import load_legacy_layout
+
+    tubing, problems = load_legacy_layout(folder, first_wins=first_wins)
+    if problems:
+        raise ConfigError(problems)
+    counts = {"nodes": len(tubing.nodes), "edges": len(tubing.edges)}
+    if as_json:
+        emit_json({"ok": True, "layout_only": True, "summary": counts})
+    else:
+        console.print(f"layout {folder} (no bench.toml): {counts['nodes']} nodes, "
+                      f"{counts['edges']} connected edges")
 
 
 @app.command()
