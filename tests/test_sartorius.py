@@ -574,3 +574,14 @@ def test_driver_does_not_import_simulators() -> None:
 def test_simulator_does_not_use_the_driver_codec() -> None:
     for path in (ROOT / "simulators/sartorius.py", *ROOT.glob("simulators/urlhandler/*.py")):
         assert not any(n.startswith("asab.drivers") for n in _imports(path)), path
+
+
+def test_unopenable_port_is_a_transport_error() -> None:
+    from asab.config.models import BalanceSettings, SerialSettings
+    from asab.drivers.sartorius import SartoriusEntrisII
+    from asab.errors import TransportError
+    from simulators.clock import VirtualClock
+
+    settings = BalanceSettings(serial=SerialSettings(url="/dev/no-such-balance"), vessel="waste_2")
+    with pytest.raises(TransportError, match="cannot open /dev/no-such-balance"):
+        SartoriusEntrisII(settings, VirtualClock())

@@ -65,6 +65,12 @@ GN (grain) and dwt are the Sartorius menu abbreviations. Spelled out so that e.g
 never read by pint as giganewton. Anything else (``pcs``, ``%``…) is not a mass."""
 
 
+@lru_cache(maxsize=1)
+def _warn_unchecked() -> None:
+    """Say once per process that this driver has not met a real Entris II yet."""
+    log.warning("asab.drivers.sartorius has not yet been checked on a real Entris II balance")
+
+
 class FrameError(TransportError):
     """A line that is not a valid SBI frame (garbled, truncated, wrong width)."""
 
@@ -194,15 +200,15 @@ class SartoriusEntrisII:
         self._unit: str | None = None
         s = settings.serial
         if port is None:
-            port = serial.serial_for_url(
-                s.url,
-                baudrate=s.baudrate,
-                bytesize=s.bytesize,
-                parity=s.parity,
-                stopbits=s.stopbits,
-                timeout=s.timeout,
-            )
+            try:
+                port = serial.serial_for_url(
+                    s.url, baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity,
+                    stopbits=s.stopbits, timeout=s.timeout,
+                )
+            except (serial.SerialException, OSError, ValueError) as exc:
+                raise TransportError(self.name, f"cannot open {s.url}: {exc}") from exc
         self._port = port
+        _warn_unchecked()
 
     # ---------------------------------------------------------------- byte level
     def _send(self, cmd: str) -> None:
