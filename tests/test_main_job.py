@@ -80,6 +80,13 @@ def test_record_content(demo_run):
         assert fh.read() == m["raw_text"]
     assert abs(rec["weighing"]["relative_deviation"]) < 0.02
     assert rec["software_version"] and rec["bench"] == "hiu_2023"
+    assert [s["step"] for s in rec["steps"]] == [
+        "formulate", "prime", "mix", "deliver", "measure", "drain", "clean"]
+    starts = [s["start"] for s in rec["steps"]]
+    assert starts == sorted(starts) and starts[-1] < rec["bench_seconds"]
+    reps = m["repetitions"]
+    assert [r["repetition"] for r in reps] == [1, 2, 3]
+    assert all(abs(r["density_temperature"] - 298.15) < 0.1 for r in reps)
     assert rec["bench_seconds"] > 60
 
 

@@ -17,6 +17,7 @@ from asab.actions.sample import (
     PushRecord, Summary, clean, deliver, drain, first_portion, first_portion_volume, measure,
     prime, sample_volume, summarize,
 )
+from asab.drivers.base import RepetitionResult
 from asab.errors import (
     AsabError, BelowResolutionError, FormulationError, InsufficientStockError, NotMakeableError,
     RequestError, describe,
@@ -46,6 +47,8 @@ class Measurement(BaseModel):
     temperature: float | None = Field(description="K, mean cell temperature")
     density: Summary = Field(description="g/cm³ per repetition")
     viscosity: Summary = Field(description="dynamic viscosity, mPa·s per repetition")
+    repetitions: list[RepetitionResult] = Field(
+        description="every repetition as exported: values, conditions, temperatures (K)")
     raw_file: str
     raw_text: str
 
@@ -75,6 +78,7 @@ class JobRecord(BaseModel):
     temperature_requested: float | None = Field(default=None, description="K")
     stock_volumes: dict[str, float] = Field(default_factory=dict, description="stock → mL planned")
     stock_drawn: dict[str, float] = Field(default_factory=dict, description="stock → mL drawn")
+    steps: list["StepTime"] = Field(default_factory=list, description="step start times")
     pushes: list[PushRecord] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
     measurement: Measurement | None = None
@@ -83,6 +87,7 @@ class JobRecord(BaseModel):
 
 
 def _now() -> str:
+    """Wall-clock now, ISO 8601 UTC."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -104,9 +109,13 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None) -
         The record, status ``succeeded``, ``rejected`` (not makeable, wrong temperature) or
         ``failed`` (a device or routing error; pumps were stopped).
     """
-    step = progress or (lambda _s: None)
     rec = new_record(bench, job_id, job.request_id, job.raw)
     t0 = bench.clock.now()
+
+    def step(name: str) -> None:
+        rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
+        if progress:
+            progress(name)
     rec.requested = by_name(job.formulation, bench.config)
     rec.temperature_requested = job.temperature
     try:
@@ -123,6 +132,14 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None) -
     rec.bench_seconds = bench.clock.now() - t0
     rec.finished = _now()
     return rec
+
+
+class StepTime(BaseModel):
+    """When a step of the job began, in bench seconds from the job's start."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: str
+    start: float = Field(description="s since the job started (bench clock)")
 
 
 def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
@@ -203,7 +220,7 @@ def _measurement(result) -> Measurement:
         temperature=sum(temps) / len(temps) if temps else None,
         density=summarize([r.density for r in reps], [r.density_valid for r in reps]),
         viscosity=summarize([r.viscosity for r in reps], [r.viscosity_valid for r in reps]),
-        raw_file=result.raw_file, raw_text=result.raw_text,
+        repetitions=list(reps), raw_file=result.raw_file, raw_text=result.raw_text,
     )
 
 
@@ -217,3 +234,6 @@ def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
     dev = (weighed - expected) / expected if weighed is not None else None
     return Weighing(vessel=vessel, mass=mass, volume_expected=expected, volume_weighed=weighed,
                     relative_deviation=dev)
+
+
+JobRecord.model_rebuild()
