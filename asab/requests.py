@@ -114,7 +114,7 @@ def load_jobs(path: str | Path) -> list[Any]:
     """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(f"cannot read jobs file {path}: {exc}") from exc
     if not isinstance(data, list):
         raise RequestError(f"jobs file {path} must hold a JSON list of requests")

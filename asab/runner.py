@@ -7,6 +7,7 @@ loses nothing), with the instrument's raw export next to it under ``<run>/raw/``
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,11 +43,13 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
     """Run ``requests`` (FINALES2 RequestInfo objects) in order on ``bench``.
 
     Malformed or unmakeable requests leave a record with the reason; the run continues.
+    The instrument's sample name is ``<run folder name>_<job id>``, unique across runs.
     """
     records_dir, raw_dir = run_dir / "records", run_dir / "raw"
     records_dir.mkdir(parents=True, exist_ok=True)
     raw_dir.mkdir(exist_ok=True)
     records: list[JobRecord] = []
+    run_id = re.sub(r"[^A-Za-z0-9_-]", "-", run_dir.resolve().name) or "run"
     for i, info in enumerate(requests, start=1):
         job_id = f"job{i:03d}"
         t0 = bench.clock.now()
@@ -56,7 +59,7 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
                 progress(_i, len(requests), _id, name, bench.clock.now() - _t0)
 
         step("parse")
-        rec = _run_one(bench, info, job_id, step)
+        rec = _run_one(bench, info, job_id, f"{run_id}_{job_id}", step)
         _save(rec, records_dir, raw_dir, i)
         records.append(rec)
         step(rec.status)
@@ -65,7 +68,7 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
     return summary
 
 
-def _run_one(bench: Bench, info: Any, job_id: str, step) -> JobRecord:
+def _run_one(bench: Bench, info: Any, job_id: str, sample: str, step) -> JobRecord:
     try:
         job = parse_density_request(info, bench.config)
     except RequestError as exc:
@@ -74,7 +77,7 @@ def _run_one(bench: Bench, info: Any, job_id: str, step) -> JobRecord:
         rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
         rec.finished = rec.started
         return rec
-    return run_density_job(bench, job, job_id, progress=step)
+    return run_density_job(bench, job, job_id, progress=step, sample=sample)
 
 
 def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:

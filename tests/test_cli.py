@@ -61,6 +61,9 @@ def test_formulate_makeable_and_not():
     res = invoke("formulate", "LiPF6=0.06,EC=0.54,EMC=0.40", "--json")
     plan = json.loads(res.output)
     assert not plan["makeable"] and abs(plan["distance"] - 0.0435) < 5e-4
+    assert res.exit_code == 1 and plan["policy"] == "reject"  # the bench's policy
+    res = invoke("formulate", "LiPF6=0.06,EC=0.54,EMC=0.40", "--policy", "closest", "--json")
+    assert res.exit_code == 0
     res = invoke("formulate", "LiPF6=0.06,EC=0.54,EMC=0.40", "--policy", "reject")
     assert res.exit_code == 1 and "closest makeable" in res.output
     res = invoke("formulate", "LiPF6=abc")
@@ -89,3 +92,25 @@ def test_check_config_on_the_2022_layout_names_all_16_duplicates():
     assert len([p for p in problems if "defined twice" in p["reason"]]) == 16
     res = invoke("check-config", folder, "--first-wins", "--json")
     assert res.exit_code == 0 and json.loads(res.output)["layout_only"]
+
+
+def test_run_refuses_a_used_run_folder_and_bad_speed(tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "old.json").write_text("{}")
+    res = invoke("run", "--out", str(used))
+    assert res.exit_code == 1 and "not an empty folder" in res.output
+    res = invoke("run", "--out", str(tmp_path / "x"), "--speed", "-1")
+    assert res.exit_code == 1 and "--speed" in res.output
+
+
+def test_run_with_non_object_requests_records_each(tmp_path):
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text("[1, true, null]")
+    res = invoke("run", "--jobs", str(jobs), "--out", str(tmp_path / "r"), "--json")
+    assert res.exit_code == 0
+    assert json.loads(res.output)["rejected"] == 3
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b"[\xe9]")
+    res = invoke("run", "--jobs", str(bad), "--out", str(tmp_path / "r2"))
+    assert res.exit_code == 1 and "cannot read jobs file" in res.output

@@ -44,7 +44,8 @@ def test_pump_fault_fails_the_job_stops_pumps_and_the_next_job_runs(sim_bench, t
     rec = json.loads(next((tmp_path / "a" / "records").glob("*.json")).read_text())
     assert rec["status"] == "failed"
     assert rec["error"]["device"] == faulty and rec["error"]["type"] in ("DeviceFault", "DeviceError")
-    assert seen_pumping and seen_pumping[-1] == []
+    assert seen_pumping and seen_pumping[0] == []
+    assert rec["recovery"] == "cell and lines drained and cleaned"
     assert all(not world.pump_status(p.name).pumping for p in sim_bench.config.pumps)
     assert summary.failed == 1
 
@@ -67,3 +68,42 @@ def test_job_refused_when_a_reservoir_would_run_dry(bench_config, tmp_path):
     row = summary.rows[0]
     assert row["status"] == "rejected" and "not enough stock solution" in row["reason"]
     assert moved == {}
+
+
+def test_no_valid_density_fails_the_job_and_the_cell_is_recovered(sim_bench, tmp_path):
+    """Too little sample pushed (flush 0.7 × line): the cell holds gas, every repetition is
+    invalid, and the job fails instead of posting invented values; the lines are cleaned."""
+    settings = sim_bench.config.settings.model_copy(update={"flush_factor": 0.7})
+    sim_bench.config = sim_bench.config.model_copy(update={"settings": settings})
+    summary = run_jobs(sim_bench, _requests()[1:], tmp_path / "run")
+    rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
+    assert rec["status"] == "failed" and "no valid density" in rec["reason"]
+    assert rec["measurement"]["density"]["n_valid"] == 0
+    assert rec["recovery"] == "cell and lines drained and cleaned"
+    cell = sim_bench.simulation.world.instrument_contents("densiVisco")
+    assert cell.volume < 1e-6  # drained: only gas left
+    assert summary.failed == 1
+
+
+def test_stuck_valve_puts_the_bench_out_of_service(sim_bench, tmp_path):
+    world = sim_bench.simulation.world
+    world.faults["V8"] = "stuck"
+    summary = run_jobs(sim_bench, _requests(), tmp_path / "run")
+    first, second = summary.rows
+    assert first["status"] == "failed" and "V8" in first["reason"]
+    assert sim_bench.out_of_service and "recovery failed" in sim_bench.out_of_service
+    assert second["status"] == "failed" and "out of service" in second["reason"]
+    assert all(not world.pump_status(p.name).pumping for p in sim_bench.config.pumps)
+
+
+def test_closest_policy_makes_and_flags_the_closest_composition(sim_bench, tmp_path):
+    settings = sim_bench.config.settings.model_copy(update={"not_makeable_policy": "closest"})
+    sim_bench.config = sim_bench.config.model_copy(update={"settings": settings})
+    request = copy.deepcopy(load_jobs(HIU_2023 / "demo_requests.json")[3])  # 0.06/0.54/0.40
+    summary = run_jobs(sim_bench, [request], tmp_path / "run")
+    row = summary.rows[0]
+    assert row["status"] == "succeeded"
+    assert abs(row["distance"] - 0.0435) < 5e-4
+    assert abs(row["achieved"]["LiPF6"] - 0.0583) < 1e-3
+    rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
+    assert rec["flagged"] and rec["requested"]["EC"] == 0.54

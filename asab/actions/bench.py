@@ -33,6 +33,7 @@ class Bench:
         primed: pumps whose reservoir line has been primed since the bench was opened.
         wet_lines: pumps whose line to the mixer is full of their own stock.
         drawn: source node → mL drawn since the bench was opened (stock bookkeeping).
+        out_of_service: why the bench refuses further wet work (``None`` when fine).
     """
 
     config: BenchConfig
@@ -47,6 +48,7 @@ class Bench:
     primed: set[str] = field(default_factory=set)
     wet_lines: set[str] = field(default_factory=set)
     drawn: dict[str, float] = field(default_factory=dict)
+    out_of_service: str | None = None
 
     def stop_all(self) -> None:
         """Stop every pump now; never raises (logs instead), safe in ``finally`` blocks."""

@@ -19,13 +19,20 @@ from asab.actions.sample import (
 )
 from asab.drivers.base import RepetitionResult
 from asab.errors import (
-    AsabError, BelowResolutionError, FormulationError, InsufficientStockError, NotMakeableError,
+    AsabError, BelowResolutionError, DeviceError, FormulationError, InsufficientStockError, NotMakeableError,
     RequestError, describe,
 )
 from asab.formulation import by_name, plan_formulation
 from asab.requests import DensityJob
 
 log = logging.getLogger(__name__)
+
+
+UNITS = {
+    "composition": "mol/mol", "density": "g/cm3", "viscosity": "mPa*s (dynamic)",
+    "temperature": "K", "volume": "mL", "flow": "mL/s", "mass": "g", "bench time": "s",
+}
+"""Units of every number in a :class:`JobRecord`, written into each record."""
 
 
 class Weighing(BaseModel):
@@ -59,9 +66,11 @@ class JobRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_id: str
     request_id: str
+    sample: str = Field(default="", description="sample name given to the instrument")
     status: Literal["succeeded", "failed", "rejected"]
     reason: str | None = None
     error: dict[str, Any] | None = None
+    units: dict[str, str] = Field(default_factory=lambda: dict(UNITS))
     software_version: str = asab.__version__
     bench: str
     started: str = Field(description="wall-clock start, ISO 8601 UTC")
@@ -83,7 +92,8 @@ class JobRecord(BaseModel):
     routes: list[dict[str, Any]] = Field(default_factory=list)
     measurement: Measurement | None = None
     weighing: Weighing | None = None
-    request: dict[str, Any] | list[Any] | str | None = None
+    recovery: str | None = Field(default=None, description="what was done after a failure")
+    request: Any = None
 
 
 def _now() -> str:
@@ -96,26 +106,36 @@ def new_record(bench: Bench, job_id: str, request_id: str, request: Any) -> JobR
                      bench=bench.config.name, started=_now(), request=request)
 
 
-def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None) -> JobRecord:
+def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
+                    sample: str | None = None) -> JobRecord:
     """Run one job; never raises for job-level problems — they end up in the record.
+
+    After a failure once liquid has moved, the cell and lines are drained and cleaned; if
+    that fails too, the bench is marked out of service (``bench.out_of_service``) and later
+    jobs fail at once instead of moving liquid.
 
     Args:
         bench: the opened bench.
         job: the validated request.
-        job_id: unique id of this run of the job (used as the instrument's sample name).
+        job_id: id of this job within the run.
         progress: optional callable ``progress(step: str)`` for displays.
+        sample: sample name for the instrument (letters, digits, ``_``, ``-``); default
+            ``job_id``.
 
     Returns:
-        The record, status ``succeeded``, ``rejected`` (not makeable, wrong temperature) or
-        ``failed`` (a device or routing error; pumps were stopped).
+        The record, status ``succeeded``, ``rejected`` (not makeable, not deliverable, not
+        enough stock, wrong temperature) or ``failed`` (a device, routing or measurement
+        problem; pumps were stopped).
     """
     rec = new_record(bench, job_id, job.request_id, job.raw)
+    rec.sample = sample or job_id
     t0 = bench.clock.now()
 
     def step(name: str) -> None:
         rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
         if progress:
             progress(name)
+
     rec.requested = by_name(job.formulation, bench.config)
     rec.temperature_requested = job.temperature
     try:
@@ -125,13 +145,37 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None) -
         rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
         if isinstance(exc, NotMakeableError):
             rec.closest, rec.distance = exc.closest, exc.distance
-    except AsabError as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure must end in a record
         log.exception("job %s failed", job_id)
-        rec.status, rec.reason, rec.error = "failed", str(exc), describe(exc)
         bench.stop_all()
+        rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
+        if len(rec.steps) > 1:  # liquid may have moved
+            step("recover")
+            rec.recovery = recover(bench)
     rec.bench_seconds = bench.clock.now() - t0
     rec.finished = _now()
     return rec
+
+
+def recover(bench: Bench) -> str:
+    """After a failure: drain and clean the densimeter route (best effort).
+
+    Returns:
+        What was done; on failure the bench is marked out of service and the reason returned.
+    """
+    dens = bench.config.densimeter
+    if dens is None:
+        return "nothing to recover"
+    instrument = bench.config.instrument(dens.instrument)
+    try:
+        drain(bench, instrument, bench.config.settings.waste_nodes[0], Ledger())
+        clean(bench, instrument, Ledger())
+    except Exception as exc:  # noqa: BLE001
+        bench.stop_all()
+        bench.out_of_service = f"recovery failed: {exc}"
+        log.error("bench out of service: %s", bench.out_of_service)
+        return bench.out_of_service
+    return "cell and lines drained and cleaned"
 
 
 class StepTime(BaseModel):
@@ -145,6 +189,8 @@ class StepTime(BaseModel):
 def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
     cfg = bench.config
     dens = cfg.densimeter
+    if bench.out_of_service:
+        raise DeviceError("bench", "out of service", f"bench out of service: {bench.out_of_service}")
     if dens is None:
         raise AsabError("this bench has no densimeter configured")
     if job.temperature is not None and abs(job.temperature - dens.temperature) > 0.05:
@@ -172,13 +218,14 @@ def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
     step("deliver")
     rec.pushes.append(deliver(bench, flows, sources, instrument, sink, ledger))
     step("measure")
-    result = measure(bench, rec.job_id)
+    result = measure(bench, rec.sample)
     rec.measurement = _measurement(result)
     step("drain")
     rec.pushes.append(drain(bench, instrument, sink, ledger))
     rec.weighing = _weigh(bench, sink, rec)
     step("clean")
     rec.pushes.extend(clean(bench, instrument, ledger))
+    _judge(bench, rec)
     pushed = sum(p.volume for p in rec.pushes[:2])
     rec.stock_volumes = {s: plan.stock_volumes[s] * pushed for s in plan.stock_volumes
                          if plan.stock_volumes[s] > 0}
@@ -210,6 +257,27 @@ def check_stock(bench: Bench, shares: dict[str, float], volume: float) -> None:
             short.append(f"{name}: needs up to {need:.2f} mL, {max(left, 0.0):.2f} mL left")
     if short:
         raise InsufficientStockError("not enough stock solution: " + "; ".join(short))
+
+
+def _judge(bench: Bench, rec: JobRecord) -> None:
+    """A job succeeds only with at least one valid density and a delivered volume that the
+    balance confirms within ``settings.weighing_tolerance``.
+
+    Raises:
+        DeviceError: no valid density value, or the weighed volume is off.
+    """
+    m = rec.measurement
+    if m is not None and m.density.n_valid == 0:
+        conditions = sorted({r.density_condition for r in m.repetitions})
+        raise DeviceError(bench.config.densimeter.name, "no valid value",
+                          f"no valid density in {len(m.repetitions)} repetitions "
+                          f"(conditions: {', '.join(conditions)})")
+    w, tol = rec.weighing, bench.config.settings.weighing_tolerance
+    if w is not None and w.relative_deviation is not None and abs(w.relative_deviation) > tol:
+        raise DeviceError("balance", "weighing mismatch",
+                          f"weighed {w.volume_weighed:.3f} mL passed the cell, expected "
+                          f"{w.volume_expected:.3f} mL ({w.relative_deviation:+.1%}, "
+                          f"tolerance ±{tol:.0%})")
 
 
 def _measurement(result) -> Measurement:

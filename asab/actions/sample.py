@@ -113,10 +113,14 @@ def shared_line_volume(bench: Bench, a: Route, b: Route) -> float:
 
 
 def sample_volume(bench: Bench, instrument: Instrument) -> float:
-    """mL pushed through the cell: ``flush_factor`` × dead volume mixer outlet → cell outlet."""
+    """mL pushed through the cell: ``flush_factor`` × (dead volume mixer outlet → cell inlet
+    + the cell's own volume, taken as the larger of its edge's dead volume and the
+    instrument's ``measuring_volume``)."""
     s = bench.config.settings
-    line = bench.graph.route(s.mixer_outlet, instrument.outlet, via=[instrument.inlet]).dead_volume
-    return s.flush_factor * line
+    line = bench.graph.route(s.mixer_outlet, instrument.inlet,
+                             avoid=_other_inlets(bench, instrument)).dead_volume
+    cell = bench.graph.route(instrument.inlet, instrument.outlet).dead_volume
+    return s.flush_factor * (line + max(cell, instrument.measuring_volume))
 
 
 def deliver(bench: Bench, flows: Mapping[str, float], sources: Mapping[str, str],
@@ -162,6 +166,7 @@ def clean(bench: Bench, instrument: Instrument, ledger: Ledger) -> list[PushReco
     s = bench.config.settings
     waste = s.waste_nodes[0]
     prime(bench, {s.solvent_pump: s.solvent_node}, ledger)
+    empty(bench, s.solvent_pump, waste, ledger)  # it may hold gas from the last drain
     rinse = _through_cell(bench, s.solvent_pump, s.solvent_node, instrument, waste,
                           s.clean_factor, "clean with solvent", ledger)
     return [rinse, drain(bench, instrument, waste, ledger)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -151,20 +152,39 @@ def formulate(composition: Annotated[str, typer.Argument(help='e.g. "LiPF6=0.07,
 
     Example: asab formulate "LiPF6=0.07,EC=0.29,EMC=0.64" --volume 2.5
     """
-    from asab.formulation import by_name, parse_composition, plan_formulation
+    from asab.formulation import parse_composition, plan_formulation
 
     cfg = load(config)
+    policy = policy or cfg.settings.not_makeable_policy
+    if policy not in ("reject", "closest"):
+        fail(f"--policy must be 'reject' or 'closest', not {policy!r}")
     try:
         request = parse_composition(composition, cfg)
-        plan = plan_formulation(cfg, request, volume, policy=policy or "closest")
+        plan = plan_formulation(cfg, request, volume, policy="closest")
     except (RequestError, NotMakeableError, ValueError) as exc:
         fail(str(exc))
+    refused = (not plan.makeable and policy == "reject") or not plan.deliverable
     if as_json:
-        emit_json(plan.model_dump_json())
-        return
+        emit_json(plan.model_copy(update={"policy": policy}).model_dump_json(indent=2))
+    else:
+        _print_plan(plan, cfg, policy)
+    if refused:
+        raise typer.Exit(1)
+
+
+def _print_plan(plan, cfg, policy: str) -> None:
+    from asab.formulation import by_name
+
     req, ach = by_name(plan.requested, cfg), by_name(plan.achieved, cfg)
-    verdict = "[green]makeable[/]" if plan.makeable else "[red]not makeable[/] — closest makeable shown"
+    if plan.makeable:
+        verdict = "[green]makeable[/]"
+    else:
+        verdict = ("[red]not makeable[/]; closest makeable shown"
+                   + (" (policy 'reject': a job would be refused)" if policy == "reject"
+                      else " (policy 'closest': a job would make it, flagged)"))
     console.print(f"{verdict}; distance {plan.distance:.4g}")
+    if not plan.deliverable:
+        console.print("[red]not deliverable by the pumps:[/] " + "; ".join(plan.notes))
     table = Table("chemical", "requested", "achieved")
     for name in sorted(set(req) | set(ach)):
         table.add_row(name, f"{req.get(name, 0.0):.4f}", f"{ach.get(name, 0.0):.4f}")
@@ -174,8 +194,6 @@ def formulate(composition: Annotated[str, typer.Argument(help='e.g. "LiPF6=0.07,
         if v > 0:
             vols.add_row(stock, plan.pumps[stock], f"{v:.4f}", f"{plan.flows[stock] * 60:.4f}")
     console.print(vols)
-    if not plan.makeable and (policy or cfg.settings.not_makeable_policy) == "reject":
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -224,8 +242,15 @@ def run(config: ConfigOpt = None,
         requests = load_jobs(jobs_path)
     except RequestError as exc:
         fail(str(exc))
+    if not math.isfinite(speed) or speed < 0:
+        fail(f"--speed must be 0 (virtual time) or a positive number, not {speed}")
     run_dir = out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        fail(f"run folder {run_dir} exists and is not an empty folder; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create run folder {run_dir}: {exc}")
     opened = hardware_bench(cfg) if hardware else simulated_bench(cfg, run_dir / "instruments",
                                                                   speed=speed)
     with opened as bench:

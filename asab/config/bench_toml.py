@@ -40,7 +40,7 @@ from asab.units import to_canonical
 QUANTITY_FIELDS: dict[str, dict[str, str]] = {
     "settings": {
         "total_flow": "flow", "aspirate_flow": "flow", "gas_flow": "flow",
-        "sample_volume": "volume", "pump_timeout": "time", "poll_interval": "time",
+        "pump_timeout": "time", "poll_interval": "time",
     },
     "cetoni": {"calibration_timeout": "time"},
     "syringes": {"inner_diameter": "length", "stroke": "length"},

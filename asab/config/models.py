@@ -228,7 +228,6 @@ class BenchSettings(_Model):
     mixer_outlet: str = Field(default="M1.0", description="node where the stocks have merged")
     vial_nodes: tuple[str, ...] = ()
     total_flow: float = Field(default=0.05, gt=0, description="mL/s, total flow when mixing")
-    sample_volume: float = Field(default=2.5, gt=0, description="mL of sample through the cell")
     first_portion_factor: float = Field(
         default=2.0, ge=1, description="first portion to waste = factor × mixing dead volume"
     )
@@ -244,6 +243,8 @@ class BenchSettings(_Model):
     clean_factor: float = Field(
         default=1.2, ge=0, description="solvent pushed = factor × dead volume of the cleaned route"
     )
+    weighing_tolerance: float = Field(
+        default=0.05, gt=0, description="largest relative deviation of the weighed sample volume")
     pump_timeout: float = Field(default=600.0, gt=0, description="s, longest single pump move")
     poll_interval: float = Field(default=0.5, gt=0, description="s between status polls")
     makeable_tolerance: float = Field(

@@ -77,6 +77,7 @@ def mix_options(
     total_volume: float,
     total_flow: float,
     min_dose: float = DEFAULT_MIN_DOSE,
+    slack: float = 0.0,
 ) -> list[MixOption]:
     """All candidate mixes for ``target``, best first (rule in the module docstring).
 
@@ -86,6 +87,8 @@ def mix_options(
         total_volume: mL to make (> 0).
         total_flow: mL/s through the mixer (> 0).
         min_dose: smallest volume of a used stock in mL (≥ 0).
+        slack: also keep faces whose composition is up to this much farther (mole fraction)
+            from ``target`` than the best one (default 0: only exact mixes).
 
     Returns:
         Non-empty list of :class:`MixOption`, sorted by :meth:`MixOption.rank_key`.
@@ -95,7 +98,7 @@ def mix_options(
     options = []
     for row, face in enumerate(model.projector.faces):
         w = weights[row]
-        if dist[row] > best + EXACT_TOL or w[list(face)].min() <= MIN_WEIGHT:
+        if dist[row] > best + max(EXACT_TOL, slack) or w[list(face)].min() <= MIN_WEIGHT:
             continue
         options.append(_option(model, w, float(dist[row]), total_volume, total_flow, min_dose))
     if not options:  # only faces with a negligible weight: keep the closest one as it is

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from asab.config.models import BenchConfig
 from asab.errors import NotMakeableError, RequestError
 from asab.formulation.composition import by_name, composition_distance, parse_composition
-from asab.formulation.mixes import DEFAULT_MIN_DOSE, MixOption, choose_mix
+from asab.formulation.mixes import DEFAULT_MIN_DOSE, MixOption, choose_mix, mix_options
 from asab.formulation.stocks import StockModel
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,10 @@ def plan_formulation(
     target = dict(requested) if makeable else closest
     xc, _ = model.vector(target)
     option = choose_mix(model, xc, volume, flow, min_dose)
+    near_note = None
+    if not option.deliverable and makeable:
+        option, near_note = _deliverable_within_tolerance(model, xc, volume, flow, min_dose,
+                                                          tol, option)
     achieved = dict(zip(model.components, (float(v) for v in model.mix(option.volumes))))
     plan = FormulationPlan(
         requested=requested, target=target, achieved=achieved,
@@ -112,12 +116,27 @@ def plan_formulation(
         closest_distance=closest_distance, makeable=makeable, flagged=not makeable,
         **_stock_fields(model, option),
         deliverable=option.deliverable,
-        notes=tuple(_notes(config, model, requested, makeable, closest_distance, option)),
+        notes=tuple(([near_note] if near_note else [])
+                    + _notes(config, model, requested, makeable, closest_distance, option)),
         total_volume=volume, total_flow=flow, tolerance=tol, policy=pol,
     )
     logger.info("formulation plan: makeable=%s flagged=%s deliverable=%s volumes=%s",
                 plan.makeable, plan.flagged, plan.deliverable, plan.stock_volumes)
     return plan
+
+
+def _deliverable_within_tolerance(model: StockModel, xc, volume: float, flow: float,
+                                 min_dose: float, tol: float, exact: MixOption):
+    """When no exact mix is deliverable, the deliverable mix closest to the request among
+    those within ``tol`` of it (ties: fewer stocks, larger margin, stock order); the exact
+    (undeliverable) option is kept when there is none. Returns ``(option, note | None)``."""
+    near = [o for o in mix_options(model, xc, volume, flow, min_dose, slack=tol)
+            if o.deliverable and o.distance <= tol]
+    if not near:
+        return exact, None
+    best = min(near, key=lambda o: (o.distance, len(o.support), -o.margin, o.support))
+    return best, (f"no exact mix is deliverable; made a deliverable mix within the makeable "
+                  f"tolerance (distance {best.distance:.3g})")
 
 
 def _stock_fields(model: StockModel, option: MixOption) -> dict[str, dict[str, Any]]:
