@@ -162,13 +162,16 @@ def test_placed_tube_takes_tubing_ends_and_edge_direction(bench: BenchConfig) ->
     assert bench.tubing.nodes[0].position == (0.0, -6.0)
 
 
-def test_mot_fixed_typo_is_only_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    line = line_of(BENCH_2023 / "edges.csv", "0601-NN-6")
-    with caplog.at_level(logging.WARNING, logger="asab.config"):
-        tubing, problems = load_legacy_layout(BENCH_2023)
-    assert problems == []
-    assert len(tubing.edges) == 171
-    assert f"line {line}" in caplog.text and "'mot_fixed'" in caplog.text
+def test_mot_fixed_typo_is_reported(tmp_path: Path) -> None:
+    """The original 2023 file has `mot_fixed` in the end column of drawer tube 0601-NN-6; the
+    shipped copy is corrected (see its README). Put the typo back: it must be reported."""
+    shutil.copytree(BENCH_2023, tmp_path / "b")
+    edges = tmp_path / "b" / "edges.csv"
+    line = line_of(edges, "0601-NN-6")
+    edit_line(edges, line, "not_fixed;not_fixed;NN;601", "not_fixed;mot_fixed;NN;601")
+    _, problems = load_legacy_layout(tmp_path / "b")
+    find(problems, "edges.csv", line, "'0601-NN-6'", "unknown end value 'mot_fixed'")
+    assert load_legacy_layout(BENCH_2023)[1] == []
 
 
 def test_check_bench_and_summary(bench: BenchConfig) -> None:

@@ -43,13 +43,21 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path) -> list[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out.extend(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.append(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                out.append(node.module or "")
+                continue
+            mod = module_name(path).split(".")
+            package = mod if path.name == "__init__.py" else mod[:-1]
+            base = package[: len(package) - (node.level - 1)]
+            target = ".".join(base + ([node.module] if node.module else []))
+            out.extend([target] if node.module else [f"{target}.{a.name}" for a in node.names])
     return out
 
 
@@ -74,8 +82,15 @@ def test_no_upward_imports(path: Path) -> None:
 
 
 def test_rules_can_fail(tmp_path: Path) -> None:
-    """The checker itself notices a violation."""
+    """The checker itself notices a violation, also through a relative import."""
     bad = tmp_path / "x.py"
     bad.write_text("from asab.actions import job\nimport simulators.world\n")
     found = imports(bad)
     assert "simulators.world" in found and layer("asab.actions.job") == 2
+    rel = ROOT / "drivers" / "_layering_probe.py"
+    rel.write_text("from ..actions import job\nfrom . import base\n")
+    try:
+        assert imports(rel) == ["asab.actions", "asab.drivers.base"]
+        assert layer("asab.actions") > layer(module_name(rel))
+    finally:
+        rel.unlink()

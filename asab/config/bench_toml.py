@@ -89,7 +89,7 @@ def read_bench_toml(path: Path) -> BenchDocument:
     try:
         text = path.read_text(encoding="utf-8-sig")
         data = tomllib.loads(text)
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(path.name, None, f"cannot read {path}: {exc}")]) from exc
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_LINE.search(str(exc))

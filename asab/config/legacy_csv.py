@@ -282,19 +282,21 @@ def _check_edge_ends(
     file: str, nodes_file: str, rows: Collection[EdgeRow], nodes: set[str],
     problems: list[Problem],
 ) -> None:
-    """Fixed rows must join two nodes; drawer tubes should say ``not_fixed`` (warning)."""
+    """Fixed rows must join two nodes; drawer tubes must say ``not_fixed`` at both ends (their
+    ends come from ``tubing.csv``), so anything else there — e.g. the real typo ``mot_fixed``
+    — is reported."""
     for row in rows:
         if row.flexibility == "fixed":
             for side, node in (("start", row.start), ("end", row.end)):
                 if node not in nodes:
                     reason = f"fixed edge {row.label!r}: {side} {node!r} is not in {nodes_file}"
                     problems.append(Problem(file, row.line, reason))
-        elif row.flexibility == "available" and (row.start, row.end) != (NOT_FIXED, NOT_FIXED):
-            logger.warning(
-                "%s, line %d: drawer tube %r has start/end %r/%r instead of %r (ignored: "
-                "tubing.csv places drawer tubes)", file, row.line, row.label, row.start,
-                row.end, NOT_FIXED,
-            )
+        elif row.flexibility == "available":
+            for side, value in (("start", row.start), ("end", row.end)):
+                if value != NOT_FIXED:
+                    problems.append(Problem(file, row.line, (
+                        f"drawer tube {row.label!r}: unknown {side} value {value!r} (expected "
+                        f"{NOT_FIXED!r}; tubing.csv places drawer tubes)")))
 
 
 # ------------------------------------------------------------------------------ placements
