@@ -8,7 +8,9 @@ drivers open them unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +19,7 @@ from typing import Any
 from asab.config import BenchConfig
 from simulators import urlhandler
 from simulators.antonpaar import DMA4100Simulator
+from simulators.antonpaar import load_params as load_dma_params
 from simulators.clock import RealTimeClock, VirtualClock
 from simulators.qmixsdk import make_qmixsdk_for_bench
 from simulators.sartorius import EntrisIISimulator
@@ -86,8 +89,11 @@ def start_simulation(config: BenchConfig, workdir: str | Path, *, speed: float =
         lims_in.mkdir(parents=True, exist_ok=True)
         lims_out.mkdir(parents=True, exist_ok=True)
         chemicals = {c.inchikey: c for c in config.chemicals}
+        # the instrument's own clock reads the wall-clock date at start plus bench time
+        params = dataclasses.replace(load_dma_params(), epoch=datetime.now().replace(microsecond=0))
         sim.densimeter = DMA4100Simulator(lambda: world.instrument_contents(dens.instrument),
-                                          chemicals, clock, lims_in, lims_out, seed=seed)
+                                          chemicals, clock, lims_in, lims_out, params=params,
+                                          seed=seed)
         updates["densimeter"] = dens.model_copy(update={
             "lims_input_dir": str(lims_in), "lims_output_dir": str(lims_out)})
     sim.config = config.model_copy(update=updates)

@@ -75,6 +75,7 @@ class JobRecord(BaseModel):
     bench: str
     started: str = Field(description="wall-clock start, ISO 8601 UTC")
     finished: str | None = None
+    bench_start: float = Field(default=0.0, description="bench clock at the start, s")
     bench_seconds: float = Field(default=0.0, description="bench (clock) seconds used")
     requested: dict[str, float] = Field(default_factory=dict, description="name → mole fraction")
     achieved: dict[str, float] | None = Field(default=None, description="name → mole fraction")
@@ -98,7 +99,7 @@ class JobRecord(BaseModel):
 
 def _now() -> str:
     """Wall-clock now, ISO 8601 UTC."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def new_record(bench: Bench, job_id: str, request_id: str, request: Any) -> JobRecord:
@@ -129,7 +130,7 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
     """
     rec = new_record(bench, job_id, job.request_id, job.raw)
     rec.sample = sample or job_id
-    t0 = bench.clock.now()
+    t0 = rec.bench_start = bench.clock.now()
 
     def step(name: str) -> None:
         rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
