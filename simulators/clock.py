@@ -16,7 +16,24 @@ Listener = Callable[[float, float], None]
 """Called as ``listener(now, dt)`` after simulated time advanced by ``dt`` s to ``now``."""
 
 
-class VirtualClock:
+class _Listeners:
+    """Registry of ``listener(now, dt)`` callables shared by both clocks."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Register ``listener(now, dt)`` to run after every step."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.remove(listener)
+
+
+class VirtualClock(_Listeners):
     """Simulated time that advances only when somebody sleeps.
 
     Args:
@@ -27,23 +44,13 @@ class VirtualClock:
     def __init__(self, max_step: float = 0.5) -> None:
         if max_step <= 0:
             raise ValueError("max_step must be > 0")
+        super().__init__()
         self.max_step = max_step
         self._now = 0.0
-        self._listeners: list[Listener] = []
-        self._lock = threading.RLock()
 
     def now(self) -> float:
         """Simulated seconds since the clock was made."""
         return self._now
-
-    def add_listener(self, listener: Listener) -> None:
-        """Register ``listener(now, dt)`` to run after every step."""
-        with self._lock:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.remove(listener)
 
     def sleep(self, seconds: float) -> None:
         """Advance simulated time by ``seconds`` (no wall-clock wait)."""
@@ -57,7 +64,7 @@ class VirtualClock:
                     listener(self._now, dt)
 
 
-class RealTimeClock:
+class RealTimeClock(_Listeners):
     """Scaled wall-clock time; a background thread steps the listeners.
 
     Args:
@@ -75,10 +82,9 @@ class RealTimeClock:
         self.speed = speed
         self.max_step = max_step
         self.tick = tick if tick is not None else min(0.05, max_step / speed)
+        super().__init__()
         self._t0 = time.monotonic()
         self._last = 0.0
-        self._listeners: list[Listener] = []
-        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -88,14 +94,6 @@ class RealTimeClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds / self.speed)
-
-    def add_listener(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.remove(listener)
 
     def step(self) -> None:
         """Advance the listeners to the current time (called by the thread, or by hand)."""

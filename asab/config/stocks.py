@@ -106,14 +106,7 @@ def _parse_chemical(table: CsvTable, row: CsvRow, problems: list[Problem]) -> Ch
                 reasons.append(str(exc))
     if not INCHIKEY.match(str(values.get("inchikey", ""))):
         reasons.append(f"InChIKey {values.get('inchikey')!r} is not a standard InChIKey")
-    if not reasons:
-        try:
-            return Chemical(**values)
-        except ValidationError as exc:
-            reasons.extend(validation_reasons(exc))
-    label = values.get("name") or "?"
-    problems.extend(Problem(table.file, row.line, f"chemical {label!r}: {r}") for r in reasons)
-    return None
+    return _build(Chemical, "chemical", values, reasons, table.file, row.line, problems)
 
 
 def _duplicate_chemicals(file: str, chemicals: list[tuple[int, Chemical]]) -> list[Problem]:
@@ -230,14 +223,7 @@ def _parse_stock(
     values["components"] = _parse_components(table, row, components, reasons)
     if not reasons:
         reasons.extend(_mass_balance(values))
-    if not reasons:
-        try:
-            return StockSolution(**values)
-        except ValidationError as exc:
-            reasons.extend(validation_reasons(exc))
-    label = values.get("name") or "?"
-    problems.extend(Problem(table.file, row.line, f"stock {label!r}: {r}") for r in reasons)
-    return None
+    return _build(StockSolution, "stock", values, reasons, table.file, row.line, problems)
 
 
 def _parse_components(
@@ -270,3 +256,17 @@ def _mass_balance(values: Mapping[str, object]) -> list[str]:
             f"(beyond the stated uncertainties, {tolerance:.3g} g)"
         ]
     return []
+
+
+def _build(model: type, what: str, values: dict, reasons: list[str], file: str, line: int,
+           problems: list[Problem]):
+    """Make ``model(**values)`` when no reason was found so far; otherwise (or when pydantic
+    objects) record every reason as a problem of ``file`` at ``line`` and return ``None``."""
+    if not reasons:
+        try:
+            return model(**values)
+        except ValidationError as exc:
+            reasons.extend(validation_reasons(exc))
+    label = values.get("name") or "?"
+    problems.extend(Problem(file, line, f"{what} {label!r}: {r}") for r in reasons)
+    return None
