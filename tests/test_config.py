@@ -377,11 +377,12 @@ def _chemical_bad_inchikey(d: Path) -> tuple[str, int, tuple[str, ...]]:
     return "chemicals.csv", n, ("'PC'", "not a standard InChIKey")
 
 
-def _valve_channel_missing(d: Path) -> tuple[str, None, tuple[str, ...]]:
+def _valve_channel_missing(d: Path) -> tuple[str, int, tuple[str, ...]]:
     n = line_of(d / "edges.csv", "0004-XX-3;")
     lines = lines_of(d / "edges.csv")
     write_lines(d / "edges.csv", lines[: n - 1] + lines[n:])
-    return "bench.toml", None, ("valve 'V1'", "'V1.0' <-> 'V1.3'", "not an edge")
+    common = line_of(d / "bench.toml", 'common = "V1.0"')  # the valve's line in bench.toml
+    return "bench.toml", common, ("valve 'V1'", "'V1.0' <-> 'V1.3'", "not an edge")
 
 
 CSV_CASES: list[Callable[[Path], tuple[str, int | None, tuple[str, ...]]]] = [
@@ -466,7 +467,11 @@ def test_bench_toml_problem_names_the_field(
     copy2023: Path, old: str, new: str, words: tuple[str, ...]
 ) -> None:
     replace_text(copy2023 / "bench.toml", old, new)
-    find(problems_of(copy2023), "bench.toml", None, *words)
+    problems = problems_of(copy2023)
+    hits = [p for p in problems if p.file == "bench.toml" and all(w in p.reason for w in words)]
+    assert hits, "\n".join(map(str, problems))
+    lines = (copy2023 / "bench.toml").read_text(encoding="utf-8").splitlines()
+    assert all(p.row is None or 1 <= p.row <= len(lines) for p in hits)
 
 
 def test_missing_layout_file(copy2023: Path) -> None:
@@ -648,3 +653,27 @@ def _write(path: Path, rows: list[list[str]], bom: bool = False) -> None:
     with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
         csv.writer(fh, delimiter=";").writerows(rows)
 
+
+
+def test_bench_toml_problems_carry_the_line_of_their_field(copy2023: Path) -> None:
+    toml = copy2023 / "bench.toml"
+    text = toml.read_text(encoding="utf-8")
+    text = text.replace('total_flow = "3 mL/min"', 'total_flow = "3 apples"')
+    text = text.replace('url = "/dev/ttyUSB0"', "url = 5")
+    toml.write_text(text, encoding="utf-8")
+    problems = problems_of(copy2023)
+    lines = text.splitlines()
+    for field, needle in (("settings.total_flow", "apples"), ("balance.serial.url", "url = 5")):
+        p = next(p for p in problems if p.reason.startswith(field))
+        assert p.row is not None and needle in lines[p.row - 1], (p, lines[p.row - 1] if p.row else None)
+
+
+def test_cross_reference_problems_point_into_array_tables(copy2023: Path) -> None:
+    toml = copy2023 / "bench.toml"
+    text = toml.read_text(encoding="utf-8").replace(
+        'syringe = "10_mL"\ndevice = "neMESYS_Low_Pressure_3_Pump"',
+        'syringe = "20_mL"\ndevice = "neMESYS_Low_Pressure_3_Pump"')
+    toml.write_text(text, encoding="utf-8")
+    problems = problems_of(copy2023)
+    p = next(p for p in problems if "20_mL" in p.reason)
+    assert p.file == "bench.toml" and 'syringe = "20_mL"' in text.splitlines()[p.row - 1], p

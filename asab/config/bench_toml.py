@@ -240,3 +240,64 @@ def _array_names(data: dict[str, Any]) -> dict[tuple[str, int], str]:
                 if isinstance(item, dict) and isinstance(item.get("name"), str):
                     names[(section, i)] = item["name"]
     return names
+
+
+_REASON_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?(?: \('[^']*'\))?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*)\s*:")
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([\w.]+)\s*\]\]?")
+
+
+def locate(text: str, reason: str) -> int | None:
+    """Line (1-based) of ``bench.toml`` that a problem's field path points at, e.g.
+    ``pumps[2] ('C0.0').syringe`` → the ``syringe =`` line of the third ``[[pumps]]`` table;
+    the table's header line when the key is absent; ``None`` when there is no path."""
+    match = _REASON_PATH.match(reason)
+    if not match:
+        return _line_of_unique_value(text, reason)
+    parts = re.sub(r" \('[^']*'\)", "", match[1]).split(".")
+    blocks = _blocks(text)
+    for k in range(len(parts) - 1, -1, -1):
+        header = ".".join(parts[:k])
+        if header in blocks:
+            start, end = blocks[header]
+            key = re.sub(r"\[\d+\]$", "", parts[k])
+            lines = text.splitlines()
+            for n in range(start, end):
+                if re.match(rf"^\s*{re.escape(key)}\s*=", lines[n]):
+                    return n + 1
+            return start if header else None
+    return None
+
+
+def _blocks(text: str) -> dict[str, tuple[int, int]]:
+    """Table name (``settings``, ``pumps[0]``, ``balance.serial``; ``""`` for the top) →
+    (header line, line after its last line), 1-based header / 0-based end for slicing."""
+    found: list[tuple[str, int]] = [("", 0)]
+    counts: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = _HEADER.match(line)
+        if not m:
+            continue
+        name = m[2]
+        if m[1] == "[[":
+            counts[name] = counts.get(name, -1) + 1
+            name = f"{name}[{counts[name]}]"
+        else:  # a sub-table of the latest array item: [pumps.x] after [[pumps]]
+            head = name.split(".")[0]
+            if head in counts:
+                name = f"{head}[{counts[head]}]" + name[len(head):]
+        found.append((name, n))
+    total = len(text.splitlines())
+    ends = [n - 1 for _, n in found[1:]] + [total]
+    return {name: (start, end) for (name, start), end in zip(found, ends)}
+
+
+def _line_of_unique_value(text: str, reason: str) -> int | None:
+    """For reasons without a field path (cross-reference checks): the one line assigning a
+    value quoted in the reason, trying the last quoted value first; ``None`` if ambiguous."""
+    lines = text.splitlines()
+    for value in reversed(re.findall(r"'([^']+)'", reason)):
+        pattern = re.compile(rf"=\s*[\"']{re.escape(value)}[\"']")
+        hits = [n for n, line in enumerate(lines, start=1) if pattern.search(line)]
+        if len(hits) == 1:
+            return hits[0]
+    return None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from asab.config.bench_toml import BenchDocument, build_config, read_bench_toml
+from asab.config.bench_toml import BenchDocument, build_config, locate, read_bench_toml
 from asab.config.checks import Origin, check_bench, summarize
 from asab.config.legacy_csv import load_legacy_layout, read_layout
 from asab.config.models import BenchConfig, Chemical, Tubing
@@ -69,7 +69,7 @@ def load_bench(path: str | Path, *, first_wins: bool = False) -> BenchConfig:
         origin = Origin(bench=toml_path.name, stocks=stock_file, stock_lines=stocks.lines)
         problems += check_bench(config, origin=origin)
     if problems or config is None:
-        raise ConfigError(problems)
+        raise ConfigError(_with_lines(problems, toml_path))
     logger.info(
         "loaded bench %r from %s: %d nodes, %d edges, %d pumps, %d valves",
         config.name, toml_path, len(config.tubing.nodes), len(config.tubing.edges),
@@ -113,3 +113,13 @@ def _stocks(
     table = read_stocks(path, chemicals)
     problems += table.problems
     return table
+
+
+def _with_lines(problems: list[Problem], toml_path: Path) -> list[Problem]:
+    """Give problems of ``bench.toml`` that name a field the line of that field."""
+    try:
+        text = toml_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return problems
+    return [Problem(p.file, locate(text, p.reason), p.reason)
+            if p.file == toml_path.name and p.row is None else p for p in problems]
