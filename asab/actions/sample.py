@@ -74,7 +74,6 @@ def first_portion_volume(bench: Bench, flows: Mapping[str, float], instrument: I
     the slowest inlet line not yet wet with its stock + the line shared with the sample
     route, which holds whatever came before)."""
     s = bench.config.settings
-    avoid = _other_inlets(bench)
     dry = [p for p in flows if p not in bench.wet_lines]
     transit = max((bench.graph.route(bench.config.pump(p).node, s.mixer_outlet).dead_volume
                    / flows[p] for p in dry), default=0.0)

@@ -70,7 +70,7 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
 
     Example: asab check-config hardware_configs/hiu_2023
     """
-    from asab.config.loader import load_bench, load_legacy_layout, summarize
+    from asab.config.loader import load_bench, summarize
 
     folder = config_path(path)
     try:

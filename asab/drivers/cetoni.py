@@ -16,292 +16,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from types import SimpleNamespace, TracebackType
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any
 
 from asab.clock import Clock
 from asab.config.models import BenchConfig, Syringe
 from asab.errors import (
     ConfigError,
-    DeviceBusy,
     DeviceError,
     DeviceFault,
     Problem,
-    TransportError,
     TransportTimeout,
 )
 
+from asab.drivers.cetoni_devices import (
+    BUS_DEVICE,
+    UNIT_CHECK_TOLERANCE,
+    CetoniPump,
+    CetoniValve,
+    SdkGuard,
+    load_vendor_sdk,
+)
+
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-BUS_DEVICE = "cetoni"
-"""Device name used in errors about the bus itself."""
-
-VOLUME_TOLERANCE = 1e-6
-"""mL (1 nL) of slack on the capacity and fill-level checks, for float round-off."""
-
-FLOW_TOLERANCE = 1e-9
-"""Relative slack on the flow-range check, for float round-off."""
-
-UNIT_CHECK_TOLERANCE = 1e-3
-"""Relative agreement required between the SDK's V_max and the configured syringe volume."""
-
-VALVE_SWITCH_TIMEOUT = 10.0
-"""s to wait for a valve to reach a position. A Qmix V switch takes well under a second
-(the stand-in uses 0.5 s); 10 s is asab's generous bound."""
-
-
-def load_vendor_sdk() -> SimpleNamespace:
-    """Import the vendor's wrapper: ``from qmixsdk import qmixbus, qmixpump, qmixvalve``.
-
-    Returns:
-        ``SimpleNamespace(qmixbus=..., qmixpump=..., qmixvalve=...)``.
-
-    Raises:
-        TransportError: the ``qmixsdk`` package (or its shared libraries) is not available.
-    """
-    try:
-        from qmixsdk import qmixbus, qmixpump, qmixvalve  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise TransportError(
-            BUS_DEVICE,
-            "the CETONI QmixSDK Python wrapper 'qmixsdk' is not installed (it ships with the "
-            f"vendor's SDK, not on PyPI); install it or run a simulated bench ({exc})",
-        ) from exc
-    return SimpleNamespace(qmixbus=qmixbus, qmixpump=qmixpump, qmixvalve=qmixvalve)
-
-
-class _Guard:
-    """Calls into the SDK and turns its ``qmixbus.DeviceError`` into asab errors."""
-
-    def __init__(self, sdk: Any, bus: Any) -> None:
-        self._error: type[BaseException] = sdk.qmixbus.DeviceError
-        self._bus = bus
-
-    def device(self, device: str, fn: Callable[..., T], *args: Any) -> T:
-        """Call ``fn(*args)``; an SDK failure becomes :class:`DeviceError` (cause "sdk error")."""
-        try:
-            return fn(*args)
-        except self._error as exc:
-            raise DeviceError(device, "sdk error", self.describe(exc)) from exc
-
-    def transport(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call a bus-level ``fn(*args)``; an SDK failure becomes :class:`TransportError`."""
-        try:
-            return fn(*args)
-        except self._error as exc:
-            raise TransportError(BUS_DEVICE, self.describe(exc)) from exc
-
-    def describe(self, exc: BaseException) -> str:
-        """The SDK's message, plus ``get_err_msg(code)`` when the error carries a code."""
-        code = getattr(exc, "errorcode", None)
-        if code is None:
-            return str(exc)
-        try:
-            text = str(self._bus.get_err_msg(code))
-        except Exception:  # noqa: BLE001 - the message is best effort
-            text = ""
-        if text and text not in str(exc):
-            return f"{exc} (SDK error {code}: {text})"
-        return f"{exc} (SDK error {code})"
-
-
-class CetoniPump:
-    """A neMESYS pump (implements :class:`asab.drivers.base.SyringePump`); mL, mL/s, s.
-
-    Limits come from the configured :class:`~asab.config.models.Syringe`: V_max = A·stroke,
-    drive flows A × 1.042 µm/s … A × 6.33 mm/s (device_protocols.md).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        handle: Any,
-        syringe: Syringe,
-        clock: Clock,
-        guard: _Guard,
-        poll_interval: float,
-    ) -> None:
-        self.name = name
-        self._handle = handle
-        self._syringe = syringe
-        self._clock = clock
-        self._guard = guard
-        self._poll = poll_interval
-
-    @property
-    def volume_max(self) -> float:
-        """Syringe volume in mL."""
-        return self._syringe.volume
-
-    @property
-    def flow_min(self) -> float:
-        """Lowest drive flow in mL/s."""
-        return self._syringe.min_flow
-
-    @property
-    def flow_max(self) -> float:
-        """Highest drive flow in mL/s."""
-        return self._syringe.max_flow
-
-    def fill_level(self) -> float:
-        """Syringe content in mL. Raises DeviceError if the SDK call fails."""
-        return float(self._guard.device(self.name, self._handle.get_fill_level))
-
-    def is_pumping(self) -> bool:
-        return bool(self._guard.device(self.name, self._handle.is_pumping))
-
-    def in_fault(self) -> bool:
-        """True if the drive reports a fault state."""
-        return bool(self._guard.device(self.name, self._handle.is_in_fault_state))
-
-    def aspirate(self, volume: float, flow: float) -> None:
-        """Start drawing ``volume`` mL at ``flow`` mL/s.
-
-        Raises:
-            DeviceError: cause "flow out of range" (outside [flow_min, flow_max]) or
-                "volume out of range" (≤ 0, or fill + volume > volume_max); nothing moves.
-            DeviceBusy: the pump is still moving.
-        """
-        self._check_flow(flow)
-        self._check_positive(volume)
-        fill = self._check_idle_fill()
-        if fill + volume > self.volume_max + VOLUME_TOLERANCE:
-            raise DeviceError(
-                self.name,
-                "volume out of range",
-                f"aspirating {volume:g} mL onto {fill:g} mL exceeds the "
-                f"{self.volume_max:g} mL syringe",
-            )
-        logger.debug("%s: aspirate %g mL at %g mL/s", self.name, volume, flow)
-        self._guard.device(self.name, self._handle.aspirate, volume, flow)
-
-    def dispense(self, volume: float, flow: float) -> None:
-        """Start pushing ``volume`` mL at ``flow`` mL/s.
-
-        Raises:
-            DeviceError: cause "flow out of range" or "volume out of range" (≤ 0, or more
-                than the fill level); nothing moves.
-            DeviceBusy: the pump is still moving.
-        """
-        self._check_flow(flow)
-        self._check_positive(volume)
-        fill = self._check_idle_fill()
-        if volume > fill + VOLUME_TOLERANCE:
-            raise DeviceError(
-                self.name, "volume out of range", f"cannot dispense {volume:g} mL from {fill:g} mL"
-            )
-        logger.debug("%s: dispense %g mL at %g mL/s", self.name, volume, flow)
-        self._guard.device(self.name, self._handle.dispense, volume, flow)
-
-    def stop(self) -> None:
-        """Stop the plunger now (idempotent). Raises DeviceError if the SDK call fails."""
-        self._guard.device(self.name, self._handle.stop_pumping)
-
-    def wait_until_done(self, timeout: float) -> None:
-        """Poll ``is_pumping()`` every ``poll_interval`` s of clock time until the move ends.
-
-        Raises:
-            TransportTimeout: still pumping after ``timeout`` s (the pump is stopped first).
-            DeviceFault: the drive reports a fault (the pump is stopped first).
-        """
-        deadline = self._clock.now() + timeout
-        while True:
-            if self.in_fault():
-                self._stop_quietly()
-                raise DeviceFault(self.name, "drive fault", "pump drive reports a fault state")
-            if not self.is_pumping():
-                return
-            remaining = deadline - self._clock.now()
-            if remaining <= 0:
-                self.stop()
-                raise TransportTimeout(
-                    self.name, f"still pumping after {timeout:g} s; pump stopped"
-                )
-            self._clock.sleep(min(self._poll, remaining))
-
-    # -- checks -----------------------------------------------------------------------
-    def _check_flow(self, flow: float) -> None:
-        lo, hi = self.flow_min * (1 - FLOW_TOLERANCE), self.flow_max * (1 + FLOW_TOLERANCE)
-        if not lo <= flow <= hi:
-            raise DeviceError(
-                self.name,
-                "flow out of range",
-                f"flow {flow:g} mL/s outside [{self.flow_min:g}, {self.flow_max:g}] mL/s",
-            )
-
-    def _check_positive(self, volume: float) -> None:
-        if not volume > 0:
-            raise DeviceError(self.name, "volume out of range", f"volume {volume:g} mL must be > 0")
-
-    def _check_idle_fill(self) -> float:
-        if self.is_pumping():
-            raise DeviceBusy(self.name, "busy", "pump is still moving")
-        return self.fill_level()
-
-    def _stop_quietly(self) -> None:
-        try:
-            self.stop()
-        except DeviceError as exc:
-            logger.error("%s: could not stop the pump: %s", self.name, exc)
-
-
-class CetoniValve:
-    """A Qmix V valve (implements :class:`asab.drivers.base.SelectorValve`); 0-based positions."""
-
-    def __init__(
-        self,
-        name: str,
-        handle: Any,
-        position_count: int,
-        clock: Clock,
-        guard: _Guard,
-        poll_interval: float,
-        switch_timeout: float = VALVE_SWITCH_TIMEOUT,
-    ) -> None:
-        self.name = name
-        self._handle = handle
-        self._count = position_count
-        self._clock = clock
-        self._guard = guard
-        self._poll = poll_interval
-        self._timeout = switch_timeout
-
-    @property
-    def position_count(self) -> int:
-        """Number of logical positions (0 … n−1), as the SDK reported at open."""
-        return self._count
-
-    def position(self) -> int:
-        """Current logical position. Raises DeviceError if the SDK call fails."""
-        return int(self._guard.device(self.name, self._handle.actual_valve_position))
-
-    def switch(self, position: int) -> None:
-        """Switch to ``position`` and wait (polled on the clock) until the valve reports it.
-
-        Raises:
-            DeviceError: cause "position out of range" (nothing switched).
-            DeviceFault: cause "valve did not reach position" within the switch timeout.
-        """
-        if not 0 <= position < self._count:
-            raise DeviceError(
-                self.name,
-                "position out of range",
-                f"position {position} not in 0…{self._count - 1}",
-            )
-        logger.debug("%s: switch to %d", self.name, position)
-        self._guard.device(self.name, self._handle.switch_valve_to_position, position)
-        deadline = self._clock.now() + self._timeout
-        while (actual := self.position()) != position:
-            remaining = deadline - self._clock.now()
-            if remaining <= 0:
-                raise DeviceFault(
-                    self.name,
-                    "valve did not reach position",
-                    f"asked for {position}, still at {actual} after {self._timeout:g} s",
-                )
-            self._clock.sleep(min(self._poll, remaining))
 
 
 class CetoniBus:
@@ -316,7 +53,7 @@ class CetoniBus:
         self,
         sdk: Any,
         bus: Any,
-        guard: _Guard,
+        guard: SdkGuard,
         pumps: dict[str, CetoniPump],
         valves: dict[str, CetoniValve],
     ) -> None:
@@ -349,7 +86,7 @@ class CetoniBus:
         sdk = sdk if sdk is not None else load_vendor_sdk()
         logger.warning("asab.drivers.cetoni has not yet been checked on real CETONI hardware")
         bus = sdk.qmixbus.Bus()
-        guard = _Guard(sdk, bus)
+        guard = SdkGuard(sdk, bus)
         paths = config.cetoni.device_config_path, config.cetoni.plugin_search_path
         guard.transport(bus.open, *paths)
         try:
@@ -368,7 +105,7 @@ class CetoniBus:
         cls,
         sdk: Any,
         bus: Any,
-        guard: _Guard,
+        guard: SdkGuard,
         config: BenchConfig,
         clock: Clock,
         handles: tuple[dict[str, Any], dict[str, Any]],
@@ -448,7 +185,7 @@ def _lookup_devices(sdk: Any, config: BenchConfig) -> tuple[dict[str, Any], dict
 
 
 def _calibrate(
-    handles: Mapping[str, Any], guard: _Guard, clock: Clock, config: BenchConfig
+    handles: Mapping[str, Any], guard: SdkGuard, clock: Clock, config: BenchConfig
 ) -> None:
     """Start every calibration, then poll until all have finished.
 
@@ -477,7 +214,7 @@ def _calibrate(
         clock.sleep(min(config.settings.poll_interval, remaining))
 
 
-def _configure_pump(sdk: Any, guard: _Guard, name: str, handle: Any, syringe: Syringe) -> None:
+def _configure_pump(sdk: Any, guard: SdkGuard, name: str, handle: Any, syringe: Syringe) -> None:
     """Set syringe parameters, then units mL and mL/s; cross-check V_max against the config.
 
     Raises:
@@ -496,7 +233,7 @@ def _configure_pump(sdk: Any, guard: _Guard, name: str, handle: Any, syringe: Sy
         )
 
 
-def _position_count(guard: _Guard, config: BenchConfig, name: str, handle: Any) -> int:
+def _position_count(guard: SdkGuard, config: BenchConfig, name: str, handle: Any) -> int:
     """The valve's position count; ConfigError if the configuration uses more positions."""
     count = int(guard.device(name, handle.number_of_valve_positions))
     highest = max(config.valve(name).positions.values(), default=-1)
