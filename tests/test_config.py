@@ -677,3 +677,23 @@ def test_cross_reference_problems_point_into_array_tables(copy2023: Path) -> Non
     problems = problems_of(copy2023)
     p = next(p for p in problems if "20_mL" in p.reason)
     assert p.file == "bench.toml" and 'syringe = "20_mL"' in text.splitlines()[p.row - 1], p
+
+
+def test_schema_errors_do_not_hide_cross_reference_problems(copy2023: Path) -> None:
+    """One pump lacks its syringe field (schema), another names an unknown syringe, a valve an
+    unknown common node: all three are reported together, without follow-on noise."""
+    toml = copy2023 / "bench.toml"
+    text = toml.read_text(encoding="utf-8")
+    text = text.replace('name = "A0.0"\nnode = "A0.0"\nsyringe = "10_mL"\n', 'name = "A0.0"\nnode = "A0.0"\n')
+    text = text.replace('syringe = "10_mL"\ndevice = "neMESYS_Low_Pressure_3_Pump"',
+                        'syringe = "20_mL"\ndevice = "neMESYS_Low_Pressure_3_Pump"')
+    text = text.replace('common = "V7.0"', 'common = "V7.x"')
+    toml.write_text(text, encoding="utf-8")
+    problems = problems_of(copy2023)
+    reasons = [p.reason for p in problems]
+    assert any("pumps[0] ('A0.0').syringe" in r and "Field required" in r for r in reasons)
+    assert any("'20_mL' is not configured" in r for r in reasons)
+    assert any("valve 'V7' common: 'V7.x'" in r for r in reasons)
+    assert not any("'A0.0' is not configured" in r for r in reasons)  # follow-on dropped
+    assert not any("'V7.x' <->" in r for r in reasons)
+    assert len(problems) == 3, "\n".join(reasons)

@@ -24,6 +24,7 @@ errors excepted) and name the field instead, e.g. ``pumps[2] ('C0.0').syringe``.
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -150,6 +151,61 @@ def build_config(
         reasons = validation_reasons(exc, names=names, skip=doc.reported)
         return None, [Problem(doc.path.name, None, r) for r in reasons]
     return config, []
+
+
+def build_checkable(
+    doc: BenchDocument,
+    *,
+    chemicals: tuple[Chemical, ...],
+    stocks: tuple[StockSolution, ...],
+    tubing: Tubing,
+) -> tuple[BenchConfig | None, set[str]]:
+    """A configuration made only of the valid parts of ``doc``, for the cross-reference
+    checks to run on when :func:`build_config` failed (so all problems show at once).
+
+    Invalid array items (a pump, valve, …) are left out, invalid fields of a section fall
+    back to their defaults, and an optional section that still fails is left out.
+
+    Returns:
+        ``(config or None, names)``: ``names`` are the names of the items left out and the
+        ``section.field`` paths reset, so that follow-on problems about them can be dropped.
+    """
+    data = copy.deepcopy(doc.data)
+    dropped: set[str] = set()
+    for _ in range(8):
+        try:
+            return BenchConfig(**data, chemicals=chemicals, stocks=stocks, tubing=tubing), dropped
+        except ValidationError as exc:
+            if not _prune(data, exc.errors(), dropped):
+                return None, dropped
+    return None, dropped
+
+
+def _prune(data: dict[str, Any], errors: list[Any], dropped: set[str]) -> bool:
+    """Remove what each error points at; False when nothing could be removed."""
+    items: dict[str, set[int]] = {}
+    changed = False
+    for err in errors:
+        loc = err["loc"]
+        if not loc or loc[0] not in data:
+            continue
+        head = loc[0]
+        if head in _ARRAYS and len(loc) > 1 and isinstance(loc[1], int):
+            items.setdefault(head, set()).add(loc[1])
+        elif isinstance(data[head], dict) and len(loc) > 1 and loc[1] in data[head]:
+            del data[head][loc[1]]
+            dropped.add(f"{head}.{loc[1]}")
+            changed = True
+        elif head in ("balance", "densimeter", "cetoni", "settings"):
+            del data[head]
+            dropped.add(head)
+            changed = True
+    for head, indexes in items.items():
+        for i in sorted(indexes, reverse=True):
+            item = data[head].pop(i)
+            dropped.add(str(item.get("name")) if isinstance(item, dict) else f"{head}[{i}]")
+            changed = True
+    return changed
 
 
 # --------------------------------------------------------------------------------- helpers

@@ -123,7 +123,10 @@ def _check_valves(config: BenchConfig, nodes: set[str], file: str) -> list[Probl
     for valve in config.valves:
         problems += _missing_node(file, f"valve {valve.name!r} common", valve.common, nodes)
         for port in valve.positions:
-            problems += _missing_node(file, f"valve {valve.name!r} port", port, nodes)
+            missing = _missing_node(file, f"valve {valve.name!r} port", port, nodes)
+            problems += missing
+            if missing or valve.common not in nodes:
+                continue  # an unknown node is the problem; no follow-on channel problems
             if frozenset((valve.common, port)) not in channels:
                 reason = (
                     f"valve {valve.name!r}: channel {valve.common!r} <-> {port!r} is not an edge "

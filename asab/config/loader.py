@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from asab.config.bench_toml import BenchDocument, build_config, locate, read_bench_toml
+from asab.config.bench_toml import (
+    BenchDocument, build_checkable, build_config, locate, read_bench_toml,
+)
 from asab.config.checks import Origin, check_bench, summarize
 from asab.config.legacy_csv import load_legacy_layout, read_layout
 from asab.config.models import BenchConfig, Chemical, Tubing
@@ -64,10 +66,15 @@ def load_bench(path: str | Path, *, first_wins: bool = False) -> BenchConfig:
         doc, chemicals=chemicals, stocks=stocks.stocks, tubing=tubing
     )
     problems += build_problems
-    if config is not None and config.tubing.nodes:
+    checkable, dropped = config, set()
+    if config is None:  # check the valid parts too, so every problem shows at once
+        checkable, dropped = build_checkable(
+            doc, chemicals=chemicals, stocks=stocks.stocks, tubing=tubing)
+    if checkable is not None and checkable.tubing.nodes:
         stock_file = doc.layout["stocks"].name if "stocks" in doc.layout else Origin.stocks
         origin = Origin(bench=toml_path.name, stocks=stock_file, stock_lines=stocks.lines)
-        problems += check_bench(config, origin=origin)
+        problems += [p for p in check_bench(checkable, origin=origin)
+                     if not any(repr(d) in p.reason or p.reason.startswith(d) for d in dropped)]
     if problems or config is None:
         raise ConfigError(_with_lines(problems, toml_path))
     logger.info(
