@@ -107,3 +107,12 @@ def test_closest_policy_makes_and_flags_the_closest_composition(sim_bench, tmp_p
     assert abs(row["achieved"]["LiPF6"] - 0.0583) < 1e-3
     rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
     assert rec["flagged"] and rec["requested"]["EC"] == 0.54
+
+
+def test_a_failed_job_keeps_its_routes_and_stock_bookkeeping(sim_bench, tmp_path):
+    settings = sim_bench.config.settings.model_copy(update={"flush_factor": 0.7})
+    sim_bench.config = sim_bench.config.model_copy(update={"settings": settings})
+    run_jobs(sim_bench, _requests()[1:], tmp_path / "run")
+    rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
+    assert rec["status"] == "failed"
+    assert rec["routes"] and rec["stock_drawn"] and rec["stock_volumes"]

@@ -210,6 +210,20 @@ def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
                 + sample_volume(bench, instrument))
     sink = cfg.balance.vessel if cfg.balance else cfg.settings.waste_nodes[0]
     ledger = Ledger()
+    rec.routes = ledger.routes  # filled as the job goes: kept on failure too
+    try:
+        _wet_work(bench, rec, flows, sources, instrument, sink, ledger, step)
+    finally:
+        pushed = sum(p.volume for p in rec.pushes[:2])
+        rec.stock_volumes = {s: v * pushed for s, v in plan.stock_volumes.items() if v > 0}
+        by_source = {st.reservoir: st.name for st in cfg.stocks}
+        rec.stock_drawn = {by_source[n]: v for n, v in ledger.drawn.items() if n in by_source}
+    _judge(bench, rec)
+
+
+def _wet_work(bench: Bench, rec: JobRecord, flows, sources, instrument, sink: str,
+              ledger: Ledger, step) -> None:
+    """Prime → mix → deliver → measure → drain onto the balance → clean."""
     step("prime")
     prime(bench, sources, ledger)
     step("mix")
@@ -219,20 +233,12 @@ def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
     step("deliver")
     rec.pushes.append(deliver(bench, flows, sources, instrument, sink, ledger))
     step("measure")
-    result = measure(bench, rec.sample)
-    rec.measurement = _measurement(result)
+    rec.measurement = _measurement(measure(bench, rec.sample))
     step("drain")
     rec.pushes.append(drain(bench, instrument, sink, ledger))
     rec.weighing = _weigh(bench, sink, rec)
     step("clean")
     rec.pushes.extend(clean(bench, instrument, ledger))
-    _judge(bench, rec)
-    pushed = sum(p.volume for p in rec.pushes[:2])
-    rec.stock_volumes = {s: plan.stock_volumes[s] * pushed for s in plan.stock_volumes
-                         if plan.stock_volumes[s] > 0}
-    by_source = {st.reservoir: st.name for st in cfg.stocks}
-    rec.stock_drawn = {by_source[n]: v for n, v in ledger.drawn.items() if n in by_source}
-    rec.routes = ledger.routes
 
 
 def check_stock(bench: Bench, shares: dict[str, float], volume: float) -> None:
