@@ -15,7 +15,7 @@ from asab.actions.fluidics import Ledger
 from asab.actions.fluidics import reserve
 from asab.actions.sample import (
     PushRecord, Summary, clean, deliver, drain, first_portion, first_portion_volume, measure,
-    prime, sample_volume, summarize,
+    prime, prime_volume, sample_volume, summarize,
 )
 from asab.drivers.base import RepetitionResult
 from asab.errors import (
@@ -250,7 +250,8 @@ def check_stock(bench: Bench, shares: dict[str, float], volume: float) -> None:
 
     Raises:
         InsufficientStockError: a reservoir holds less than the job would draw, counting the
-            syringe's reserve and, for an unprimed pump, its priming volume.
+            syringe's reserve and, for an unprimed pump, its priming volume
+            (:func:`~asab.actions.sample.prime_volume`).
     """
     short = []
     for name, share in shares.items():
@@ -258,7 +259,7 @@ def check_stock(bench: Bench, shares: dict[str, float], volume: float) -> None:
         pump = bench.pumps[stock.pump]
         need = share * volume + reserve(bench, stock.pump) + 0.02 * pump.volume_max - pump.fill_level()
         if stock.pump not in bench.primed:
-            need += 0.5 * pump.volume_max
+            need += prime_volume(bench, stock.pump, stock.reservoir)
         left = stock.volume - bench.drawn.get(stock.reservoir, 0.0)
         if need > left:
             short.append(f"{name}: needs up to {need:.2f} mL, {max(left, 0.0):.2f} mL left")

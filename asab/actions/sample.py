@@ -46,6 +46,13 @@ def _other_inlets(bench: Bench, keep: Instrument | None = None) -> list[str]:
     return [i.inlet for i in bench.config.instruments if keep is None or i.name != keep.name]
 
 
+def prime_volume(bench: Bench, pump: str, source: str) -> float:
+    """mL drawn to prime ``pump`` from ``source`` (and sent to waste): 3 × the line's dead
+    volume + 0.2 mL, at most half the syringe."""
+    line = bench.graph.route(source, bench.config.pump(pump).node).dead_volume
+    return min(3.0 * line + 0.2, 0.5 * bench.pumps[pump].volume_max)
+
+
 def prime(bench: Bench, pumps: Mapping[str, str], ledger: Ledger) -> list[str]:
     """Fill the line from each source to its pump with liquid, sending the gas to waste.
 
@@ -60,9 +67,8 @@ def prime(bench: Bench, pumps: Mapping[str, str], ledger: Ledger) -> list[str]:
     for pump, source in sorted(pumps.items()):
         if pump in bench.primed:
             continue
-        line = bench.graph.route(source, bench.config.pump(pump).node).dead_volume
         empty(bench, pump, waste, ledger)
-        fill(bench, pump, source, min(3.0 * line + 0.2, 0.5 * bench.pumps[pump].volume_max), ledger)
+        fill(bench, pump, source, prime_volume(bench, pump, source), ledger)
         empty(bench, pump, waste, ledger)
         bench.primed.add(pump)
         done.append(pump)
