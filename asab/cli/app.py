@@ -1,0 +1,62 @@
+"""The typer application and the helpers every ``asab`` command shares.
+
+Commands live in modules of this package (``main`` for the core ones, one module per larger
+command group); each registers itself on :data:`app` with ``@app.command()`` and is imported
+by :mod:`asab.cli.main`.
+
+Exit codes: 0 success; 1 bad input (configuration problems, unknown node, not makeable,
+malformed composition); 2 usage error (typer); 3 a job failed on the bench during ``asab run``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="asab: autonomous synthesis and analysis of battery electrolytes.")
+console = Console()
+err_console = Console(stderr=True)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "hardware_configs" / "hiu_2023"
+
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="bench folder (with bench.toml) or bench.toml; "
+    "default $ASAB_CONFIG or the bundled hiu_2023 bench")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+
+
+def config_path(path: Path | None) -> Path:
+    """The configuration to use: ``--config``, else ``$ASAB_CONFIG``, else the bundled bench."""
+    return path or Path(os.environ.get("ASAB_CONFIG", DEFAULT_CONFIG))
+
+
+def load(path: Path | None):
+    """Load the bench configuration chosen by :func:`config_path` (raises ConfigError)."""
+    from asab.config.loader import load_bench
+
+    return load_bench(config_path(path))
+
+
+def emit_json(data) -> None:
+    """Write ``data`` (JSON text or a JSON-ready object) to stdout, unwrapped and uncoloured."""
+    typer.echo(data if isinstance(data, str) else json.dumps(data, indent=2))
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``message`` as an error on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
