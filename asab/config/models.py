@@ -181,6 +181,8 @@ class SerialSettings(_Model):
     parity: Literal["N", "E", "O", "M", "S"] = "O"
     stopbits: Literal[1, 2] = 1
     timeout: float = Field(default=1.0, gt=0, description="s, per read")
+    record: str | None = Field(
+        default=None, description="JSON-lines file to append every exchange to (golden traffic)")
 
 
 class CetoniSettings(_Model):

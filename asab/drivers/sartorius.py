@@ -28,6 +28,7 @@ import serial
 from asab.clock import Clock
 from asab.config.models import BalanceSettings
 from asab.drivers.base import BalanceReading
+from asab.drivers.transport import open_serial
 from asab.errors import DeviceError, DeviceFault, TransportError, TransportTimeout
 from asab.units import ureg
 
@@ -200,13 +201,7 @@ class SartoriusEntrisII:
         self._unit: str | None = None
         s = settings.serial
         if port is None:
-            try:
-                port = serial.serial_for_url(
-                    s.url, baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity,
-                    stopbits=s.stopbits, timeout=s.timeout,
-                )
-            except (serial.SerialException, OSError, ValueError) as exc:
-                raise TransportError(self.name, f"cannot open {s.url}: {exc}") from exc
+            port = open_serial(s, self.name)
         self._port = port
         _warn_unchecked()
 
