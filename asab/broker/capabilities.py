@@ -1,0 +1,364 @@
+"""What this tenant serves: check a FINALES2 request against what the bench can really do.
+
+The broker's pending list ignores tenant limitations (shared docs: finales2_api.md, quirk 7)
+and answers schema-invalid bodies with a bare 500 (quirk 1), so every request is checked here
+before it is reserved:
+
+- ``density``/``vibrating_tube_densimetry``: parameters ``{"formulation": [...],
+  "temperature": K | null}`` (null = the bench's densimeter temperature);
+- ``electrolyte``/``flow``: parameters ``{"electrolyte": {"formulation": [...]},
+  "volume": mL}`` delivered into a free vial.
+
+:func:`check_request` lists *every* reason at once: schema errors (jsonschema, all of them),
+unsupported fraction types, non-finite numbers, chemicals unknown to the bench, a composition
+outside the makeable region by more than ``settings.makeable_tolerance`` (policy ``reject``;
+policy ``closest`` accepts it and says so), a plan the pumps cannot deliver, a temperature the
+bench does not offer, a volume beyond the vial, too little stock, no free vial. Pure apart from
+reading the bench's stock bookkeeping and the vial state: nothing moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field
+
+from asab.actions.bench import Bench
+from asab.actions.job import check_stock
+from asab.actions.sample import first_portion_volume as density_first_portion
+from asab.actions.sample import sample_volume
+from asab.actions.vial import FlowJob, plan_vial, stock_needed, vial_capacity
+from asab.actions.vial_state import VialRegistry
+from asab.config import BenchConfig
+from asab.errors import AsabError, RequestError
+from asab.formulation import FormulationPlan, StockModel, by_name, plan_formulation
+from asab.requests import DensityJob, capability_schema
+
+log = logging.getLogger(__name__)
+
+DENSITY = ("density", "vibrating_tube_densimetry")
+FLOW = ("electrolyte", "flow")
+CAPABILITIES = (DENSITY, FLOW)
+"""(quantity, method) pairs this tenant serves."""
+
+TEMPERATURE_TOLERANCE = 0.05
+"""K: a requested temperature within this of the densimeter's method temperature is served
+(the same rule as :func:`asab.actions.job.run_density_job`)."""
+
+DENSITY_PLAN_VOLUME = 1.0
+"""mL: nominal volume of a density plan (only its volume fractions and flows are used)."""
+
+
+class Acceptance(BaseModel):
+    """The verdict on one request.
+
+    Attributes:
+        accepted: True when the bench can serve the request now.
+        request_id: the broker's request uuid ("" when absent).
+        quantity, method: the capability asked for (None when not recognisable).
+        reasons: every reason against the request (empty when accepted).
+        notes: remarks that do not refuse it, e.g. "it would be made as the closest makeable
+            composition" (policy ``closest``).
+        plan: the formulation plan (``plan.achieved`` is what would be made) when the
+            composition could be planned.
+        closest: chemical name → mole fraction of the closest makeable composition when the
+            request is not makeable.
+        job: the validated job (:class:`~asab.requests.DensityJob` or
+            :class:`~asab.actions.vial.FlowJob`) when the parameters were readable.
+        temperature: K the density would be measured at.
+        vial: the vial a flow delivery would fill.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    accepted: bool
+    request_id: str = ""
+    quantity: str | None = None
+    method: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    plan: FormulationPlan | None = None
+    closest: dict[str, float] | None = None
+    job: DensityJob | FlowJob | None = None
+    temperature: float | None = Field(default=None, description="K")
+    vial: str | None = None
+
+
+def check_request(bench_or_config: Bench | BenchConfig, request_info: Any, *,
+                  vials: VialRegistry | None = None,
+                  policy: Literal["reject", "closest"] | None = None) -> Acceptance:
+    """Can this bench serve ``request_info`` (a FINALES2 ``RequestInfo`` or bare ``Request``)?
+
+    Args:
+        bench_or_config: an opened :class:`Bench` (stock is then checked against what was
+            drawn, the syringes' reserves and priming) or a :class:`BenchConfig` (stock checked
+            against the full reservoirs only, no bench state needed).
+        request_info: the request as received (any JSON value).
+        vials: vial occupancy for ``electrolyte``/``flow``; ``None`` = every configured vial
+            is taken as free.
+        policy: not-makeable policy; default ``settings.not_makeable_policy``.
+
+    Returns:
+        :class:`Acceptance`; never raises for a bad request.
+    """
+    bench = bench_or_config if isinstance(bench_or_config, Bench) else None
+    config = bench.config if bench is not None else bench_or_config
+    acc = Acceptance(accepted=False)
+    request = _request_part(request_info, acc)
+    if request is None:
+        return acc
+    params = _parameters(request, acc)
+    if params is None:
+        return acc
+    formulation = _formulation(params, config, acc)
+    if (acc.quantity, acc.method) == DENSITY:
+        _check_density(config, params, formulation, acc, policy)
+    else:
+        _check_flow(config, params, formulation, acc, policy)
+    if not acc.reasons and acc.plan is not None:
+        _check_supplies(bench, config, acc, vials)
+    if acc.job is not None:
+        acc.job.raw = request_info
+    acc.accepted = not acc.reasons
+    if not acc.accepted:
+        log.info("request %s refused: %s", acc.request_id, "; ".join(acc.reasons))
+    return acc
+
+
+# ---------------------------------------------------------------------- request shape
+def _request_part(info: Any, acc: Acceptance) -> dict | None:
+    if not isinstance(info, dict):
+        acc.reasons.append(f"request is not a JSON object: {info!r:.80}")
+        return None
+    request = info.get("request", info)
+    acc.request_id = str(info.get("uuid") or info.get("id") or "")
+    if not isinstance(request, dict):
+        acc.reasons.append("'request' is not a JSON object")
+        return None
+    methods = request.get("methods") or []
+    for quantity, method in CAPABILITIES:
+        if request.get("quantity") == quantity and isinstance(methods, list) and method in methods:
+            acc.quantity, acc.method = quantity, method
+            return request
+    acc.reasons.append(f"not a capability of this tenant: {request.get('quantity')!r} by "
+                       f"{methods!r} (served: "
+                       + ", ".join(f"{q}/{m}" for q, m in CAPABILITIES) + ")")
+    return None
+
+
+def schema_errors(quantity: str, method: str, params: Any) -> list[str]:
+    """Every violation of the capability's ``json_schema_specifications`` by ``params``,
+    as ``"path: message"`` strings (Draft 2020-12), sorted by path."""
+    schema = capability_schema(quantity, method)["json_schema_specifications"]
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"{'/'.join(map(str, e.absolute_path)) or 'parameters'}: {e.message}" for e in errors]
+
+
+def _parameters(request: dict, acc: Acceptance) -> dict | None:
+    params = (request.get("parameters") or {}).get(acc.method) if isinstance(
+        request.get("parameters"), dict) else None
+    errors = schema_errors(acc.quantity, acc.method, params)
+    acc.reasons.extend(f"invalid parameters: {e}" for e in errors)
+    return None if errors else params
+
+
+def _formulation(params: dict, config: BenchConfig, acc: Acceptance) -> dict[str, float]:
+    """InChIKey → fraction; every problem of the items appended to ``acc.reasons``."""
+    items = (params["electrolyte"] if acc.quantity == "electrolyte" else params)["formulation"]
+    out: dict[str, float] = {}
+    for i, item in enumerate(items):
+        key, fraction = item["chemical"]["InChIKey"], item["fraction"]
+        where = f"formulation/{i} ({key})"
+        if item["fraction_type"] != "molPerMol":
+            acc.reasons.append(f"{where}: fraction_type {item['fraction_type']!r} is not "
+                               "supported (only molPerMol)")
+        if not math.isfinite(fraction) or fraction < 0:
+            acc.reasons.append(f"{where}: fraction {fraction!r} is not a mole fraction")
+        try:
+            config.chemical(key)
+        except KeyError:
+            acc.reasons.append(f"{where}: chemical not known to this bench")
+            continue
+        if key in out:
+            acc.reasons.append(f"{where}: chemical given twice")
+        out[key] = float(fraction)
+    if not items:
+        acc.reasons.append("formulation is empty")
+    return out
+
+
+# ---------------------------------------------------------------------- per capability
+def _check_density(config: BenchConfig, params: dict, formulation: dict[str, float],
+                   acc: Acceptance, policy) -> None:
+    dens = config.densimeter
+    temperature = params.get("temperature")
+    if dens is None:
+        acc.reasons.append("this bench has no densimeter")
+    elif temperature is None:
+        acc.temperature = dens.temperature
+    elif not math.isfinite(temperature) or temperature <= 0:
+        acc.reasons.append(f"temperature {temperature!r} K is not a temperature")
+    elif abs(temperature - dens.temperature) > TEMPERATURE_TOLERANCE:
+        acc.reasons.append(f"temperature {temperature:.2f} K is not available: this bench "
+                           f"measures at {dens.temperature:.2f} K "
+                           f"(±{TEMPERATURE_TOLERANCE} K, method {dens.method})")
+    else:
+        acc.temperature = float(temperature)
+    if acc.reasons:
+        return
+    _plan(config, formulation, DENSITY_PLAN_VOLUME, acc, policy)
+    acc.job = DensityJob(request_id=acc.request_id, formulation=formulation,
+                         temperature=temperature, raw={})
+
+
+def _check_flow(config: BenchConfig, params: dict, formulation: dict[str, float],
+                acc: Acceptance, policy) -> None:
+    volume, capacity = params["volume"], vial_capacity(config)
+    if not math.isfinite(volume) or volume <= 0:
+        acc.reasons.append(f"volume {volume!r} mL is not a volume > 0")
+    elif volume > capacity:
+        acc.reasons.append(f"volume {volume:.3f} mL is more than a vial takes "
+                           f"({capacity:.3f} mL)")
+    if not config.settings.vial_nodes:
+        acc.reasons.append("this bench has no vials configured (settings.vial_nodes)")
+    if acc.reasons:
+        return
+    _plan(config, formulation, float(volume), acc, policy)
+    acc.job = FlowJob(request_id=acc.request_id, formulation=formulation, volume=volume)
+
+
+def _plan(config: BenchConfig, formulation: dict[str, float], volume: float,
+          acc: Acceptance, policy) -> None:
+    """Plan with policy ``closest`` (to know the closest composition), then apply ``policy``."""
+    pol = policy or config.settings.not_makeable_policy
+    try:
+        plan = plan_formulation(config, formulation, volume, policy="closest")
+    except (AsabError, ValueError) as exc:
+        acc.reasons.append(f"composition cannot be planned: {exc}")
+        return
+    acc.plan = plan.model_copy(update={"policy": pol})
+    if not plan.makeable:
+        acc.closest = by_name(plan.target, config)
+        text = ", ".join(f"{k}={v:.4f}" for k, v in acc.closest.items())
+        verdict = (f"composition not makeable from the stocks: closest makeable is {text} "
+                   f"(distance {plan.closest_distance:.4g} > tolerance {plan.tolerance:g})")
+        (acc.reasons if pol == "reject" else acc.notes).append(
+            verdict if pol == "reject" else f"{verdict}; it would be made instead (policy closest)")
+    if not plan.deliverable:
+        acc.reasons.append("the pumps cannot deliver this mix: " + "; ".join(plan.notes))
+
+
+# ---------------------------------------------------------------------- stock, vials
+def _check_supplies(bench: Bench | None, config: BenchConfig, acc: Acceptance,
+                    vials: VialRegistry | None) -> None:
+    plan = acc.plan
+    shares = {n: v / plan.total_volume for n, v in plan.stock_volumes.items() if v > 0}
+    if acc.quantity == "electrolyte":
+        free = vials.free(config) if vials is not None else list(config.settings.vial_nodes)
+        if not free:
+            acc.reasons.append(f"no free vial: all {len(config.settings.vial_nodes)} vials "
+                               "are occupied")
+            return
+        acc.vial = free[0]
+    try:
+        if bench is None:  # no bench state: only a flow volume against full reservoirs
+            if acc.quantity == "electrolyte":
+                _check_full_reservoirs(config, shares, acc.job.volume)
+        else:
+            check_stock(bench, shares, _mixture_needed(bench, acc))
+    except (AsabError, KeyError) as exc:
+        acc.reasons.append(str(exc))
+
+
+def _mixture_needed(bench: Bench, acc: Acceptance) -> float:
+    """mL of mixture the job would make (first portion + what is delivered)."""
+    plan = acc.plan
+    if acc.quantity == "electrolyte":
+        return stock_needed(bench, plan, plan_vial(bench, acc.vial))
+    instrument = bench.config.instrument(bench.config.densimeter.instrument)
+    flows = {plan.pumps[n]: f for n, f in plan.flows.items() if f > 0}
+    return density_first_portion(bench, flows, instrument) + sample_volume(bench, instrument)
+
+
+def _check_full_reservoirs(config: BenchConfig, shares: dict[str, float], volume: float) -> None:
+    """Without a bench: the delivered volume alone must fit in the full reservoirs."""
+    short = [f"{name}: needs {share * volume:.2f} mL, the reservoir holds "
+             f"{config.stock(name).volume:.2f} mL"
+             for name, share in shares.items() if share * volume > config.stock(name).volume]
+    if short:
+        raise RequestError("not enough stock solution: " + "; ".join(short))
+
+
+def reachable_ranges(config: BenchConfig) -> dict[str, tuple[float, float]]:
+    """InChIKey → (min, max) mole fraction over the makeable region (see
+    :meth:`StockModel.reachable_ranges`)."""
+    return StockModel.from_config(config).reachable_ranges()
+
+
+# ---------------------------------------------------------------------- limitations document
+def _floor(x: float, decimals: int) -> float:
+    return math.floor(x * 10**decimals + 1e-9) / 10**decimals
+
+
+def _ceil(x: float, decimals: int) -> float:
+    return math.ceil(x * 10**decimals - 1e-9) / 10**decimals
+
+
+def formulation_limits(config: BenchConfig, decimals: int = 4) -> list[list[dict[str, Any]]]:
+    """The ``formulation`` limitation: one list with, per chemical in the stocks, the reachable
+    mole-fraction range, rounded inwards to ``decimals`` (every bound is really reachable).
+
+    The makeable region is a polytope, not this box: a composition inside every range can
+    still be unmakeable; :func:`check_request` decides exactly per request.
+    """
+    items = []
+    for key, (lo, hi) in reachable_ranges(config).items():
+        chem = config.chemical(key)
+        items.append({"chemical": {"SMILES": chem.smiles, "InChIKey": chem.inchikey},
+                      "fraction": [{"min": max(0.0, _ceil(lo, decimals)),
+                                    "max": min(1.0, _floor(hi, decimals))}],
+                      "fraction_type": ["molPerMol"]})
+    return [items]
+
+
+def capability_limitations(config: BenchConfig, quantity: str, method: str,
+                           decimals: int = 4) -> dict[str, Any]:
+    """``{"quantity", "method", "limitations": {...}}`` for one capability this tenant serves.
+
+    density: ``formulation`` and ``temperature`` (the densimeter's method temperature, K);
+    flow: ``formulation`` and ``volume`` (mL, from the smallest dose a pump meters,
+    :data:`~asab.formulation.mixes.DEFAULT_MIN_DOSE`, to the vial capacity).
+
+    Raises:
+        KeyError: not a capability of this tenant, or density without a densimeter.
+    """
+    from asab.formulation.mixes import DEFAULT_MIN_DOSE
+
+    limits: dict[str, Any] = {"formulation": formulation_limits(config, decimals)}
+    if (quantity, method) == DENSITY:
+        if config.densimeter is None:
+            raise KeyError("this bench has no densimeter")
+        t = config.densimeter.temperature
+        limits["temperature"] = [{"min": t, "max": t}]
+    elif (quantity, method) == FLOW:
+        limits["volume"] = [{"min": DEFAULT_MIN_DOSE, "max": vial_capacity(config)}]
+    else:
+        raise KeyError(f"not a capability of this tenant: {quantity}/{method}")
+    return {"quantity": quantity, "method": method, "limitations": limits}
+
+
+def limitations_document(config: BenchConfig, *, name: str | None = None,
+                         contact_person: str = "", decimals: int = 4) -> dict[str, Any]:
+    """The tenant's limitations document for the broker's administrator, in the format of
+    ``tenant_limitations_2023.json``: ``{"name", "limitations": [...], "contact_person"}``,
+    one entry per capability the bench can serve (density only with a densimeter, flow only
+    with vials)."""
+    served = [c for c in CAPABILITIES
+              if (c != DENSITY or config.densimeter is not None)
+              and (c != FLOW or config.settings.vial_nodes)]
+    return {"name": name or f"asab_{config.name}",
+            "limitations": [capability_limitations(config, q, m, decimals) for q, m in served],
+            "contact_person": contact_person}
