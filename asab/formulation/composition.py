@@ -109,6 +109,7 @@ def achieved_from_masses(
     config: BenchConfig,
     stock_masses_g: Mapping[str, float],
     balance_readability: float | None = None,
+    mass_uncertainty: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Composition and its standard uncertainty from gravimetric dosing.
 
@@ -117,7 +118,8 @@ def achieved_from_masses(
 
     Uncertainty (GUM, JCGM 100:2008, first-order law of propagation, inputs uncorrelated):
         * W_j: a net mass is the difference of two readings, each rounded to the readability δ
-          (rectangular, u = δ/√12, GUM F.2.2.1), so u(W_j) = δ/√6;
+          (rectangular, u = δ/√12, GUM F.2.2.1), so u(W_j) = δ/√6 — unless the caller gives
+          u(W_j) itself in ``mass_uncertainty`` (e.g. with the balance's repeatability);
         * m_ij and m_j: the stock's component and total mass uncertainties from the config
           (``ComponentMass.uncertainty``, ``StockSolution.total_mass_uncertainty``).
         Molar masses are taken as exact. Sensitivities: ∂x_k/∂n_i = (δ_ki − x_k)/N,
@@ -128,6 +130,8 @@ def achieved_from_masses(
         stock_masses_g: stock name → dosed mass in g (≥ 0, not all 0).
         balance_readability: δ in g; default ``config.balance.readability`` or
             :data:`DEFAULT_READABILITY`.
+        mass_uncertainty: stock name → standard uncertainty u(W_j) in g, replacing δ/√6 for
+            the stocks it names.
 
     Returns:
         ``(fractions, uncertainties)``: InChIKey → mole fraction and → standard uncertainty.
@@ -150,7 +154,8 @@ def achieved_from_masses(
     total = a.sum()
     x = a.sum(axis=1) / total
     jac = (np.eye(len(x)) - x[:, None]) / total  # ∂x_k/∂n_i
-    var = (jac @ per_gram) ** 2 @ np.full(len(w), delta**2 / 6.0)
+    u_w2 = np.array([_mass_variance(n, delta, mass_uncertainty) for n in names])
+    var = (jac @ per_gram) ** 2 @ u_w2
     var += (jac @ (a / mt)) ** 2 @ (u_mt**2)
     var += np.einsum("ki,ij->k", jac**2, (w / (mt * molar[:, None])) ** 2 * u_m**2)
     keys = model.components
@@ -223,6 +228,16 @@ def _readability(config: BenchConfig, given: float | None) -> float:
     if not math.isfinite(given) or given < 0:
         raise RequestError(f"balance readability must be finite and ≥ 0, got {given}")
     return float(given)
+
+
+def _mass_variance(stock: str, delta: float, given: Mapping[str, float] | None) -> float:
+    """u(W)² in g²: the caller's value for ``stock`` or δ²/6 (two readings, see above)."""
+    if given is None or stock not in given:
+        return delta**2 / 6.0
+    u = float(given[stock])
+    if not math.isfinite(u) or u < 0:
+        raise RequestError(f"mass uncertainty of {stock} must be finite and ≥ 0, got {u}")
+    return u * u
 
 
 def _part(stock: StockSolution, key: str) -> tuple[float, float]:
