@@ -1,0 +1,394 @@
+"""The FINALES2 tenant worker: poll → check → reserve → re-read → run → journal → re-read → post.
+
+One :class:`Tenant` serves the capabilities of one bench (``density``/
+``vibrating_tube_densimetry`` and ``electrolyte``/``flow``) for as long as it is left running.
+What it guarantees, and how (the broker's quirks are numbered as in shared docs
+``finales2_api.md``):
+
+* **Only what the bench can really serve is reserved** (quirk 7): every pending request is
+  checked by :func:`asab.broker.capabilities.check_request` (schema, chemicals, exact makeable
+  region, temperature, volume, stock left, a free vial) before it is reserved.
+* **Nothing is served twice** (quirks 3, 5): a request whose result was measured is in the
+  journal's served set and is never taken again, whatever the broker shows. Before any post the
+  broker's results are searched for our ``internal_reference``; a found one is journalled as
+  posted instead of posting again.
+* **Nothing is lost**: the full result body is journalled (``measured``) before it is posted;
+  results that could not be posted are posted on a later cycle or after a restart.
+* **The hardware never waits on the broker** (quirk 10): the broker is not called between the
+  ``running`` mark and the ``measured`` mark; a broker outage only delays posting.
+* **Reservation is not exclusive** (quirk 4): the request is read again right before wet work
+  and right before posting. A request retracted before wet work is not started; one retracted
+  during the run keeps its result in the journal, posted only with the explicit policy
+  ``retracted = "unsolicited"`` (as an unsolicited result).
+* **A request nobody can serve comes back forever** (quirk 6): failures are counted per request
+  in the journal; after ``max_failures`` the request is skipped and reported.
+* **Restart**: a request journalled ``running`` when the process died is given back as pending
+  with a message after the bench has been recovered (sample drained, lines cleaned); one that
+  was only ``reserved`` is given back too.
+
+A job that failed *after* the instrument measured (no valid value, or the weighing disagreed)
+is a result: it is posted with ``success: false`` and no invented values. A job that failed
+before measuring (device fault, routing) counts as a failure and is given back as pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asab.actions.bench import Bench
+from asab.actions.job import JobRecord, recover, run_density_job
+from asab.actions.vial import FlowJob, FlowRecord, run_flow_job
+from asab.actions.vial_state import VialRegistry
+from asab.broker.capabilities import CAPABILITIES, Acceptance, check_request
+from asab.broker.client import FinalesClient
+from asab.broker.journal import Journal, JournalState
+from asab.broker.results import ResultError, internal_reference, result_body
+from asab.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+S = JournalState
+Progress = Callable[[str, str], None]
+"""``progress(request_uuid, step)`` for displays."""
+
+
+class TenantSettings(BaseModel):
+    """How the worker behaves (section ``[tenant]`` of ``broker.toml`` or defaults).
+
+    Attributes:
+        poll_interval: s between polls when there was nothing to do.
+        max_failures: failed attempts after which a request is skipped for good (quirk 6).
+        retracted: what to do with a result whose request was retracted during the run:
+            ``hold`` keeps it in the journal only; ``unsolicited`` posts it as an unsolicited
+            result.
+        address: postal address of the bench, reported as the vial location of flow results.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    poll_interval: float = Field(default=30.0, gt=0, description="s")
+    max_failures: int = Field(default=3, ge=1)
+    retracted: Literal["hold", "unsolicited"] = "hold"
+    address: str | None = None
+
+
+@dataclass
+class CycleReport:
+    """What one :meth:`Tenant.cycle` did (request uuids)."""
+
+    seen: int = 0
+    served: list[str] = field(default_factory=list)
+    posted: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    broker_errors: list[str] = field(default_factory=list)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing was run or posted (the broker had nothing new for us)."""
+        return not (self.served or self.posted or self.failed)
+
+
+def new_run_id() -> str:
+    """A run id unique to one tenant process start: ``tenant-<UTC time>-<8 hex>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"tenant-{stamp}-{uuidlib.uuid4().hex[:8]}"
+
+
+class Tenant:
+    """The worker. Not thread-safe: one tenant per bench and per journal.
+
+    Args:
+        bench: the opened bench (real or simulated).
+        client: the broker client (logged in lazily).
+        journal: the append-only journal; the authoritative record of what happened.
+        state_dir: folder for job records (``records/``), raw exports (``raw/``) and the
+            vial occupancy (``vials.json``).
+        settings: worker behaviour.
+        run_id: id of this process's run (default :func:`new_run_id`).
+        progress: optional ``progress(request_uuid, step)``.
+    """
+
+    def __init__(self, bench: Bench, client: FinalesClient, journal: Journal, state_dir: Path,
+                 settings: TenantSettings | None = None, run_id: str | None = None,
+                 progress: Progress | None = None) -> None:
+        self.bench, self.client, self.journal = bench, client, journal
+        self.state_dir = Path(state_dir)
+        self.settings = settings or TenantSettings()
+        self.run_id = run_id or new_run_id()
+        self.progress = progress
+        self.vials = VialRegistry(self.state_dir / "vials.json")
+        self.tenant_uuid = client.settings.tenant_uuid
+        (self.state_dir / "records").mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "raw").mkdir(exist_ok=True)
+
+    # ------------------------------------------------------------------ loop
+    def serve(self, stop: threading.Event | None = None, *, until_idle: bool = False,
+              max_cycles: int | None = None) -> list[CycleReport]:
+        """Resume, then run cycles until ``stop`` is set (or idle / ``max_cycles``).
+
+        Waits ``settings.poll_interval`` s between idle cycles (interruptible by ``stop``).
+        """
+        stop = stop or threading.Event()
+        reports = [self.resume()]
+        while not stop.is_set() and (max_cycles is None or len(reports) <= max_cycles):
+            report = self.cycle(stop)
+            reports.append(report)
+            if until_idle and report.idle and not report.broker_errors and not self._unposted():
+                break
+            if report.idle:
+                stop.wait(self.settings.poll_interval)
+        return reports
+
+    def resume(self) -> CycleReport:
+        """After a (re)start: give back interrupted requests, then post what is unposted."""
+        report = CycleReport()
+        states = self.journal.current_states()
+        interrupted = [u for u, s in states.items() if s == S.RUNNING]
+        if interrupted:
+            outcome = recover(self.bench)
+            log.warning("tenant restarted during %s; bench recovery: %s", interrupted, outcome)
+            for uid in interrupted:
+                self.journal.append(uid, S.FAILED, {"why": f"tenant stopped during the job; "
+                                                    f"recovery: {outcome}"})
+                report.failed.append(uid)
+                self._give_back(uid, "asab tenant restarted during the job; sample drained and "
+                                "lines cleaned; request given back", report)
+        for uid in [u for u, s in states.items() if s == S.RESERVED]:
+            self._give_back(uid, "asab tenant restarted before starting the job", report)
+        self._post_unposted(report)
+        return report
+
+    def cycle(self, stop: threading.Event | None = None) -> CycleReport:
+        """Post what is unposted, then take every pending request in creation order."""
+        report = CycleReport()
+        self._post_unposted(report)
+        for quantity, method in CAPABILITIES:
+            try:
+                pending = self.client.pending_requests(quantity, method)
+            except BrokerError as exc:
+                report.broker_errors.append(str(exc))
+                log.warning("cannot poll %s/%s: %s", quantity, method, exc)
+                continue
+            for info in sorted(pending, key=lambda r: (str(r.ctime), r.uuid)):
+                if stop is not None and stop.is_set():
+                    return report
+                report.seen += 1
+                try:
+                    self.consider(info.model_dump(mode="json"), report)
+                except BrokerError as exc:  # broker trouble between steps: try again later
+                    report.broker_errors.append(str(exc))
+                    log.warning("broker error on %s: %s", info.uuid, exc)
+        return report
+
+    # ------------------------------------------------------------------ one request
+    def consider(self, info: dict[str, Any], report: CycleReport) -> None:
+        """Check, reserve, re-read, run and post one pending request (``RequestInfo`` JSON)."""
+        uid = str(info.get("uuid", ""))
+        if self._skip(uid, report):
+            return
+        if self.journal.state(uid) is None:
+            self.journal.append(uid, S.SEEN, {"request": info})
+        acc = check_request(self.bench, info, vials=self.vials)
+        if not acc.accepted:
+            self._reject(uid, "; ".join(acc.reasons), report)
+            return
+        self._say(uid, "reserve")
+        self.client.update_request_status(uid, "reserved", f"reserved by asab ({self.run_id})")
+        self.journal.append(uid, S.RESERVED, {})
+        fresh = self.client.get_request(uid)
+        if fresh is None or fresh.status not in ("reserved", "pending"):
+            status = "unknown" if fresh is None else fresh.status
+            self.journal.append(uid, S.SKIPPED, {"why": f"request is {status} before wet work"})
+            report.skipped.append(uid)
+            return
+        self._run(uid, acc, report)
+
+    def _skip(self, uid: str, report: CycleReport) -> bool:
+        state = self.journal.state(uid)
+        why = None
+        if uid in self.journal.served():
+            why = "served before (result measured); never served twice"
+        elif self.journal.failure_count(uid) >= self.settings.max_failures:
+            why = f"failed {self.journal.failure_count(uid)} times (limit {self.settings.max_failures})"
+        if why is None:
+            return False
+        if uid in self.journal.served():  # its journal state stays measured/posted
+            log.info("request %s pending again on the broker, not served: %s", uid, why)
+        elif state != S.SKIPPED:
+            self.journal.append(uid, S.SKIPPED, {"why": why})
+            log.warning("request %s skipped: %s", uid, why)
+        report.skipped.append(uid)
+        return True
+
+    def _reject(self, uid: str, why: str, report: CycleReport) -> None:
+        last = self.journal.history(uid)[-1] if self.journal.state(uid) else None
+        if last is None or last.state != S.REJECTED or last.payload.get("why") != why:
+            self.journal.append(uid, S.REJECTED, {"why": why})
+        report.rejected.append(uid)
+
+    def _run(self, uid: str, acc: Acceptance, report: CycleReport) -> None:
+        attempt = self.journal.failure_count(uid) + 1
+        reference = internal_reference(self.run_id, uid, attempt)
+        job_id = f"{uid[:8]}-{attempt}"
+        self.journal.append(uid, S.RUNNING, {"reference": reference, "attempt": attempt})
+        self._say(uid, "running")
+        record = self._wet_work(acc, job_id)
+        self._save(record)
+        if record.status == "rejected":  # e.g. stock ran short since the check
+            self._reject(uid, record.reason or "refused by the bench", report)
+            self._give_back(uid, f"asab cannot serve it now: {record.reason}", report)
+            return
+        try:
+            if record.status == "failed" and not _has_outcome(record):
+                raise ResultError("nothing was measured or delivered")
+            body = result_body(record, self.bench.config, tenant_uuid=self.tenant_uuid,
+                               reference=reference, address=self.settings.address)
+        except ResultError as exc:
+            why = f"{record.reason or 'job failed'} (no result: {exc})"
+            self.journal.append(uid, S.FAILED, {"why": why, "record": record.job_id})
+            report.failed.append(uid)
+            self._give_back(uid, f"asab job failed: {record.reason}", report)
+            return
+        self.journal.append(uid, S.MEASURED, {"result": body, "reference": reference,
+                                              "record": record.job_id})
+        report.served.append(uid)
+        try:
+            self._post(uid, body, reference, report)
+        except BrokerError as exc:  # the result waits in the journal for a later cycle
+            report.broker_errors.append(str(exc))
+            log.warning("posting %s deferred: %s", uid, exc)
+
+    def _wet_work(self, acc: Acceptance, job_id: str) -> JobRecord | FlowRecord:
+        sample = f"{self.run_id}_{job_id}".replace(":", "-")
+        if isinstance(acc.job, FlowJob):
+            return run_flow_job(self.bench, acc.job, job_id, self.vials)
+        return run_density_job(self.bench, acc.job, job_id, sample=sample)
+
+    # ------------------------------------------------------------------ posting
+    def _post_unposted(self, report: CycleReport) -> None:
+        for event in self._unposted():
+            try:
+                self._post(event.request_uuid, event.payload["result"],
+                           event.payload.get("reference", ""), report)
+            except BrokerError as exc:
+                report.broker_errors.append(str(exc))
+                log.warning("posting %s deferred: %s", event.request_uuid, exc)
+
+    def _unposted(self) -> list:
+        return [e for e in self.journal.unposted()
+                if self.journal.state(e.request_uuid) == S.MEASURED]
+
+    def _post(self, uid: str, body: dict[str, Any], reference: str, report: CycleReport) -> None:
+        """Post ``body`` unless the broker already holds it; journal the outcome.
+
+        Raises:
+            BrokerError: transient trouble; the result stays ``measured`` for a later cycle.
+        """
+        fresh = self.client.get_request(uid)
+        if fresh is not None and fresh.status == "retracted":
+            self._retracted(uid, body, reference, report)
+            return
+        found = self._find_posted(uid, body, reference)
+        if found is not None:
+            self.journal.append(uid, S.POSTED, {"result_uuid": found, "found_on_broker": True})
+            report.posted.append(uid)
+            return
+        try:
+            result_uuid = self.client.post_result(body)
+        except BrokerError as exc:
+            if exc.permanent:
+                self.journal.append(uid, S.SKIPPED, {"why": f"broker refused the result: {exc}; "
+                                                     "kept in the journal"})
+                report.skipped.append(uid)
+                return
+            raise
+        self.journal.append(uid, S.POSTED, {"result_uuid": result_uuid})
+        report.posted.append(uid)
+        self._say(uid, "posted")
+
+    def _retracted(self, uid: str, body: dict[str, Any], reference: str,
+                   report: CycleReport) -> None:
+        if self.settings.retracted == "unsolicited":
+            found = self._find_posted(uid, body, reference)
+            result_uuid = found or self.client.post_unsolicited_result(body)
+            self.journal.append(uid, S.POSTED, {"result_uuid": result_uuid, "unsolicited": True})
+            report.posted.append(uid)
+            return
+        self.journal.append(uid, S.SKIPPED, {
+            "why": "request retracted during the run; result kept in the journal (policy 'hold')"})
+        report.skipped.append(uid)
+
+    def _find_posted(self, uid: str, body: dict[str, Any], reference: str) -> str | None:
+        """The uuid of a result on the broker for ``uid`` carrying our ``reference``, or None."""
+        if not reference:
+            return None
+        method = body["method"][0]
+        for info in self.client.results_requested(body["quantity"], method):
+            result = info.result.model_dump(mode="json")
+            ref = (result.get("data") or {}).get("run_info", {}).get("internal_reference")
+            if result.get("request_uuid") == uid and ref == reference:
+                return info.uuid
+        return None
+
+    # ------------------------------------------------------------------ helpers
+    def _give_back(self, uid: str, message: str, report: CycleReport) -> None:
+        try:
+            self.client.update_request_status(uid, "pending", message)
+        except BrokerError as exc:  # it stays reserved on the broker; journal says why
+            report.broker_errors.append(str(exc))
+            log.warning("could not give %s back: %s", uid, exc)
+            return
+        self.journal.append(uid, S.GIVEN_BACK, {"why": message})
+
+    def _save(self, record: JobRecord | FlowRecord) -> None:
+        path = self.state_dir / "records" / f"{record.job_id}.json"
+        measurement = getattr(record, "measurement", None)
+        if measurement is not None:
+            raw = self.state_dir / "raw" / Path(measurement.raw_file).name
+            with raw.open("w", encoding="utf-8", newline="") as fh:
+                fh.write(measurement.raw_text)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+    def _say(self, uid: str, step: str) -> None:
+        log.info("request %s: %s", uid, step)
+        if self.progress:
+            self.progress(uid, step)
+
+
+def _has_outcome(record: JobRecord | FlowRecord) -> bool:
+    """Whether a failed job still produced something to report (a measurement, or liquid
+    in the vial); a job that failed before that is given back instead of answered."""
+    if isinstance(record, FlowRecord):
+        return bool(record.volume_delivered)
+    return record.measurement is not None
+
+
+def journal_summary(journal: Journal) -> list[dict[str, Any]]:
+    """One row per request: uuid, state, time of the last event, failures, result uuid, why."""
+    rows = []
+    for uid, state in journal.current_states().items():
+        history = journal.history(uid)
+        posted = [e for e in history if e.state == S.POSTED]
+        last = history[-1]
+        rows.append({
+            "request": uid, "state": str(state), "since": last.time,
+            "failures": journal.failure_count(uid),
+            "result_uuid": posted[-1].payload.get("result_uuid") if posted else None,
+            "why": last.payload.get("why"), "events": len(history),
+        })
+    return rows
+
+
+__all__ = ["CycleReport", "Tenant", "TenantSettings", "journal_summary", "new_run_id"]
