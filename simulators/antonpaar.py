@@ -22,9 +22,15 @@ Simulator conventions (documented choices, not vendor behaviour):
     * forward/backward rolling times differing by more than ``lovis.fw_bw_tolerance`` (relative):
       Lovis condition ``FW/BW dev. too high``, viscosity ``---``.
 
-Values: density and viscosity from :mod:`simulators.physics` at the method temperature plus
-seeded Gaussian noise; the viscosity is read back from simulated rolling times
-η = K·(ρ_ball − ρ)·t. Parameters: ``simulators/data/anton_paar_dma4100m.toml``.
+Values come from the instrument core shared with the RS-232 front end
+(:class:`simulators.antonpaar_core.DMA4100Core`): density and viscosity from
+:mod:`simulators.physics` at the method temperature (a LIMS method's duration includes its
+temperature equilibration) plus seeded Gaussian noise; the viscosity is read back from simulated
+forward/backward rolling times. Parameters: ``simulators/data/anton_paar_dma4100m.toml``.
+
+Fault injection (same shape on every simulator): ``inject(kind, **params)``, ``clear_faults()``;
+kinds: ``fw_bw`` (``deviation``, ``count``), ``late_export`` (``delay`` s), ``half_written``,
+``no_export``, ``invalid_method`` (see :meth:`DMA4100Simulator.inject`).
 """
 
 from __future__ import annotations
@@ -33,24 +39,29 @@ import csv
 import io
 import logging
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from importlib import resources
+from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 
 from asab.config.models import Chemical
 from simulators import physics
+from simulators.antonpaar_core import (  # noqa: F401 - re-exported for existing callers
+    KELVIN,
+    DMA4100Core,
+    DMA4100Params,
+    FwBwFault,
+    ListenerClock,
+    MethodSpec,
+    Reading,
+    load_params,
+)
 from simulators.liquid import Liquid
 
 log = logging.getLogger(__name__)
-
-KELVIN = 273.15
-"""0 °C in K (exact, SI)."""
 
 COLUMNS = (
     "Sample Name", "Method", "Date/Time", "Results::Measurement Level", "Results::Repetition",
@@ -61,90 +72,8 @@ COLUMNS = (
 """Export columns; checks add ``Check Type`` after ``Method``."""
 
 
-class ListenerClock(Protocol):
-    """A simulated clock that calls ``listener(now, dt)`` as time advances."""
-
-    def now(self) -> float: ...
-
-    def add_listener(self, listener: Callable[[float, float], None]) -> None: ...
-
-    def remove_listener(self, listener: Callable[[float, float], None]) -> None: ...
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """An instrument method: temperature (K), repetitions, duration (s), with Lovis or not."""
-
-    name: str
-    temperature: float
-    repetitions: int
-    duration: float
-    viscosity: bool = True
-
-
-@dataclass(frozen=True)
-class DMA4100Params:
-    """Instrument parameters (see ``anton_paar_dma4100m.toml`` for meaning and sources)."""
-
-    methods: Mapping[str, MethodSpec]
-    density_noise: float
-    temperature_noise: float
-    rolling_time_noise: float
-    fw_bw_tolerance: float
-    max_gas_fraction: float
-    min_liquid_volume: float
-    conditions: Mapping[str, str]
-    epoch: datetime
-    partial_write_gap: float
-
-
-def load_params(path: str | Path | None = None) -> DMA4100Params:
-    """Read instrument parameters (default: packaged ``data/anton_paar_dma4100m.toml``).
-
-    Raises:
-        OSError, KeyError, ValueError: unreadable file or missing/malformed entries.
-    """
-    if path is None:
-        text = resources.files("simulators").joinpath("data/anton_paar_dma4100m.toml").read_text("utf-8")
-    else:
-        text = Path(path).read_text(encoding="utf-8")
-    d = tomllib.loads(text)
-    methods = {
-        name: MethodSpec(name, float(m["temperature"]), int(m["repetitions"]), float(m["duration"]),
-                         bool(m.get("viscosity", True)))
-        for name, m in d["methods"].items()
-    }
-    export = d["export"]
-    return DMA4100Params(
-        methods=methods,
-        density_noise=float(d["noise"]["density"]),
-        temperature_noise=float(d["noise"]["temperature"]),
-        rolling_time_noise=float(d["noise"]["rolling_time"]),
-        fw_bw_tolerance=float(d["lovis"]["fw_bw_tolerance"]),
-        max_gas_fraction=float(d["filling"]["max_gas_fraction"]),
-        min_liquid_volume=float(d["filling"]["min_liquid_volume"]),
-        conditions={k: v for k, v in export.items() if isinstance(v, str) and k != "epoch"},
-        epoch=datetime.fromisoformat(export["epoch"]),
-        partial_write_gap=float(export["partial_write_gap"]),
-    )
-
-
-@dataclass
-class DMA4100Faults:
-    """Fault knobs, changeable at any time.
-
-    Attributes:
-        force_fw_bw: every repetition's rolling times differ beyond the tolerance.
-        extra_delay: s added before the export is written (a late instrument).
-        half_written: write the export in two steps, ``partial_write_gap`` s apart, directly
-            under its final name (the first part ends inside the last row).
-        no_export: consume jobs but never export.
-    """
-
-    force_fw_bw: bool = False
-    extra_delay: float = 0.0
-    half_written: bool = False
-    no_export: bool = False
+LIMS_FAULTS = ("fw_bw", "late_export", "half_written", "no_export", "invalid_method")
+"""Fault kinds the LIMS front end accepts in :meth:`DMA4100Simulator.inject`."""
 
 
 @dataclass(frozen=True)
@@ -179,17 +108,6 @@ def parse_lims(text: str) -> LimsJob:
     return LimsJob(sample, method, "Check", fields[9])
 
 
-@dataclass
-class _Rep:
-    density: float | None
-    density_condition: str
-    temperature: float
-    viscosity: float | None = None
-    lovis_condition: str = ""
-    time_fw: float | None = None
-    time_bw: float | None = None
-
-
 @dataclass(order=True)
 class _Write:
     due: float
@@ -219,22 +137,21 @@ class DMA4100Simulator:
         params: instrument parameters (default :func:`load_params`).
         seed: seed of the numpy Generator used for all noise.
         model: physics parameters (default :func:`simulators.physics.default_model`).
+        core: an instrument core to share with another front end (then ``cell``,
+            ``chemicals``, ``params``, ``seed`` and ``model`` are taken from it).
     """
 
     def __init__(
         self, cell: Callable[[], Liquid], chemicals: Mapping[str, Chemical], clock: ListenerClock,
         lims_input_dir: str | Path, lims_output_dir: str | Path, params: DMA4100Params | None = None,
-        seed: int = 0, model: physics.ElectrolyteModel | None = None,
+        seed: int = 0, model: physics.ElectrolyteModel | None = None, core: DMA4100Core | None = None,
     ) -> None:
-        self.cell = cell
-        self.chemicals = chemicals
+        self.core = core or DMA4100Core(cell, chemicals, clock, params, seed, model)
         self.clock = clock
+        self.params = self.core.params
         self.input_dir = Path(lims_input_dir)
         self.output_dir = Path(lims_output_dir)
-        self.params = params or load_params()
-        self.model = model or physics.default_model()
-        self.faults = DMA4100Faults()
-        self._rng = np.random.default_rng(seed)
+        self.faults: dict[str, dict[str, Any]] = {}
         self._busy_until = float("-inf")
         self._writes: list[_Write] = []
         self.input_dir.mkdir(parents=True, exist_ok=True)
@@ -244,11 +161,43 @@ class DMA4100Simulator:
     def close(self) -> None:
         """Stop watching (unregister from the clock)."""
         self.clock.remove_listener(self.tick)
+        self.core.close()
 
     @property
     def busy(self) -> bool:
         """True while a measurement is running."""
         return self.clock.now() < self._busy_until
+
+    # ----------------------------------------------------------------- faults
+    def inject(self, kind: str, **params: Any) -> None:
+        """Inject a fault until :meth:`clear_faults` (or until ``count`` is used up).
+
+        Kinds and parameters:
+            ``fw_bw`` (``deviation=0.01``: relative extra backward rolling time, ``count=None``:
+            repetitions affected, all if None): the Lovis reports ``FW/BW dev. too high``.
+            ``late_export`` (``delay=200.0`` s): the export appears ``delay`` s late.
+            ``half_written``: the export is written in two steps ``partial_write_gap`` s apart
+            under its final name. ``no_export``: jobs are consumed, nothing is exported.
+            ``invalid_method``: every job is rejected as an unknown method (``_error.txt``).
+
+        Raises:
+            ValueError: unknown kind or parameter (RS-232-only kinds included).
+        """
+        allowed = {"fw_bw": {"deviation", "count"}, "late_export": {"delay"}, "half_written": set(),
+                   "no_export": set(), "invalid_method": set()}
+        if kind not in allowed:
+            raise ValueError(f"LIMS densimeter simulator: unknown fault {kind!r}; "
+                             f"supported: {', '.join(LIMS_FAULTS)}")
+        if set(params) - allowed[kind]:
+            raise ValueError(f"fault {kind!r} takes {sorted(allowed[kind])}, got {sorted(params)}")
+        if kind == "fw_bw":
+            self.core.fw_bw = FwBwFault(float(params.get("deviation", 0.01)), params.get("count"))
+        self.faults[kind] = dict(params)
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault (also the core's ``fw_bw``)."""
+        self.faults.clear()
+        self.core.fw_bw = None
 
     def tick(self, now: float, dt: float) -> None:
         """Clock listener: write due exports, then start the next job when idle."""
@@ -280,23 +229,27 @@ class DMA4100Simulator:
             self._reject(job_file.stem, str(exc), now)
             return
         method = self.params.methods.get(job.method)
-        if method is None:
+        if method is None or "invalid_method" in self.faults:
             self._reject(job.sample, f"invalid method {job.method!r}", now)
             return
         log.info("LIMS job %s: %s %s (%s)", job_file.name, job.kind, job.sample, method.name)
         self._busy_until = now + method.duration
-        reps = self._measure(self.cell().copy(), method)
-        if not self.faults.no_export:
+        self.core.set_point = method.temperature
+        reps = self.core.measure(self.core.cell().copy(), method.temperature, method.repetitions,
+                                 method.viscosity)
+        if "no_export" not in self.faults:
+            late = self.faults.get("late_export")
+            delay = 0.0 if late is None else float(late.get("delay", 200.0))
             text = self._render(job, method, reps, now)
             self._schedule(self.output_dir / f"{job.sample}_{job.method}_{job.kind}.csv", text,
-                           now + method.duration + self.faults.extra_delay)
+                           now + method.duration + delay)
 
     def _reject(self, sample: str, reason: str, now: float) -> None:
         log.warning("rejecting LIMS job for %s: %s", sample, reason)
         self._writes.append(_Write(now, self.output_dir / f"{sample}_error.txt", f"{reason}\r\n"))
 
     def _schedule(self, path: Path, text: str, due: float) -> None:
-        if not self.faults.half_written:
+        if "half_written" not in self.faults:
             self._writes.append(_Write(due, path, text))
             return
         cut = len(text) - max(3, len(text.splitlines()[-1]) // 2)
@@ -320,56 +273,14 @@ class DMA4100Simulator:
                 fh.write(data)
         log.info("exported %s (%s)", w.path.name, w.mode)
 
-    # ----------------------------------------------------------------- physics + noise
-    def _filling_ok(self, content: Liquid) -> bool:
-        total = content.total_volume
-        if content.volume < self.params.min_liquid_volume or total <= 0:
-            return False
-        return content.gas / total <= self.params.max_gas_fraction
-
-    def _measure(self, content: Liquid, method: MethodSpec) -> list[_Rep]:
-        cond = self.params.conditions
-        n, temp = method.repetitions, method.temperature
-        if not self._filling_ok(content):
-            bad = cond["filling_error"]
-            return [_Rep(None, bad, temp, None, bad) for _ in range(n)]
-        try:
-            rho = physics.density(content.moles, temp, self.chemicals, self.model)
-            eta = None
-            if method.viscosity:
-                eta = physics.viscosity(content.moles, temp, self.chemicals, self.model)
-        except (ValueError, KeyError) as exc:
-            log.warning("physics model failed for the cell content: %s", exc)
-            return [_Rep(None, cond["model_error"], temp, None, cond["model_error"]) for _ in range(n)]
-        return [self._repetition(rho, eta, temp) for _ in range(n)]
-
-    def _repetition(self, rho: float, eta: float | None, temp: float) -> _Rep:
-        p, cond = self.params, self.params.conditions
-        measured = rho + self._rng.normal(0.0, p.density_noise)
-        t_cell = temp + self._rng.normal(0.0, p.temperature_noise)
-        rep = _Rep(measured, cond["valid"], t_cell, None, cond["not_measured"])
-        if eta is None:
-            return rep
-        t = physics.rolling_time(eta, rho, self.model)
-        fw, bw = t * (1.0 + self._rng.normal(0.0, p.rolling_time_noise, size=2))
-        if self.faults.force_fw_bw:
-            bw = fw * (1.0 + 3.0 * p.fw_bw_tolerance)
-        rep.time_fw, rep.time_bw = float(fw), float(bw)
-        if abs(fw - bw) / (0.5 * (fw + bw)) > p.fw_bw_tolerance:
-            rep.lovis_condition = cond["fw_bw_error"]
-        else:
-            rep.lovis_condition = cond["valid"]
-            rep.viscosity = physics.rolling_viscosity(0.5 * (fw + bw), measured, self.model)
-        return rep
-
     # ----------------------------------------------------------------- export
-    def _master(self, reps: list[_Rep]) -> _Rep:
+    def _master(self, reps: list[Reading]) -> Reading:
         valid = self.params.conditions["valid"]
 
         def condition(conds: list[str]) -> str:
             return next((c for c in conds if c != valid), valid)
 
-        return _Rep(
+        return Reading(
             _mean([r.density for r in reps if r.density_condition == valid]),
             condition([r.density_condition for r in reps]),
             float(np.mean([r.temperature for r in reps])),
@@ -378,7 +289,7 @@ class DMA4100Simulator:
             _mean([r.time_fw for r in reps]), _mean([r.time_bw for r in reps]),
         )
 
-    def _render(self, job: LimsJob, method: MethodSpec, reps: list[_Rep], start: float) -> str:
+    def _render(self, job: LimsJob, method: MethodSpec, reps: list[Reading], start: float) -> str:
         columns = list(COLUMNS)
         if job.kind == "Check":
             columns.insert(2, "Check Type")

@@ -169,7 +169,7 @@ def test_stock_density_is_close_to_its_measured_value(rig: Rig) -> None:
 
 
 def test_forced_fw_bw_fault_invalidates_viscosity_only(rig: Rig) -> None:
-    rig.sim.faults.force_fw_bw = True
+    rig.sim.inject("fw_bw")
     result = rig.driver.measure("fwbw")
     for rep in result.repetitions:
         assert rep.density_valid and rep.density is not None
@@ -199,7 +199,7 @@ def test_cell_is_snapshotted_at_measurement_start(rig: Rig) -> None:
 
 
 def test_nothing_exported_times_out_in_virtual_time(rig: Rig) -> None:
-    rig.sim.faults.no_export = True
+    rig.sim.inject("no_export")
     start = rig.clock.now()
     with pytest.raises(TransportTimeout, match="densiVisco") as info:
         rig.driver.measure("lost", timeout=60.0)
@@ -215,7 +215,7 @@ def test_job_never_picked_up_is_withdrawn(tmp_path: Path, bench) -> None:
 
 
 def test_late_export_within_timeout_is_read(rig: Rig) -> None:
-    rig.sim.faults.extra_delay = 200.0
+    rig.sim.inject("late_export", delay=200.0)
     start = rig.clock.now()
     result = rig.driver.measure("late", timeout=600.0)
     assert rig.clock.now() - start >= 500.0 and len(result.repetitions) == 3
@@ -246,7 +246,7 @@ def test_half_written_export_is_not_read_early(tmp_path: Path, bench) -> None:
 
 
 def test_simulator_half_written_fault_is_survived(rig: Rig) -> None:
-    rig.sim.faults.half_written = True
+    rig.sim.inject("half_written")
     start = rig.clock.now()
     result = rig.driver.measure("halves")
     assert rig.clock.now() - start >= 300.0 + load_params().partial_write_gap
@@ -302,3 +302,46 @@ def test_driver_writes_the_documented_lims_job(tmp_path: Path, bench) -> None:
     with pytest.raises(TransportTimeout):
         rig.driver.measure("S9", timeout=2.0)
     assert seen == ["#V100\n1;S9;;;;Density_Viscosity"]
+
+
+# --------------------------------------------------------------------------- #V200 checks, faults
+def test_driver_writes_the_documented_check_job(tmp_path: Path, bench) -> None:
+    rig = Rig(tmp_path, *bench, simulate=False)
+    seen: list[str] = []
+    rig.clock.add_listener(lambda now, dt: seen.extend(
+        p.read_text(encoding="utf-8") for p in rig.inp.glob("*.lims") if not seen))
+    with pytest.raises(TransportTimeout, match="Solvent_check_Density_Viscosity_Check.csv"):
+        rig.driver.check("Solvent_check", "Solvent", timeout=2.0)
+    assert seen == ["#V200\n1;Solvent_check;;;;Density_Viscosity;Type;C (Check);Check Type;Solvent"]
+
+
+def test_water_check_measures_water_and_a_measurement_measures_the_sample(rig: Rig, bench) -> None:
+    """#V200 and #V100 jobs go through the same instrument core: both export per-repetition rows."""
+    check = rig.driver.check("water_check", "Water")
+    sample = rig.driver.measure("after_check")
+    assert check.raw_file.endswith("_Check.csv") and sample.raw_file.endswith("_Measurement.csv")
+    header = check.raw_text.splitlines()[0].split(";")
+    assert header[2] == "Check Type" and check.raw_text.splitlines()[1].split(";")[2] == "Water"
+    assert len(check.repetitions) == len(sample.repetitions) == 3
+
+
+def test_per_repetition_conditions_come_through(rig: Rig) -> None:
+    rig.sim.inject("fw_bw", count=1)
+    first, second, third = rig.driver.measure("one_bad").repetitions
+    assert not first.viscosity_valid and first.viscosity_condition == "FW/BW dev. too high"
+    assert first.density_valid and second.viscosity_valid and third.viscosity_valid
+
+
+def test_lims_fault_api(rig: Rig) -> None:
+    for kind in ("no_reply", "garbled", "busy", "heating"):
+        with pytest.raises(ValueError, match="supported"):
+            rig.sim.inject(kind)
+    with pytest.raises(ValueError):
+        rig.sim.inject("late_export", seconds=3)
+    rig.sim.inject("invalid_method")
+    with pytest.raises(DeviceError, match="invalid method") as info:
+        rig.driver.measure("refused", timeout=30.0)
+    assert info.value.device == "densiVisco" and info.value.cause == "job rejected"
+    rig.sim.inject("no_export")
+    rig.sim.clear_faults()
+    assert len(rig.driver.measure("cleared").repetitions) == 3

@@ -6,8 +6,8 @@ Sections (see ``hardware_configs/hiu_2023/bench.toml`` and its README):
 * ``[layout]`` — CSV file names relative to the TOML's folder: ``nodes``, ``edges``,
   ``tubing``, ``chemicals`` (required) and ``stocks`` (optional);
 * ``[settings]``, ``[cetoni]``, ``[[syringes]]``, ``[[pumps]]``, ``[[valves]]``,
-  ``[[instruments]]``, ``[balance]`` (+ ``[balance.serial]``), ``[densimeter]`` — the fields of
-  the models in :mod:`asab.config.models`.
+  ``[[instruments]]``, ``[balance]`` (+ ``[balance.serial]``), ``[densimeter]``, ``[servers]``
+  (+ ``[servers.ports]``) — the fields of the models in :mod:`asab.config.models`.
 
 Numbers are plain floats in canonical units, or quantity strings (``"14.5673 mm"``,
 ``"3 mL/min"``, ``"25 degC"``) for the fields listed in :data:`QUANTITY_FIELDS`, converted with
@@ -41,7 +41,7 @@ from asab.units import to_canonical
 QUANTITY_FIELDS: dict[str, dict[str, str]] = {
     "settings": {
         "total_flow": "flow", "aspirate_flow": "flow", "gas_flow": "flow",
-        "pump_timeout": "time", "poll_interval": "time",
+        "pump_timeout": "time", "poll_interval": "time", "vial_capacity": "volume",
     },
     "cetoni": {"calibration_timeout": "time"},
     "syringes": {"inner_diameter": "length", "stroke": "length"},
@@ -49,6 +49,7 @@ QUANTITY_FIELDS: dict[str, dict[str, str]] = {
     "balance": {"stable_timeout": "time", "readability": "mass"},
     "balance.serial": {"timeout": "time"},
     "densimeter": {"temperature": "temperature", "result_timeout": "time"},
+    "densimeter.serial": {"timeout": "time"},
 }
 """Table path → field → quantity kind of :data:`asab.units.CANONICAL` (units as stated in
 the field descriptions of :mod:`asab.config.models`)."""
@@ -196,7 +197,7 @@ def _prune(data: dict[str, Any], errors: list[Any], dropped: set[str]) -> bool:
             del data[head][loc[1]]
             dropped.add(f"{head}.{loc[1]}")
             changed = True
-        elif head in ("balance", "densimeter", "cetoni", "settings"):
+        elif head in ("balance", "densimeter", "cetoni", "settings", "servers"):
             del data[head]
             dropped.add(head)
             changed = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class _Model(BaseModel):
@@ -191,6 +191,9 @@ class CetoniSettings(_Model):
     device_config_path: str = Field(default="", description="Qmix device-configuration folder")
     plugin_search_path: str = Field(default="", description="QmixSDK plugin folder")
     calibration_timeout: float = Field(default=60.0, gt=0, description="s")
+    sdk_path: str = Field(
+        default="", description="folder holding the vendor's 'qmixsdk' Python package, put on "
+        "sys.path before it is imported (empty: it must already be importable)")
 
 
 class BalanceSettings(_Model):
@@ -205,17 +208,51 @@ class BalanceSettings(_Model):
 
 
 class DensimeterSettings(_Model):
-    """Anton Paar DMA 4100 M + Lovis 2000 ME through the LIMS folder exchange."""
+    """Anton Paar DMA 4100 M + Lovis 2000 ME, through the LIMS folder exchange or RS-232.
+
+    ``interface = "lims"`` needs ``lims_input_dir`` and ``lims_output_dir``; ``"rs232"`` needs
+    ``serial`` (line settings default to the instrument's fixed 9600 8-N-1: a parity not given
+    explicitly is ``"N"`` here, not the balance's ``"O"``).
+    """
 
     name: str = "densiVisco"
     instrument: str = Field(description="name of the Instrument (cell) it measures")
-    interface: Literal["lims"] = "lims"
-    lims_input_dir: str = Field(description="folder the instrument watches for .lims files")
-    lims_output_dir: str = Field(description="folder the instrument exports results into")
+    interface: Literal["lims", "rs232"] = "lims"
+    lims_input_dir: str | None = Field(
+        default=None, description="folder the instrument watches for .lims files (lims)")
+    lims_output_dir: str | None = Field(
+        default=None, description="folder the instrument exports results into (lims)")
+    serial: SerialSettings | None = Field(default=None, description="serial line (rs232)")
     method: str = Field(default="Density_Viscosity", description="instrument method name")
+    method_number: int | None = Field(
+        default=None, ge=0, description="rs232: number sent as `start <n>`; none: plain `start`")
     temperature: float = Field(default=298.15, gt=0, description="K, the method's temperature")
+    temperature_tolerance: float = Field(
+        default=0.1, gt=0, description=(
+            "largest accepted |reported − set| cell temperature difference, kelvin (a plain "
+            "number: a difference, not a temperature quantity)"))
     repetitions: int = Field(default=3, ge=1)
     result_timeout: float = Field(default=900.0, gt=0, description="s to wait for the export")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_parity_default(cls, data: object) -> object:
+        """The instrument's line is 8-N-1: an unstated parity is ``"N"``."""
+        serial = data.get("serial") if isinstance(data, dict) else None
+        if isinstance(serial, dict) and "parity" not in serial:
+            data = {**data, "serial": {**serial, "parity": "N"}}
+        elif isinstance(serial, SerialSettings) and "parity" not in serial.model_fields_set:
+            data = {**data, "serial": serial.model_copy(update={"parity": "N"})}
+        return data
+
+    @model_validator(mode="after")
+    def _interface_endpoints(self) -> "DensimeterSettings":
+        if self.interface == "lims" and not (self.lims_input_dir and self.lims_output_dir):
+            raise ValueError("interface 'lims' needs lims_input_dir and lims_output_dir")
+        if self.interface == "rs232" and self.serial is None:
+            raise ValueError("interface 'rs232' needs serial settings "
+                             "(table densimeter.serial, with url)")
+        return self
 
 
 # --------------------------------------------------------------------------- bench
@@ -229,6 +266,7 @@ class BenchSettings(_Model):
     solvent_pump: str = Field(default="", description="pump used for cleaning solvent")
     mixer_outlet: str = Field(default="M1.0", description="node where the stocks have merged")
     vial_nodes: tuple[str, ...] = ()
+    vial_capacity: float = Field(default=20.0, gt=0, description="mL one vial takes")
     total_flow: float = Field(default=0.05, gt=0, description="mL/s, total flow when mixing")
     first_portion_factor: float = Field(
         default=2.0, ge=1, description="first portion to waste = factor × mixing dead volume"
@@ -253,6 +291,43 @@ class BenchSettings(_Model):
         default=1e-4, ge=0, description="mole-fraction distance still counted as makeable"
     )
     not_makeable_policy: Literal["reject", "closest"] = "reject"
+    calibration_file: str = Field(default="calibration.json", description=(
+        "JSON file of per-pump delivery factors (asab.actions.calibration); a relative path "
+        "is taken relative to the folder of bench.toml"))
+
+
+class ServerPorts(_Model):
+    """TCP port of each HTTP server of ``asab serve`` (one server per device group)."""
+
+    pumps: int = Field(default=8101, ge=1, le=65535, description="pumps and valves server")
+    balance: int = Field(default=8102, ge=1, le=65535, description="balance server")
+    densimeter: int = Field(default=8103, ge=1, le=65535,
+                            description="densimeter/viscometer server")
+    actions: int = Field(default=8104, ge=1, le=65535,
+                         description="actions server (formulate, deliver, measure, ...)")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "ServerPorts":
+        ports = [self.pumps, self.balance, self.densimeter, self.actions]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"server ports must differ, got {ports}")
+        return self
+
+
+class ServerSettings(_Model):
+    """``[servers]``: where ``asab serve`` listens and the bearer token it requires.
+
+    The token comes from ``token`` or, when that is empty, from the environment variable
+    named by ``token_env``; ``asab serve`` refuses to start without one. It is never logged.
+    """
+
+    host: str = Field(default="127.0.0.1", description="bind address (loopback by default)")
+    ports: ServerPorts = ServerPorts()
+    token: SecretStr = Field(default=SecretStr(""),
+                             description="bearer token; prefer the environment variable")
+    token_env: str = Field(default="ASAB_SERVER_TOKEN",
+                           description="environment variable holding the token")
+    max_jobs: int = Field(default=200, ge=1, description="finished jobs kept in memory")
 
 
 class BenchConfig(_Model):
@@ -270,6 +345,7 @@ class BenchConfig(_Model):
     cetoni: CetoniSettings = CetoniSettings()
     balance: BalanceSettings | None = None
     densimeter: DensimeterSettings | None = None
+    servers: ServerSettings = ServerSettings()
     attribution: str = ""
 
     # -- look-ups (raise KeyError with a clear message) ------------------------------------

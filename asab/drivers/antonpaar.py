@@ -33,7 +33,7 @@ from pathlib import Path
 from asab.clock import Clock
 from asab.config.models import DensimeterSettings
 from asab.drivers.base import DensityViscosityResult, RepetitionResult
-from asab.errors import DeviceError, RequestError, TransportTimeout
+from asab.errors import ConfigError, DeviceError, RequestError, TransportTimeout
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,8 @@ class DMA4100LimsDriver:
         self.name = settings.name
         self.clock = clock
         self.poll_interval = poll_interval
+        if not (settings.lims_input_dir and settings.lims_output_dir):
+            raise ConfigError(f"{settings.name}: the LIMS driver needs lims_input_dir and lims_output_dir")
         self.input_dir = Path(settings.lims_input_dir)
         self.output_dir = Path(settings.lims_output_dir)
         _warn_unverified()
