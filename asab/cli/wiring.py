@@ -6,11 +6,14 @@ This module (with test fixtures) is the only asab code that imports ``simulators
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from asab.actions.bench import Bench, open_bench
 from asab.config import BenchConfig
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -35,16 +38,24 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
 
 
 @contextlib.contextmanager
-def hardware_bench(config: BenchConfig) -> Iterator[Bench]:
+def hardware_bench(config: BenchConfig, bench_dir: Path | None = None) -> Iterator[Bench]:
     """Open the real instruments named in ``config`` on the wall clock (vendor SDKs needed).
+
+    With ``bench_dir`` (the folder of bench.toml), the pump calibration file
+    (``settings.calibration_file``, written by the calibration action) is applied when present.
 
     Raises:
         TransportError: the vendor's ``qmixsdk`` is not installed, or a port does not open.
+        ConfigError: the calibration file exists but is invalid.
     """
+    from asab.actions.calibration import apply_calibration, calibration_path
     from asab.clock import RealClock
 
     bench = open_bench(config, RealClock())
     try:
+        if bench_dir is not None and calibration_path(config, bench_dir).is_file():
+            factors = apply_calibration(bench, calibration_path(config, bench_dir))
+            log.info("pump calibration applied: %s", factors)
         yield bench
     finally:
         bench.close()

@@ -1,0 +1,50 @@
+"""``asab simulate``: serve the simulated bench on loopback for ``asab run --hardware``.
+
+The command line of :mod:`simulators.launcher` (also ``python -m simulators``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from asab.cli.app import ConfigOpt, app, config_path, fail
+
+
+@app.command()
+def simulate(
+        workdir: Annotated[Path, typer.Option(
+            "--workdir", "-w", help="folder for the LIMS exchange, the qmixsdk shim and bench/")],
+        config: ConfigOpt = None,
+        speed: Annotated[float, typer.Option(
+            help="simulated seconds per wall-clock second")] = 1.0,
+        seed: Annotated[int, typer.Option(help="seed of the instruments' noise")] = 0,
+        host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+        fault: Annotated[Optional[list[str]], typer.Option(
+            "--fault", metavar="DEVICE:KIND", help="inject a fault at start (repeatable)")] = None,
+        ready_file: Annotated[Optional[Path], typer.Option(
+            help="JSON written once everything listens (default WORKDIR/ready.json)")] = None,
+) -> None:
+    """Run the simulated bench as a separate process until Ctrl-C / SIGTERM.
+
+    Serves the balance (and an RS-232 densimeter) on socket:// ports, the densimeter's LIMS
+    folders and the CETONI pumps/valves (a qmixsdk shim over JSON RPC), and writes
+    WORKDIR/bench, a configuration for the unchanged drivers.
+
+    Example: asab simulate --workdir /tmp/w --speed 300 &
+             asab run --hardware --config /tmp/w/bench
+    """
+    from asab.errors import ConfigError
+    from simulators.launcher import LaunchOptions, parse_fault, serve
+
+    logging.getLogger("simulators").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    try:
+        faults = tuple(parse_fault(f) for f in fault or ())
+        serve(LaunchOptions(config_path(config), workdir, speed, seed, host, faults, ready_file))
+    except (ConfigError, ValueError, KeyError, OSError) as exc:
+        fail(f"cannot start the simulated bench: {exc}")
