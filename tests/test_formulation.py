@@ -527,3 +527,21 @@ def test_near_a_stock_an_undeliverable_exact_mix_gives_way_to_a_deliverable_one(
     assert list(plan.stock_volumes) == ["1.5M-LiPF6-EMC"]
     assert 1e-5 < plan.distance <= plan.tolerance
     assert any("within the makeable tolerance" in n for n in plan.notes)
+
+
+def test_a_mix_of_all_stocks_when_no_face_is_deliverable(bench_config):
+    """Regression (found by the accuracy property test): a makeable point whose every ≤ d+1
+    stock face puts one stock below its pump's minimum flow is made from all four stocks."""
+    import numpy as np
+
+    from asab.formulation.mixes import mix_options, widest_mix
+
+    model = StockModel.from_config(bench_config)
+    w = np.array([0.1943, 0.3233, 0.3431, 0.1394])
+    x = model.fractions @ (w / w.sum())
+    flow = bench_config.settings.total_flow
+    best = mix_options(model, x, 2.5, flow)[0]
+    assert best.deliverable and best.support == (0, 1, 2, 3)
+    assert np.all(best.flows >= model.min_flows) and abs(best.flows.sum() - flow) < 1e-12
+    assert np.allclose(model.mix(best.volumes), x, atol=1e-9)
+    assert widest_mix(model, np.array([1.0, 0.0, 0.0]), 2.5, flow) is None  # outside the hull

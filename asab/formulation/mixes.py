@@ -104,9 +104,58 @@ def mix_options(
     if not options:  # only faces with a negligible weight: keep the closest one as it is
         row = int(np.argmin(dist))
         options.append(_option(model, weights[row], best, total_volume, total_flow, min_dose))
+    if not any(o.deliverable for o in options):
+        achieved = model.fractions @ weights[int(np.argmin(dist))]
+        wide = widest_mix(model, achieved, total_volume, total_flow, min_dose)
+        if wide is not None:
+            options.append(_option(model, wide, best, total_volume, total_flow, min_dose))
     options.sort(key=MixOption.rank_key)
     logger.debug("mix options: %s", [(o.support, o.deliverable, o.margin) for o in options])
     return options
+
+
+def widest_mix(
+    model: StockModel,
+    composition: np.ndarray,
+    total_volume: float,
+    total_flow: float,
+    min_dose: float = DEFAULT_MIN_DOSE,
+) -> np.ndarray | None:
+    """Mole shares (n,) of the mix of *all* stocks that makes ``composition`` with every flow
+    furthest above its pump's minimum, or None when no such mix exists.
+
+    The faces of rule 1 use ≤ d + 1 stocks; when none of them is deliverable (one stock's
+    share falls below its pump's minimum flow), a mix of more stocks can still be. In volume
+    fractions v (Σv = 1, flow_j = total_flow·v_j) the composition is the linear condition
+    Σ_j (c_ij − x_i Σ_l c_lj) v_j = 0 for every component i, so the mix with the largest
+    common relative margin t (flow_j ≥ (1 + t)·min_flow_j, flow_j ≤ max_flow_j,
+    volume_j ≥ min_dose) is a linear programme (solved with SciPy's HiGHS).
+
+    Args:
+        model: the stocks.
+        composition: (k,) mole fractions to make (a makeable point).
+        total_volume: mL to make.
+        total_flow: mL/s through the mixer.
+        min_dose: smallest volume of a stock in mL.
+    """
+    from scipy.optimize import linprog
+
+    c, x = model.concentrations, np.asarray(composition, dtype=float)
+    n = c.shape[1]
+    a_eq = np.vstack([np.hstack([c - np.outer(x, model.totals), np.zeros((len(x), 1))]),
+                      np.hstack([np.ones(n), [0.0]])])
+    b_eq = np.zeros(len(x) + 1)
+    b_eq[-1] = 1.0
+    lo = model.min_flows / total_flow  # v_j ≥ (1 + t) lo_j  ⇔  −v_j + lo_j t ≤ −lo_j
+    a_ub = np.hstack([-np.eye(n), lo[:, None]])
+    b_ub = -lo
+    bounds = [(min_dose / total_volume, min(1.0, hi / total_flow)) for hi in model.max_flows]
+    res = linprog(np.r_[np.zeros(n), -1.0], A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
+                  bounds=bounds + [(-1.0, 1e6)], method="highs")
+    if res.status != 0 or res.x[-1] < 0:
+        return None
+    w = res.x[:n] * model.totals
+    return w / w.sum()
 
 
 def choose_mix(
