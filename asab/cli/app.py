@@ -4,8 +4,16 @@ Commands live in modules of this package (``main`` for the core ones, one module
 command group); each registers itself on :data:`app` with ``@app.command()`` and is imported
 by :mod:`asab.cli.main`.
 
-Exit codes: 0 success; 1 bad input (configuration problems, unknown node, not makeable,
-malformed composition); 2 usage error (typer); 3 a job failed on the bench during ``asab run``.
+Exit codes (:data:`EXIT_CODES`, shown at the end of ``asab --help`` and in README.md):
+
+* 0 — success;
+* 1 — bad input or refused: configuration problems, unknown node or valve, no route, not
+  makeable (policy ``reject``), malformed composition or job file, any library error;
+* 2 — usage error: unknown option, missing or malformed argument (typer/click);
+* 3 — ``asab run`` finished but at least one job failed on the bench.
+
+Every command's help ends with an ``Example:`` line that works on the bundled bench
+(tests/test_cli_help.py runs them).
 """
 
 from __future__ import annotations
@@ -19,8 +27,19 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+#: exit code → meaning, for ``asab --help``, README.md and the tests.
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "bad input or refused (configuration problems, unknown node or valve, no route, "
+       "not makeable, malformed composition or job file)",
+    2: "usage error (unknown option, missing or malformed argument)",
+    3: "asab run: at least one job failed on the bench",
+}
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="asab: autonomous synthesis and analysis of battery electrolytes.")
+                  help="asab: autonomous synthesis and analysis of battery electrolytes.",
+                  epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+                  + ". Each command's --help ends with an example.")
 console = Console()
 err_console = Console(stderr=True)
 
