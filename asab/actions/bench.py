@@ -10,10 +10,22 @@ from typing import Any
 from asab.clock import Clock
 from asab.config import BenchConfig
 from asab.drivers.base import Balance, DensityViscosityMeter, PumpBus, SelectorValve, SyringePump
-from asab.errors import DeviceError
+from asab.errors import AsabError, DeviceError
 from asab.tubing import TubingGraph
 
 log = logging.getLogger(__name__)
+
+
+class OperationCancelled(AsabError):
+    """A long action was cancelled (``bench.cancel`` set); its pumps were stopped."""
+
+
+class EmergencyStopped(DeviceError):
+    """The emergency stop is latched: every motion is refused until :meth:`Bench.reset_estop`."""
+
+    def __init__(self, reason: str):
+        super().__init__("bench", "emergency stop",
+                         f"emergency stop active ({reason}); reset it before moving liquid")
 
 
 @dataclass
@@ -34,6 +46,12 @@ class Bench:
         wet_lines: pumps whose line to the mixer is full of their own stock.
         drawn: source node → mL drawn since the bench was opened (stock bookkeeping).
         out_of_service: why the bench refuses further wet work (``None`` when fine).
+        cancel: cancel token of the action that holds the bench; set it (then call
+            :meth:`stop_all`) to make that action stop at its next :meth:`checkpoint`.
+        estop: reason of the latched emergency stop (``None`` when not latched).
+        delivery_factors: pump → calibrated delivered/commanded volume ratio (absent = 1);
+            :func:`asab.actions.fluidics.push` commands wanted / factor
+            (:mod:`asab.actions.calibration`).
     """
 
     config: BenchConfig
@@ -49,6 +67,31 @@ class Bench:
     wet_lines: set[str] = field(default_factory=set)
     drawn: dict[str, float] = field(default_factory=dict)
     out_of_service: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    estop: str | None = None
+    delivery_factors: dict[str, float] = field(default_factory=dict)
+
+    def checkpoint(self) -> None:
+        """Cooperative cancel point, called by every motion before and after it moves.
+
+        Raises:
+            EmergencyStopped: the emergency stop is latched.
+            OperationCancelled: ``cancel`` is set.
+        """
+        if self.estop is not None:
+            raise EmergencyStopped(self.estop)
+        if self.cancel.is_set():
+            raise OperationCancelled("operation cancelled; pumps stopped")
+
+    def emergency_stop(self, reason: str = "emergency stop") -> None:
+        """Latch the emergency stop and stop every pump at once (without waiting for the lock)."""
+        self.estop = reason
+        log.warning("EMERGENCY STOP: %s", reason)
+        self.stop_all()
+
+    def reset_estop(self) -> None:
+        """Release the emergency-stop latch (pumps stay stopped)."""
+        self.estop = None
 
     def stop_all(self) -> None:
         """Stop every pump now; never raises (logs instead), safe in ``finally`` blocks."""
@@ -77,9 +120,19 @@ class Bench:
                 valve.switch(position)
 
     def close(self) -> None:
-        """Stop pumps and close the bus."""
+        """Stop pumps, close the bus, then the balance's and densimeter's ports (if any)."""
         self.stop_all()
-        self.bus.close()
+        try:
+            self.bus.close()
+        finally:
+            for device in (self.balance, self.densimeter):
+                close = getattr(device, "close", None)
+                if close is None:
+                    continue
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing must not mask the bus outcome
+                    log.exception("could not close %s", getattr(device, "name", device))
 
 
 def open_bench(config: BenchConfig, clock: Clock, *, cetoni_sdk: Any = None) -> Bench:
@@ -94,14 +147,16 @@ def open_bench(config: BenchConfig, clock: Clock, *, cetoni_sdk: Any = None) -> 
     Raises:
         TransportError, DeviceError, ConfigError: a device could not be opened.
     """
-    from asab.drivers.antonpaar import DMA4100LimsDriver
+    from asab.drivers import open_densimeter
     from asab.drivers.cetoni import CetoniBus
     from asab.drivers.sartorius import SartoriusEntrisII
 
     graph = TubingGraph.from_config(config)
     bus = CetoniBus.open(config, clock, sdk=cetoni_sdk)
     balance = SartoriusEntrisII(config.balance, clock) if config.balance else None
-    densimeter = DMA4100LimsDriver(config.densimeter, clock) if config.densimeter else None
+    densimeter = (open_densimeter(config.densimeter, clock,
+                                  poll_interval=config.settings.poll_interval)
+                  if config.densimeter else None)
     return Bench(
         config=config, graph=graph, clock=clock, bus=bus, pumps=dict(bus.pumps),
         valves=dict(bus.valves), balance=balance, densimeter=densimeter,

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from asab.actions.bench import Bench
+from asab.drivers.base import SyringePump
 from asab.errors import DeviceError
 from asab.tubing import Route, merge_settings
 
@@ -22,13 +23,39 @@ _MARGIN = 1e-6  # mL: float slack when comparing volumes
 
 @contextlib.contextmanager
 def motion(bench: Bench) -> Iterator[None]:
-    """Hold the bench lock; on any exception stop every pump, then re-raise."""
+    """Hold the bench lock; on any exception stop every pump, then re-raise.
+
+    ``bench.checkpoint()`` runs before and after the move, so a cancelled action or a latched
+    emergency stop (both of which stop the pumps at once) ends here with the pumps stopped;
+    a driver error caused by that stop (e.g. a dosed-volume mismatch) is re-raised as
+    ``OperationCancelled``/``EmergencyStopped`` chained to it.
+    """
     with bench.lock:
         try:
+            bench.checkpoint()
             yield
-        except BaseException:
+            bench.checkpoint()
+        except BaseException as exc:
             bench.stop_all()
+            if isinstance(exc, Exception):
+                bench.checkpoint()  # a move cut short by a cancel/e-stop is reported as such
             raise
+
+
+def wait_done(bench: Bench, pump: SyringePump, timeout: float) -> None:
+    """Wait for ``pump``'s move like ``pump.wait_until_done(timeout)``, checking
+    ``bench.checkpoint()`` every ``settings.poll_interval`` s meanwhile, so a cancel or an
+    emergency stop ends the wait (and, through :func:`motion`, the move) within one poll.
+
+    Raises:
+        OperationCancelled, EmergencyStopped: as :meth:`Bench.checkpoint`.
+        TransportTimeout, DeviceFault: as ``wait_until_done``.
+    """
+    deadline = bench.clock.now() + timeout
+    while pump.is_pumping() and bench.clock.now() < deadline:
+        bench.checkpoint()
+        bench.clock.sleep(min(bench.config.settings.poll_interval, deadline - bench.clock.now()))
+    pump.wait_until_done(max(deadline - bench.clock.now(), 0.0))
 
 
 def move_timeout(volume: float, flow: float, bench: Bench) -> float:
@@ -73,7 +100,7 @@ def fill(bench: Bench, pump: str, source: str, volume: float, ledger: Ledger,
     with motion(bench):
         bench.set_valves(route.valve_settings)
         drv.aspirate(volume, flow)
-        drv.wait_until_done(move_timeout(volume, flow, bench))
+        wait_done(bench, drv, move_timeout(volume, flow, bench))
     ledger.draw(source, volume)
     bench.drawn[source] = bench.drawn.get(source, 0.0) + volume
     ledger.use(f"fill {pump} from {source}", route)
@@ -90,7 +117,7 @@ def empty(bench: Bench, pump: str, target: str, ledger: Ledger, flow: float | No
     with motion(bench):
         bench.set_valves(route.valve_settings)
         drv.dispense(volume, flow)
-        drv.wait_until_done(move_timeout(volume, flow, bench))
+        wait_done(bench, drv, move_timeout(volume, flow, bench))
     ledger.use(f"empty {pump} to {target}", route)
 
 
@@ -113,6 +140,9 @@ def push(bench: Bench, flows: Mapping[str, float], volume: float, routes: Mappin
     below its reserve, all pumps stop, the low ones refill from ``sources[p]`` and the push
     resumes: the merged stream keeps its ratio across strokes.
 
+    Volumes are the volumes wanted: each pump is commanded wanted / its calibrated delivery
+    factor (:func:`commanded_flows`), so a calibrated pump delivers what was asked.
+
     Returns:
         The volume pushed, mL.
 
@@ -121,24 +151,32 @@ def push(bench: Bench, flows: Mapping[str, float], volume: float, routes: Mappin
         DeviceError, TransportTimeout: from the drivers (all pumps are stopped first).
     """
     total_flow = sum(flows.values())
+    drive = commanded_flows(bench, flows)
     settings = merge_settings(routes.values())
     for pump in flows:
         ledger.use(f"{purpose}: {pump}", routes[pump])
     remaining = volume
     while remaining > _MARGIN:
-        _refill_low(bench, flows, remaining / total_flow, sources, ledger)
+        _refill_low(bench, drive, remaining / total_flow, sources, ledger)
         stroke = min(remaining / total_flow,
-                     min(usable(bench, p) / f for p, f in flows.items()))
+                     min(usable(bench, p) / f for p, f in drive.items()))
         if stroke <= 1e-9:
             raise DeviceError("bench", "cannot refill", f"{purpose}: a syringe cannot be refilled")
         with motion(bench):
             bench.set_valves(settings)
-            for pump, flow in flows.items():
+            for pump, flow in drive.items():
                 bench.pumps[pump].dispense(flow * stroke, flow)
-            for pump, flow in flows.items():
-                bench.pumps[pump].wait_until_done(move_timeout(flow * stroke, flow, bench))
+            for pump, flow in drive.items():
+                wait_done(bench, bench.pumps[pump], move_timeout(flow * stroke, flow, bench))
         remaining -= stroke * total_flow
     return volume
+
+
+def commanded_flows(bench: Bench, flows: Mapping[str, float]) -> dict[str, float]:
+    """Flows to command so that each pump really delivers ``flows[p]`` mL/s: flow / factor,
+    with ``bench.delivery_factors[p]`` the calibrated delivered/commanded ratio (default 1;
+    see :mod:`asab.actions.calibration`)."""
+    return {p: f / bench.delivery_factors.get(p, 1.0) for p, f in flows.items()}
 
 
 def _refill_low(bench: Bench, flows: Mapping[str, float], duration: float,

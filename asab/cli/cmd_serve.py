@@ -1,0 +1,73 @@
+"""``asab serve``: the per-device HTTP servers and the actions server on one bench."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from asab.cli.app import ConfigOpt, app, err_console, fail, load
+from asab.errors import ConfigError
+
+
+@app.command()
+def serve(config: ConfigOpt = None,
+          hardware: Annotated[bool, typer.Option(
+              "--hardware", help="drive the real instruments instead of the simulated bench")] = False,
+          speed: Annotated[float, typer.Option(
+              help="simulated bench: real time × speed (0 = virtual time, waits are instant)")] = 1.0,
+          host: Annotated[str | None, typer.Option(
+              help="bind address (default: servers.host of bench.toml, 127.0.0.1)")] = None,
+          base_port: Annotated[int | None, typer.Option(
+              min=1, max=65532, help="ports base, +1, +2, +3 for pumps, balance, densimeter, "
+              "actions (default: servers.ports of bench.toml)")] = None,
+          workdir: Annotated[Path | None, typer.Option(
+              help="simulated bench: folder for the instruments' exchange files "
+              "(default a temporary folder)")] = None) -> None:
+    """Serve pumps & valves, balance, densimeter and actions over HTTP, each on its own port.
+
+    Every request needs ``Authorization: Bearer <token>``, the token coming from
+    $ASAB_SERVER_TOKEN (or the token of the servers section of bench.toml). OpenAPI docs at http://HOST:PORT/docs.
+
+    Example: ASAB_SERVER_TOKEN=change-me asab serve --speed 10
+    """
+    from asab.servers.run import resolve_token, run_servers
+
+    cfg = load(config)
+    settings = cfg.servers
+    updates: dict = {"host": host} if host else {}
+    if base_port is not None:
+        updates["ports"] = settings.ports.model_validate(
+            dict(zip(("pumps", "balance", "densimeter", "actions"), range(base_port, base_port + 4))))
+    settings = settings.model_copy(update=updates)
+    try:
+        token = resolve_token(settings)
+    except ConfigError as exc:
+        fail(exc.problems[0].reason)
+    if not math.isfinite(speed) or speed < 0:
+        fail(f"--speed must be 0 (virtual time) or a positive number, not {speed}")
+
+    def ready() -> None:
+        urls = ", ".join(f"{name} http://{settings.host}:{port}"
+                         for name, port in settings.ports.model_dump().items())
+        err_console.print(f"asab serve ready on {cfg.name}: {urls}", highlight=False, soft_wrap=True)
+
+    with contextlib.ExitStack() as stack:
+        bench = stack.enter_context(_open(cfg, hardware, speed, workdir, stack))
+        try:
+            run_servers(bench, settings, token, on_started=ready)
+        except ConfigError as exc:
+            fail(exc.problems[0].reason)
+
+
+def _open(cfg, hardware: bool, speed: float, workdir: Path | None, stack: contextlib.ExitStack):
+    from asab.cli.wiring import hardware_bench, simulated_bench
+
+    if hardware:
+        return hardware_bench(cfg)
+    folder = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asab-serve-")))
+    return simulated_bench(cfg, folder, speed=speed)

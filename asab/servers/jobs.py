@@ -1,0 +1,237 @@
+"""Long operations as jobs: run in worker threads, claim devices, report progress, cancel.
+
+A job claims a set of *resources* (``"pumps"``, ``"valves"``, ``"balance"``,
+``"densimeter"``) for its whole run; a second claim on a held resource raises
+:class:`~asab.errors.DeviceBusy` (HTTP 409). A job that claims ``"pumps"`` owns the bench's
+cancel token (``bench.cancel``): cancelling it sets the token and stops every pump at once,
+and the action ends at its next motion checkpoint with
+:class:`~asab.actions.bench.OperationCancelled`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asab.actions.bench import Bench, EmergencyStopped, OperationCancelled
+from asab.errors import DeviceBusy, describe
+
+log = logging.getLogger(__name__)
+
+RESOURCES = ("pumps", "valves", "balance", "densimeter")
+"""Everything a job can claim; bench-wide actions claim all of them."""
+
+JobState = Literal["running", "succeeded", "failed", "cancelled"]
+
+
+class JobInfo(BaseModel):
+    """State of one job as the servers report it."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="job id (uuid4 hex)")
+    kind: str = Field(description="what the job does, e.g. 'deliver'")
+    state: JobState
+    step: str = Field(default="", description="current step, e.g. 'mix'")
+    progress: float = Field(default=0.0, ge=0, le=1, description="fraction of steps done")
+    cancel_requested: bool = False
+    resources: list[str] = Field(description="devices the job holds while it runs")
+    result: dict[str, Any] | None = Field(default=None, description="JSON result when succeeded")
+    error: dict[str, Any] | None = Field(
+        default=None, description="type, message (and device, cause, ...) when failed/cancelled")
+    created: str = Field(description="wall-clock ISO 8601 UTC")
+    finished: str | None = None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class JobHandle:
+    """What a job function sees: report steps, ask whether it was cancelled."""
+
+    def __init__(self, info: JobInfo, steps: Sequence[str], lock: threading.Lock) -> None:
+        self._info, self._steps, self._lock = info, list(steps), lock
+        self.cancelled = threading.Event()
+
+    def step(self, name: str) -> None:
+        """Enter step ``name`` (progress = index of the step in the planned list / count)."""
+        with self._lock:
+            self._info.step = name
+            if name in self._steps:
+                self._info.progress = self._steps.index(name) / len(self._steps)
+
+
+JobFn = Callable[[JobHandle], BaseModel | dict[str, Any] | None]
+
+
+class JobManager:
+    """Runs jobs on one bench; thread-safe; keeps the last ``keep`` finished jobs.
+
+    Args:
+        bench: the shared bench (its cancel token and emergency stop).
+        keep: finished jobs kept for ``GET /jobs/{id}``.
+    """
+
+    def __init__(self, bench: Bench, keep: int = 200) -> None:
+        self.bench = bench
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, JobInfo] = OrderedDict()
+        self._handles: dict[str, JobHandle] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._held: dict[str, str] = {}  # resource → job id (or "request")
+
+    # ------------------------------------------------------------------ queries
+    def get(self, job_id: str) -> JobInfo:
+        """A copy of the job's state. Raises KeyError (HTTP 404) for an unknown id."""
+        with self._lock:
+            return self._jobs[job_id].model_copy(deep=True)
+
+    def list(self) -> list[JobInfo]:
+        with self._lock:
+            return [j.model_copy(deep=True) for j in self._jobs.values()]
+
+    def busy(self) -> dict[str, str]:
+        """Held resource → id of the job (or ``"request"``) holding it."""
+        with self._lock:
+            return dict(self._held)
+
+    # ------------------------------------------------------------------ claims
+    def _claim(self, resources: Iterable[str], owner: str) -> None:
+        wanted = sorted(set(resources))
+        taken = {r: self._held[r] for r in wanted if r in self._held}
+        if taken:
+            who = ", ".join(f"{r} (job {j})" for r, j in taken.items())
+            raise DeviceBusy(next(iter(taken)), "busy", f"busy with another job: {who}")
+        for r in wanted:
+            self._held[r] = owner
+
+    def _release(self, owner: str) -> None:
+        for r in [r for r, o in self._held.items() if o == owner]:
+            del self._held[r]
+
+    @contextlib.contextmanager
+    def claim(self, resources: Iterable[str], motion: bool = False) -> Iterator[None]:
+        """Hold ``resources`` for a short synchronous request (e.g. tare, switch a valve).
+
+        Raises:
+            DeviceBusy: a job holds one of them.
+            EmergencyStopped: ``motion`` and the emergency stop is latched.
+        """
+        owner = f"request-{uuid.uuid4().hex[:8]}"
+        with self._lock:
+            if motion and self.bench.estop is not None:
+                raise EmergencyStopped(self.bench.estop)
+            self._claim(resources, owner)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._release(owner)
+
+    # ------------------------------------------------------------------ jobs
+    def submit(self, kind: str, fn: JobFn, *, resources: Iterable[str] = RESOURCES,
+               steps: Sequence[str] = ()) -> JobInfo:
+        """Start ``fn(handle)`` in a worker thread and return its state at once.
+
+        Raises:
+            EmergencyStopped: the emergency stop is latched (HTTP 409).
+            DeviceBusy: another job holds one of ``resources`` (HTTP 409).
+        """
+        job_id = uuid.uuid4().hex
+        info = JobInfo(id=job_id, kind=kind, state="running", resources=sorted(set(resources)),
+                       created=_now(), step=steps[0] if steps else "")
+        with self._lock:
+            if self.bench.estop is not None:
+                raise EmergencyStopped(self.bench.estop)
+            self._claim(info.resources, job_id)
+            if "pumps" in info.resources:
+                self.bench.cancel.clear()
+            handle = JobHandle(info, steps, self._lock)
+            self._jobs[job_id], self._handles[job_id] = info, handle
+            thread = threading.Thread(target=self._run, args=(info, handle, fn),
+                                      name=f"job-{kind}-{job_id[:8]}", daemon=True)
+            self._threads[job_id] = thread
+            self._forget_old()
+        thread.start()
+        return self.get(job_id)
+
+    def _run(self, info: JobInfo, handle: JobHandle, fn: JobFn) -> None:
+        state: JobState
+        result: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
+        try:
+            out = fn(handle)
+            result = out.model_dump(mode="json") if isinstance(out, BaseModel) else out
+            state = "cancelled" if handle.cancelled.is_set() else "succeeded"
+        except OperationCancelled as exc:
+            state, error = "cancelled", describe(exc)
+        except Exception as exc:  # noqa: BLE001 - every failure ends in the job's state
+            log.warning("job %s (%s) failed: %s", info.id, info.kind, exc)
+            self.bench.stop_all()
+            state, error = ("cancelled" if handle.cancelled.is_set() else "failed"), describe(exc)
+        with self._lock:
+            info.state, info.result, info.error, info.finished = state, result, error, _now()
+            if state == "succeeded":
+                info.progress = 1.0
+            if "pumps" in info.resources:
+                self.bench.cancel.clear()
+            self._release(info.id)
+            self._handles.pop(info.id, None)
+            self._threads.pop(info.id, None)
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Ask a running job to stop; its pumps stop at once. Finished jobs are returned as is.
+
+        Raises:
+            KeyError: unknown job id (HTTP 404).
+        """
+        with self._lock:
+            info = self._jobs[job_id]
+            handle = self._handles.get(job_id)
+            if handle is not None:
+                self._request_cancel(info, handle)
+        return self.get(job_id)
+
+    def _request_cancel(self, info: JobInfo, handle: JobHandle) -> None:
+        handle.cancelled.set()
+        info.cancel_requested = True
+        if "pumps" in info.resources:
+            self.bench.cancel.set()
+            self.bench.stop_all()
+
+    def emergency_stop(self, reason: str) -> list[str]:
+        """Latch the bench's emergency stop, stop every pump, cancel every running job.
+
+        Returns:
+            Ids of the jobs asked to cancel.
+        """
+        self.bench.emergency_stop(reason)
+        with self._lock:
+            running = [(self._jobs[j], h) for j, h in self._handles.items()]
+            for info, handle in running:
+                self._request_cancel(info, handle)
+        return [info.id for info, _ in running]
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel every running job and wait up to ``timeout`` s for their threads."""
+        with self._lock:
+            for job_id, handle in list(self._handles.items()):
+                self._request_cancel(self._jobs[job_id], handle)
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
+        self.bench.stop_all()
+
+    def _forget_old(self) -> None:
+        finished = [j for j, i in self._jobs.items() if i.state != "running"]
+        for job_id in finished[: max(0, len(finished) - self._keep)]:
+            del self._jobs[job_id]

@@ -1,0 +1,138 @@
+"""Serve every server of one bench from one process: one asyncio loop, one uvicorn server per
+app and port. Blocking device calls run in worker threads (FastAPI's thread pool for short
+requests, one thread per job), so the loop keeps answering, e.g. ``/estop``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator, Mapping
+
+import uvicorn
+from fastapi import FastAPI
+
+from asab.actions.bench import Bench
+from asab.config.models import ServerSettings
+from asab.errors import ConfigError
+from asab.servers.actions import create_actions_app
+from asab.servers.balance import create_balance_app
+from asab.servers.common import ServerContext
+from asab.servers.densimeter import create_densimeter_app
+from asab.servers.jobs import JobManager
+from asab.servers.pumps import create_pumps_app
+
+log = logging.getLogger(__name__)
+
+MIN_TOKEN_LENGTH = 8
+
+FACTORIES: dict[str, Callable[[ServerContext], FastAPI]] = {
+    "pumps": create_pumps_app, "balance": create_balance_app,
+    "densimeter": create_densimeter_app, "actions": create_actions_app,
+}
+"""Server name (= field of :class:`~asab.config.models.ServerPorts`) → app factory."""
+
+
+def resolve_token(settings: ServerSettings, environ: Mapping[str, str] | None = None) -> str:
+    """The bearer token: ``[servers] token`` if set, else ``$<token_env>``.
+
+    Raises:
+        ConfigError: no token, or one shorter than :data:`MIN_TOKEN_LENGTH` characters.
+    """
+    env = os.environ if environ is None else environ
+    token = settings.token.get_secret_value() or env.get(settings.token_env, "")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"servers need a bearer token of at least {MIN_TOKEN_LENGTH} "
+                          f"characters: set ${settings.token_env} (or token in the servers section "
+                          "of bench.toml)")
+    return token
+
+
+def create_apps(bench: Bench, token: str, keep_jobs: int = 200) -> tuple[ServerContext, dict[str, FastAPI]]:
+    """One context (bench + job manager) and every app on it, by server name."""
+    ctx = ServerContext(bench=bench, jobs=JobManager(bench, keep=keep_jobs), token=token)
+    return ctx, {name: factory(ctx) for name, factory in FACTORIES.items()}
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve_all` (several servers share
+    one loop, and uvicorn's own handlers would only reach the last one)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_servers(apps: Mapping[str, FastAPI], settings: ServerSettings,
+                  log_level: str = "warning") -> list[uvicorn.Server]:
+    """One uvicorn server per app on ``settings.host`` and its port from ``settings.ports``."""
+    ports = settings.ports.model_dump()
+    return [_Server(uvicorn.Config(app, host=settings.host, port=ports[name],
+                                   log_level=log_level, access_log=False, lifespan="off"))
+            for name, app in apps.items()]
+
+
+def bind(servers: list[uvicorn.Server]) -> list[socket.socket]:
+    """Listen on every server's host and port (all or none).
+
+    Raises:
+        ConfigError: a port cannot be bound (in use, or not allowed), naming it.
+    """
+    sockets: list[socket.socket] = []
+    for server in servers:
+        host, port = server.config.host, server.config.port
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(1024)
+        except OSError as exc:
+            sock.close()
+            for s in sockets:
+                s.close()
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        sockets.append(sock)
+    return sockets
+
+
+async def serve_all(servers: list[uvicorn.Server], sockets: list[socket.socket],
+                    on_started: Callable[[], None] | None = None) -> None:
+    """Run ``servers`` (each on its bound socket) on the running loop until SIGINT/SIGTERM."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for s in servers:
+            s.should_exit = True
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+    tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets)]
+    if on_started is not None:
+        while not all(s.started for s in servers) and not any(t.done() for t in tasks):
+            await asyncio.sleep(0.05)
+        if all(s.started for s in servers):
+            on_started()
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_servers(bench: Bench, settings: ServerSettings, token: str,
+                on_started: Callable[[], None] | None = None, log_level: str = "warning") -> None:
+    """Serve every app of ``bench`` until interrupted; then cancel jobs and stop the pumps.
+
+    Raises:
+        ConfigError: a port cannot be bound (nothing is served then).
+    """
+    ctx, apps = create_apps(bench, token, settings.max_jobs)
+    servers = build_servers(apps, settings, log_level)
+    sockets = bind(servers)
+    try:
+        asyncio.run(serve_all(servers, sockets, on_started))
+    finally:
+        ctx.jobs.shutdown()
+        for sock in sockets:
+            sock.close()
