@@ -47,6 +47,55 @@ class SimulatedBench:
     densimeter: DMA4100Simulator | None = None
     serial_names: list[str] = field(default_factory=list)
 
+    def inject(self, device: str, kind: str, **params: float) -> None:
+        """Inject fault ``kind`` into ``device`` (catalogue: :mod:`simulators.faults`).
+
+        Args:
+            device: a pump or CETONI valve name (or its SDK device name), the balance's or the
+                densimeter's configured name, or a vessel node (stock reservoir, solvent) for
+                ``"empty"``.
+            kind: fault kind, e.g. ``"overload"``, ``"stuck"``, ``"no_reply"``, ``"empty"``.
+            **params: the kind's parameters (e.g. ``after=0.5`` mL, ``duration=10`` s).
+
+        Raises:
+            KeyError: no simulated device or vessel of that name.
+            ValueError: the device does not know that fault kind or parameter.
+        """
+        target = self._fault_target(device)
+        if target is None:
+            raise KeyError(f"no simulated device or vessel named {device!r}")
+        kind_of, sim = target
+        if kind_of in ("sdk", "world"):  # simulators of several devices: name first
+            sim.inject(device, kind, **params)
+        elif not hasattr(sim, "inject"):
+            raise ValueError(f"{device}: this simulator takes no injected faults")
+        else:
+            sim.inject(kind, **params)
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault from every simulator (emptied vessels are refilled)."""
+        self.sdk.clear_faults()
+        self.world.clear_faults()
+        for sim in (self.balance, self.densimeter):
+            if sim is not None and hasattr(sim, "clear_faults"):
+                sim.clear_faults()
+
+    def _fault_target(self, device: str) -> tuple[str, Any] | None:
+        cfg = self.config
+        if cfg.balance is not None and device == cfg.balance.name and self.balance is not None:
+            return "device", self.balance
+        if (cfg.densimeter is not None and device == cfg.densimeter.name
+                and self.densimeter is not None):
+            return "device", self.densimeter
+        cetoni = {p.name for p in cfg.pumps} | {p.device for p in cfg.pumps if p.device}
+        cetoni |= {v.name for v in cfg.valves if v.driver == "cetoni"}
+        cetoni |= {v.device for v in cfg.valves if v.driver == "cetoni" and v.device}
+        if device in cetoni:
+            return "sdk", self.sdk
+        if device in self.world.vessel_names():
+            return "world", self.world
+        return None
+
     def close(self) -> None:
         """Detach serial simulators and stop a real-time clock (idempotent)."""
         for name in self.serial_names:
@@ -85,17 +134,28 @@ def start_simulation(config: BenchConfig, workdir: str | Path, *, speed: float =
         updates["balance"] = config.balance.model_copy(update={"serial": serial})
     if config.densimeter is not None:
         dens = config.densimeter
-        lims_in, lims_out = Path(workdir) / "lims_in", Path(workdir) / "lims_out"
-        lims_in.mkdir(parents=True, exist_ok=True)
-        lims_out.mkdir(parents=True, exist_ok=True)
         chemicals = {c.inchikey: c for c in config.chemicals}
         # the instrument's own clock reads the wall-clock date at start plus bench time
         params = dataclasses.replace(load_dma_params(), epoch=datetime.now().replace(microsecond=0))
-        sim.densimeter = DMA4100Simulator(lambda: world.instrument_contents(dens.instrument),
-                                          chemicals, clock, lims_in, lims_out, params=params,
-                                          seed=seed)
-        updates["densimeter"] = dens.model_copy(update={
-            "lims_input_dir": str(lims_in), "lims_output_dir": str(lims_out)})
+        cell = lambda: world.instrument_contents(dens.instrument)  # noqa: E731
+        if dens.interface == "rs232":
+            from simulators.antonpaar_serial import DMA4100SerialSimulator
+
+            sim.densimeter = DMA4100SerialSimulator(cell, chemicals, clock, params=params, seed=seed)
+            name = f"{dens.name}-{uuid.uuid4().hex[:8]}"
+            urlhandler.install()
+            urlhandler.register(name, sim.densimeter, clock)
+            sim.serial_names.append(name)
+            serial = dens.serial.model_copy(update={"url": f"simbench://{name}"})
+            updates["densimeter"] = dens.model_copy(update={"serial": serial})
+        else:
+            lims_in, lims_out = Path(workdir) / "lims_in", Path(workdir) / "lims_out"
+            lims_in.mkdir(parents=True, exist_ok=True)
+            lims_out.mkdir(parents=True, exist_ok=True)
+            sim.densimeter = DMA4100Simulator(cell, chemicals, clock, lims_in, lims_out,
+                                              params=params, seed=seed)
+            updates["densimeter"] = dens.model_copy(update={
+                "lims_input_dir": str(lims_in), "lims_output_dir": str(lims_out)})
     sim.config = config.model_copy(update=updates)
     if isinstance(clock, RealTimeClock):
         clock.start()

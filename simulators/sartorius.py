@@ -128,14 +128,30 @@ class EntrisIISimulator:
         params: instrument parameters; default :func:`load_params`.
 
     Attributes:
-        silent: fault injection: when true the balance never answers.
+        silent: fault injection: when true the balance never answers (``inject("no_reply")``).
+
+    Fault injection (:meth:`inject`, :meth:`clear_faults`; catalogue in
+    :mod:`simulators.faults`): ``no_reply``; ``garbled`` and ``truncated`` (``lines``: how many
+    output lines are damaged, default all); ``busy`` (the next command received starts an
+    internal adjustment: no answers for ``duration`` s, default 5 s, then unstable for a settle
+    time); ``overload`` (``mass`` g put on the pan, default
+    capacity + 1 g, so the balance prints ``Stat High``).
     """
+
+    FAULT_KINDS = {"no_reply": set(), "garbled": {"lines"}, "truncated": {"lines"},
+                   "busy": {"duration"}, "overload": {"mass"}}
+    """Fault kind → parameters it takes."""
 
     def __init__(
         self, load: Callable[[], float], clock: Clock, params: EntrisIIParams | None = None
     ) -> None:
         self.params = params or load_params()
         self.silent = False
+        self._garble = 0  # output lines left to garble (−1: all)
+        self._truncate = 0  # output lines left to truncate (−1: all)
+        self._busy_until = -math.inf
+        self._busy_armed: float | None = None  # s of adjustment started by the next command
+        self._extra_mass = 0.0
         self._load = load
         self._clock = clock
         self._lock = threading.RLock()
@@ -165,13 +181,58 @@ class EntrisIISimulator:
         self.ambient = "L"
         self.auto_running = self.params.auto_print
         self._next_print = now + self.params.print_interval
-        self._ref_load = float(self._load())
+        self._ref_load = float(self._load()) + self._extra_mass
         self._changed_at = -math.inf
 
     def _restart(self) -> None:
         """``S``: restart: power-on state, unstable for a settle time."""
         self._reset_state()
         self._unsettle()
+
+    # ------------------------------------------------------------------ faults
+    def inject(self, kind: str, **params: float) -> None:
+        """Inject a fault (see the class docstring).
+
+        Raises:
+            ValueError: unknown kind or parameter.
+        """
+        if kind not in self.FAULT_KINDS:
+            raise ValueError(f"balance: unknown fault {kind!r} (known: {sorted(self.FAULT_KINDS)})")
+        if set(params) - self.FAULT_KINDS[kind]:
+            raise ValueError(f"fault {kind!r} takes {sorted(self.FAULT_KINDS[kind])}, "
+                             f"got {sorted(params)}")
+        with self._lock:
+            lines = params.get("lines", -1)
+            lines = -1 if lines is None or lines < 0 or math.isinf(lines) else int(lines)
+            if kind == "no_reply":
+                self.silent = True
+            elif kind == "garbled":
+                self._garble = lines
+            elif kind == "truncated":
+                self._truncate = lines
+            elif kind == "busy":
+                self._busy_armed = float(params.get("duration", 5.0))
+            else:
+                self._extra_mass = float(params.get("mass", self.params.capacity + 1.0))
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        with self._lock:
+            self.silent = False
+            self._garble = self._truncate = 0
+            self._busy_until = -math.inf
+            self._busy_armed = None
+            self._extra_mass = 0.0
+
+    def _damage(self, data: bytes) -> bytes:
+        """Apply injected line damage: bit errors in the value field, or a cut-off line."""
+        if self._garble:
+            self._garble -= self._garble > 0
+            data = bytes(b ^ 0x80 if 2 <= i < 10 and i % 3 == 0 else b for i, b in enumerate(data))
+        if self._truncate:
+            self._truncate -= self._truncate > 0
+            data = data[: len(data) // 2]
+        return data
 
     def close(self) -> None:
         """Stop listening to the clock."""
@@ -181,7 +242,7 @@ class EntrisIISimulator:
 
     def _observe(self, now: float) -> float:
         """Sample the load; a change beyond the stability band restarts settling."""
-        gross = float(self._load())
+        gross = float(self._load()) + self._extra_mass
         if abs(gross - self._ref_load) > self.params.stability_band:
             self._ref_load = gross
             self._changed_at = now
@@ -224,11 +285,15 @@ class EntrisIISimulator:
                 self._next_print = now
             while self.auto_running and self._next_print <= now:
                 self._next_print += interval
-                if not self.silent:
+                if not self.silent and now >= self._busy_until:
                     self._emit(self._line())
             self._release(now)
 
     def _execute(self, frame: bytes) -> None:
+        if self._busy_armed is not None:  # injected: an adjustment starts now
+            self._busy_until = self._clock.now() + self._busy_armed
+            self._busy_armed = None
+            self._changed_at = self._busy_until  # unstable for a settle time afterwards
         cmd = frame.decode("ascii", errors="replace")
         handler = self._commands.get(cmd)
         if handler is None:
@@ -237,7 +302,7 @@ class EntrisIISimulator:
         handler()
 
     def _reply(self, data: bytes) -> None:
-        if not self.silent:
+        if not self.silent and self._clock.now() >= self._busy_until:
             self._pending.append((self._clock.now() + self.params.response_delay, data))
 
     def _release(self, now: float) -> None:
@@ -247,7 +312,7 @@ class EntrisIISimulator:
             self._emit(data)
 
     def _emit(self, data: bytes) -> None:
-        self._outbox += data
+        self._outbox += self._damage(data)
         if len(self._outbox) > MAX_OUTBOX:
             del self._outbox[: len(self._outbox) - MAX_OUTBOX]
 

@@ -29,6 +29,7 @@ from simulators.fluidics import (
     Segment,
     Vessel,
     take_gas_first,
+    take_liquid,
     total,
     trace_route,
 )
@@ -93,7 +94,12 @@ class World:
     Attributes:
         faults: fault injection, e.g. ``{"V3": "stuck"}`` (a stuck valve ignores
             :meth:`set_valve`) or ``{"A0.0": "overload"}`` (the pump faults with that cause
-            when started).
+            when started, or once it has dosed ``fault_after[pump]`` mL of a move). Prefer
+            :meth:`inject` / :meth:`clear_faults`, which also handle ``"empty"`` vessels.
+        fault_after: pump name → mL a move doses before an injected pump fault strikes
+            (missing: at the start of the move).
+        removed: liquid taken out of vessels by an injected ``"empty"`` fault (so that
+            ``totals() + removed`` stays constant); put back by :meth:`clear_faults`.
         gas_drawn: mL of air that entered the world.
         gas_vented: mL of gas that left it into vessels.
 
@@ -112,6 +118,8 @@ class World:
     ) -> None:
         self.config = config
         self.faults: dict[str, str] = {}
+        self.fault_after: dict[str, float] = {}
+        self.removed: dict[str, Liquid] = {}
         self.gas_drawn = 0.0
         self.gas_vented = 0.0
         self._lock = threading.RLock()
@@ -241,7 +249,7 @@ class World:
             ):
                 self._fault(p, "volume")
                 return
-            if pump in self.faults:
+            if pump in self.faults and self.fault_after.get(pump, 0.0) <= 0.0:
                 self._fault(p, self.faults[pump])
                 return
             p.pumping = True
@@ -307,11 +315,17 @@ class World:
             return
         remaining = p.target - p.dosed
         volume = min(p.flow * dt, remaining)
+        strike = self.fault_after.get(p.name) if p.name in self.faults else None
+        if strike is not None and p.dosed + volume >= strike:
+            volume = max(0.0, strike - p.dosed)
         if p.direction == "dispense":
             self._dispense(p, route, volume)
         else:
             self._aspirate(p, route, volume)
-        if remaining - volume <= 1e-12:
+        if strike is not None and p.dosed + volume >= strike:
+            p.dosed += volume
+            self._fault(p, self.faults[p.name])
+        elif remaining - volume <= 1e-12:
             p.dosed, p.pumping = p.target, False
         else:
             p.dosed += volume
@@ -340,6 +354,63 @@ class World:
             parcels = seg.push(parcels, at_start, key)
         for parcel in parcels:
             p.syringe.add(parcel)
+
+    # ------------------------------------------------------------------ fault injection
+    def inject(self, name: str, kind: str, **params: float) -> None:
+        """Inject a physical fault (catalogue in :mod:`simulators.faults`).
+
+        Args:
+            name: a pump, a valve or a vessel node.
+            kind: ``"overload"`` (pump; ``after`` = mL dosed in a move before the drive
+                faults, default 0 = at the start), ``"stuck"`` (valve; keeps its position) or
+                ``"empty"`` (vessel; its liquid is taken away down to ``keep`` mL, default 0,
+                so that a syringe drawing from it draws air).
+
+        Raises:
+            KeyError: ``name`` is no pump, valve or vessel.
+            ValueError: ``kind`` does not apply to that kind of thing, or unknown parameters.
+        """
+        what = self._kind_of(name)
+        allowed = {"pump": {"overload": {"after"}}, "valve": {"stuck": set()},
+                   "vessel": {"empty": {"keep"}}}[what]
+        if kind not in allowed:
+            raise ValueError(f"{what} {name}: unknown fault {kind!r} (known: {sorted(allowed)})")
+        if set(params) - allowed[kind]:
+            raise ValueError(f"fault {kind!r} takes {sorted(allowed[kind])}, got {sorted(params)}")
+        with self._lock:
+            if kind == "empty":
+                self._empty(name, float(params.get("keep", 0.0)))
+                return
+            self.faults[name] = kind
+            if "after" in params:
+                self.fault_after[name] = float(params["after"])
+            self._routes.clear()
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault, clear pump fault states, refill emptied vessels."""
+        with self._lock:
+            self.faults.clear()
+            self.fault_after.clear()
+            for p in self._pumps.values():
+                p.fault = None
+            for node, liquid in self.removed.items():
+                self._vessels[node].content.add(liquid)
+            self.removed.clear()
+
+    def _kind_of(self, name: str) -> str:
+        if name in self._pumps:
+            return "pump"
+        if name in self._positions:
+            return "valve"
+        if name in self._vessels:
+            return "vessel"
+        raise KeyError(f"no pump, valve or vessel named {name!r}")
+
+    def _empty(self, node: str, keep: float) -> None:
+        content = self._vessels[node].content
+        taken = take_liquid(content, max(0.0, content.volume - keep))
+        self.removed.setdefault(node, Liquid()).add(taken)
+        logger.warning("vessel %s emptied to %.4g mL (fault injection)", node, content.volume)
 
     # ------------------------------------------------------------------ inspection
     def syringe_contents(self, pump: str) -> Liquid:

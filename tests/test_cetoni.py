@@ -508,3 +508,145 @@ def test_stuck_valve_raises_device_fault(opened: tuple[Bench, CetoniBus]) -> Non
     assert exc.value.cause == "valve did not reach position" and exc.value.device == "V3"
     assert bench.clock.now() - t0 == pytest.approx(10.0)
     assert bench.world.valve_position("V3") == 0
+
+
+# --------------------------------------------------------------------------- read-back checks
+def test_open_reads_the_syringe_parameters_back(opened: tuple[Bench, CetoniBus]) -> None:
+    bench, _ = opened
+    handle = bench.sdk.qmixpump.Pump()
+    handle.lookup_by_name(PUMP_DEVICE)
+    param = handle.get_syringe_param()
+    syringe = bench.config.syringe_of(PUMP)
+    assert (param.inner_diameter_mm, param.max_piston_stroke_mm) == (
+        syringe.inner_diameter, syringe.stroke)
+
+
+@pytest.mark.parametrize("getter, value, cause", [
+    ("get_syringe_param", None, "syringe mismatch"),  # the drive kept another syringe
+    ("get_flow_rate_max", 63.0, "unit mismatch"),  # the SDK still counts per minute
+])
+def test_open_refuses_a_drive_that_reads_back_wrong(monkeypatch: pytest.MonkeyPatch, getter: str,
+                                                    value: Any, cause: str) -> None:
+    bench = make_bench()
+    pump_cls = bench.sdk.qmixpump.Pump
+    wrong = bench.sdk.qmixpump.SyringeParam(*WRONG_SYRINGE) if value is None else value
+    monkeypatch.setattr(pump_cls, getter, lambda self: wrong)
+    with pytest.raises(DeviceError) as exc:
+        bench.open()
+    assert exc.value.cause == cause and exc.value.device in {p.name for p in bench.config.pumps}
+
+
+def test_a_move_stopped_behind_the_drivers_back_is_a_dose_mismatch(
+        opened: tuple[Bench, CetoniBus]) -> None:
+    bench, cetoni = opened
+    pump = cetoni.pumps[PUMP]
+    pump.aspirate(5.0, 0.1)
+    bench.clock.sleep(10.0)
+    bench.world.stop_pump(PUMP)  # e.g. the stop key on the device
+    with pytest.raises(DeviceFault, match="dosed 1.0") as exc:
+        pump.wait_until_done(timeout=100.0)
+    assert exc.value.cause == "dosed volume mismatch" and exc.value.device == PUMP
+    pump.dispense(0.5, 0.1)  # a fresh move is checked against its own command
+    pump.wait_until_done(timeout=100.0)
+    assert pump.fill_level() == pytest.approx(0.5) and pump.dosed_volume() == pytest.approx(0.5)
+
+
+def test_overload_part_way_through_a_move(opened: tuple[Bench, CetoniBus]) -> None:
+    bench, cetoni = opened
+    bench.sdk.inject(PUMP, "overload", after=1.0)
+    pump = cetoni.pumps[PUMP]
+    pump.aspirate(5.0, 0.1)
+    with pytest.raises(DeviceFault) as exc:
+        pump.wait_until_done(timeout=100.0)
+    assert exc.value.cause == "drive fault"
+    assert bench.world.pump_status(PUMP).fill_level == pytest.approx(1.0)
+    assert bench.clock.now() - 2.0 == pytest.approx(10.0, abs=1.0)  # after calibration
+
+
+# --------------------------------------------------------------------------- continuous flow
+def test_generate_flow_runs_until_stopped(opened: tuple[Bench, CetoniBus]) -> None:
+    bench, cetoni = opened
+    pump = cetoni.pumps[PUMP]
+    pump.generate_flow(-0.2)  # aspirate continuously
+    bench.clock.sleep(10.0)
+    assert pump.is_pumping() and pump.fill_level() == pytest.approx(2.0, abs=0.11)
+    with pytest.raises(DeviceBusy):
+        pump.generate_flow(0.2)
+    pump.stop()
+    level = pump.fill_level()
+    bench.clock.sleep(5.0)
+    assert not pump.is_pumping() and pump.fill_level() == level
+    pump.wait_until_done(1.0)  # nothing commanded by volume, nothing to compare
+    for bad in (2.0, -2.0, 0.0):
+        with pytest.raises(DeviceError) as exc:
+            pump.generate_flow(bad)
+        assert exc.value.cause == "flow out of range"
+
+
+def test_generate_flow_stops_when_the_syringe_is_empty(opened: tuple[Bench, CetoniBus]) -> None:
+    bench, cetoni = opened
+    pump = cetoni.pumps[PUMP]
+    with pytest.raises(DeviceError, match="empty"):
+        pump.generate_flow(0.1)
+    pump.aspirate(1.0, 0.5)
+    pump.wait_until_done(10.0)
+    pump.generate_flow(0.5)
+    bench.clock.sleep(5.0)
+    assert not pump.is_pumping() and pump.fill_level() == pytest.approx(0.0, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- injected faults
+def test_busy_drive_refuses_moves_until_stopped(opened: tuple[Bench, CetoniBus]) -> None:
+    bench, cetoni = opened
+    pump = cetoni.pumps[PUMP]
+    bench.sdk.inject(PUMP_DEVICE, "busy", duration=30.0)
+    with pytest.raises(DeviceBusy) as exc:
+        pump.aspirate(1.0, 0.1)
+    assert exc.value.device == PUMP and bench.world.pump_status(PUMP).target_volume == 0.0
+    cetoni.stop_all()
+    pump.aspirate(1.0, 0.1)
+    pump.wait_until_done(30.0)
+
+
+def test_status_queries_are_retried_commands_are_not(opened: tuple[Bench, CetoniBus]) -> None:
+    bench, cetoni = opened
+    pump = cetoni.pumps[PUMP]
+    bench.sdk.inject(PUMP, "no_reply", calls=2)
+    assert pump.fill_level() == 0.0  # third attempt answers
+    bench.sdk.inject(PUMP, "no_reply", calls=3)
+    with pytest.raises(DeviceError, match="did not reply") as exc:
+        pump.is_pumping()
+    assert exc.value.cause == "sdk error" and exc.value.device == PUMP
+    bench.sdk.inject(PUMP, "no_reply", calls=1)
+    with pytest.raises(DeviceError):
+        pump.stop()  # a command: never repeated
+    bench.sdk.inject("V3", "no_reply")
+    with pytest.raises(DeviceError):
+        cetoni.valves["V3"].position()
+    bench.sdk.clear_faults()
+    assert cetoni.valves["V3"].position() == 0
+
+
+def test_slow_valve_is_reported_then_arrives(opened: tuple[Bench, CetoniBus]) -> None:
+    bench, cetoni = opened
+    valve = cetoni.valves["V3"]
+    bench.sdk.inject("V3", "slow", delay=30.0)
+    with pytest.raises(DeviceFault) as exc:
+        valve.switch(4)
+    assert exc.value.cause == "valve did not reach position"
+    bench.clock.sleep(25.0)
+    assert bench.world.valve_position("V3") == 4  # late, but it got there
+    bench.sdk.inject("V3", "slow", delay=5.0)
+    t0 = bench.clock.now()
+    valve.switch(6)
+    assert bench.clock.now() - t0 == pytest.approx(5.5, abs=0.5)
+
+
+@pytest.mark.parametrize("name, kind, params, error", [
+    ("nowhere", "busy", {}, KeyError), (PUMP, "stuck", {}, ValueError),
+    ("V3", "busy", {}, ValueError), (PUMP, "busy", {"delay": 1.0}, ValueError),
+])
+def test_inject_rejects_unknown_targets_and_kinds(bench: Bench, name: str, kind: str,
+                                                 params: dict[str, float], error: type) -> None:
+    with pytest.raises(error):
+        bench.sdk.inject(name, kind, **params)

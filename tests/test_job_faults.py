@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
+
 from asab.formulation import plan_formulation
 from asab.requests import load_jobs, parse_density_request
 from asab.runner import run_jobs
@@ -45,7 +47,7 @@ def test_pump_fault_fails_the_job_stops_pumps_and_the_next_job_runs(sim_bench, t
     assert rec["status"] == "failed"
     assert rec["error"]["device"] == faulty and rec["error"]["type"] in ("DeviceFault", "DeviceError")
     assert seen_pumping and seen_pumping[0] == []
-    assert rec["recovery"] == "cell and lines drained and cleaned"
+    assert rec["recovery"].startswith("cell and lines drained and cleaned; pumps stopped; valves parked")
     assert all(not world.pump_status(p.name).pumping for p in sim_bench.config.pumps)
     assert summary.failed == 1
 
@@ -79,7 +81,7 @@ def test_no_valid_density_fails_the_job_and_the_cell_is_recovered(sim_bench, tmp
     rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
     assert rec["status"] == "failed" and "no valid density" in rec["reason"]
     assert rec["measurement"]["density"]["n_valid"] == 0
-    assert rec["recovery"] == "cell and lines drained and cleaned"
+    assert rec["recovery"].startswith("cell and lines drained and cleaned; pumps stopped; valves parked")
     cell = sim_bench.simulation.world.instrument_contents("densiVisco")
     assert cell.volume < 1e-6  # drained: only gas left
     assert summary.failed == 1
@@ -116,3 +118,28 @@ def test_a_failed_job_keeps_its_routes_and_stock_bookkeeping(sim_bench, tmp_path
     rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
     assert rec["status"] == "failed"
     assert rec["routes"] and rec["stock_drawn"] and rec["stock_volumes"]
+
+
+def test_make_safe_parks_every_valve_open_to_a_reservoir(sim_bench):
+    from asab.actions.safety import SafetyError, make_safe
+
+    world = sim_bench.simulation.world
+    sim_bench.valves["V1"].switch(1)  # F0.0 open to the solvent bottle
+    assert [world.valve_position(v) for v in ("V1", "V3", "V7")] == [1, 0, 0]
+    done = make_safe(sim_bench)
+    assert done == "pumps stopped; valves parked: V1→2, V3→2, V4→2, V5→2, V6→2"
+    assert [world.valve_position(v) for v in ("V1", "V3", "V7")] == [2, 2, 0]
+    assert make_safe(sim_bench).endswith("valves parked: none needed")
+
+    sim_bench.valves["V3"].switch(0)
+    sim_bench.simulation.inject("V3", "stuck")
+    sim_bench.valves["V6"].switch(0)
+    sim_bench.estop = "test"  # latched: nothing moves, the check still runs
+    assert "valves not moved" in make_safe(sim_bench)
+    assert world.valve_position("V6") == 0
+    sim_bench.estop = None
+    with pytest.raises(SafetyError) as info:
+        make_safe(sim_bench)
+    assert info.value.device == "bench" and info.value.cause == "unsafe"
+    assert [p.split(":")[0] for p in info.value.problems] == ["valve V3"]
+    assert world.valve_position("V6") == 2  # the others were still parked

@@ -585,3 +585,102 @@ def test_unopenable_port_is_a_transport_error() -> None:
     settings = BalanceSettings(serial=SerialSettings(url="/dev/no-such-balance"), vessel="waste_2")
     with pytest.raises(TransportError, match="cannot open /dev/no-such-balance"):
         SartoriusEntrisII(settings, VirtualClock())
+
+
+# --------------------------------------------------------------------------- golden traffic file
+GOLDEN_FILE = ROOT / "tests" / "golden" / "sartorius_sbi.jsonl"
+
+
+def _golden(direction: str) -> list[dict]:
+    from asab.drivers.transport import read_records
+
+    return [e for e in read_records(GOLDEN_FILE) if e["dir"] == direction]
+
+
+@pytest.mark.parametrize("entry", _golden("tx"), ids=lambda e: e["expect"]["cmd"])
+def test_golden_requests_driver_and_simulator(entry: dict) -> None:
+    cmd, effect, frame = entry["expect"]["cmd"], entry["expect"]["effect"], entry["data"]
+    assert encode_command(cmd) == frame  # the driver's codec
+    clock = VirtualClock(0.05)
+    far, near = Pan(42.1234), Pan(1.0)  # beyond / within the 4.4 g zero range
+    sim_far, sim_near = make_sim(far, clock), make_sim(near, clock)
+    answer = ask(sim_far, clock, frame)  # the simulator's own parser
+    ask(sim_near, clock, frame)
+    params = sim_far.params
+    if effect == "value_line":
+        assert LINE_SHAPE.match(answer) and answer.startswith(b"+  42.123")
+    elif effect in ("model", "serial_number"):
+        assert answer.strip() == getattr(params, effect).encode()
+    else:
+        assert answer == b""
+        expected = {"zero_or_tare": ((0.0, 42.1234), (1.0, 0.0)), "tare": ((0.0, 42.1234), (0.0, 1.0)),
+                    "zero": ((0.0, 0.0), (1.0, 0.0))}[effect]
+        got = (sim_far.zero_offset, sim_far.tare_mass, sim_near.zero_offset, sim_near.tare_mass)
+        assert got == pytest.approx(expected[0] + expected[1])
+
+
+@pytest.mark.parametrize("entry", _golden("rx"), ids=lambda e: e["text"].strip())
+def test_golden_lines_driver_and_simulator(entry: dict) -> None:
+    from simulators.sartorius import format_text_line, format_value_line
+
+    line, want = entry["data"], entry["expect"]
+    if "status" in want:
+        with pytest.raises(DeviceFault) as info:
+            parse_line(line)
+        assert info.value.cause == want["status"]
+    else:
+        reading = parse_line(line, unit_hint="g")
+        assert (reading.unit, reading.stable) == (want["unit"], want["stable"])
+        assert reading.value == pytest.approx(want["grams"], abs=1e-9)
+    if not entry["simulator"]:
+        return
+    if "status" in want:  # the simulator's own formatter, and what it prints when overloaded
+        assert format_text_line(want["text"]) == line
+        clock = VirtualClock(0.05)
+        grams = 250.0 if want["status"] == "overload" else -250.0
+        assert ask(make_sim(Pan(grams), clock), clock, b"\x1bP\r\n") == line
+    else:
+        params = load_params(unit=want["unit"], id_code=bool(want.get("id")))
+        assert format_value_line(want["grams"], params, want["stable"], want.get("id", "")) == line
+
+
+# --------------------------------------------------------------------------- injected faults
+def test_inject_garbled_and_truncated_lines(rig: Rig) -> None:
+    rig.balance.read()
+    rig.sim.inject("garbled", lines=1)
+    assert rig.balance.read().value == pytest.approx(10.0, abs=2 * READABILITY)  # re-asked
+    for kind in ("garbled", "truncated"):
+        rig.sim.inject(kind)
+        with pytest.raises(FrameError):
+            rig.balance.read(timeout=1.0)
+        rig.sim.clear_faults()
+    rig.sim.inject("truncated", lines=2)
+    assert rig.balance.read().stable
+
+
+def test_inject_busy_balance_answers_after_its_adjustment(rig: Rig) -> None:
+    rig.balance.read()
+    rig.sim.inject("busy", duration=3.0)
+    t0 = rig.clock.now()
+    assert rig.balance.read(timeout=10.0).value == pytest.approx(10.0, abs=2 * READABILITY)
+    assert rig.clock.now() - t0 >= 3.0 + SETTLE - 0.2  # silent, then settling
+    rig.sim.inject("busy", duration=30.0)
+    with pytest.raises(TransportTimeout):
+        rig.balance.read(timeout=10.0)
+
+
+def test_inject_overload_and_no_reply(rig: Rig) -> None:
+    rig.sim.inject("overload")
+    with pytest.raises(DeviceFault) as info:
+        rig.balance.read()
+    assert info.value.cause == "overload"
+    rig.sim.clear_faults()
+    rig.sim.inject("no_reply")
+    with pytest.raises(TransportTimeout):
+        rig.balance.read(timeout=1.0)
+    rig.sim.clear_faults()
+    assert rig.balance.read().value == pytest.approx(10.0, abs=2 * READABILITY)
+    with pytest.raises(ValueError):
+        rig.sim.inject("melted")
+    with pytest.raises(ValueError):
+        rig.sim.inject("busy", lines=1)

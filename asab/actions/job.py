@@ -13,6 +13,8 @@ import asab
 from asab.actions.bench import Bench
 from asab.actions.fluidics import Ledger
 from asab.actions.fluidics import reserve
+from asab.actions.gravimetric import GravimetricRecord
+from asab.actions.safety import SafetyError, make_safe
 from asab.actions.sample import (
     PushRecord, Summary, clean, deliver, drain, first_portion, first_portion_volume, measure,
     prime, prime_volume, sample_volume, summarize,
@@ -22,7 +24,7 @@ from asab.errors import (
     AsabError, BelowResolutionError, DeviceError, FormulationError, InsufficientStockError, NotMakeableError,
     RequestError, describe,
 )
-from asab.formulation import by_name, plan_formulation
+from asab.formulation import by_name, composition_distance, plan_formulation
 from asab.requests import DensityJob
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,11 @@ class JobRecord(BaseModel):
     bench_seconds: float = Field(default=0.0, description="bench (clock) seconds used")
     requested: dict[str, float] = Field(default_factory=dict, description="name → mole fraction")
     achieved: dict[str, float] | None = Field(default=None, description="name → mole fraction")
-    achieved_basis: Literal["plan", "weighing"] = "plan"
+    composition_source: Literal["plan", "weighing"] = Field(default="plan", description=(
+        "`achieved` computed from the planned stock volumes, or from weighed doses "
+        "(asab.actions.gravimetric; then `achieved_uncertainty` and `gravimetric` are set)"))
+    achieved_uncertainty: dict[str, float] | None = Field(
+        default=None, description="name → standard uncertainty of the achieved mole fraction")
     distance: float | None = Field(default=None, description="Euclidean, mole fractions")
     flagged: bool = False
     closest: dict[str, float] | None = Field(
@@ -93,6 +99,8 @@ class JobRecord(BaseModel):
     routes: list[dict[str, Any]] = Field(default_factory=list)
     measurement: Measurement | None = None
     weighing: Weighing | None = None
+    gravimetric: GravimetricRecord | None = Field(
+        default=None, description="doses weighed to verify the formulation (masses g, volumes mL)")
     recovery: str | None = Field(default=None, description="what was done after a failure")
     request: Any = None
 
@@ -111,9 +119,10 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
                     sample: str | None = None) -> JobRecord:
     """Run one job; never raises for job-level problems — they end up in the record.
 
-    After a failure once liquid has moved, the cell and lines are drained and cleaned; if
-    that fails too, the bench is marked out of service (``bench.out_of_service``) and later
-    jobs fail at once instead of moving liquid.
+    After a failure the bench is recovered (:func:`recover`): once liquid has moved, the cell
+    and lines are drained and cleaned; in every case the pumps are confirmed stopped and the
+    reservoirs closed off by parking valves. If any of that fails, the bench is marked out of
+    service (``bench.out_of_service``) and later jobs fail at once instead of moving liquid.
 
     Args:
         bench: the opened bench.
@@ -131,6 +140,7 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
     rec = new_record(bench, job_id, job.request_id, job.raw)
     rec.sample = sample or job_id
     t0 = rec.bench_start = bench.clock.now()
+    refused = bench.out_of_service is not None
 
     def step(name: str) -> None:
         rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
@@ -150,33 +160,58 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
         log.exception("job %s failed", job_id)
         bench.stop_all()
         rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
-        if len(rec.steps) > 1:  # liquid may have moved
+        if not refused:  # a bench already out of service was not touched
+            moved = len(rec.steps) > 1  # liquid may have moved
             step("recover")
-            rec.recovery = recover(bench)
+            rec.recovery = recover(bench, drain_lines=moved)
     rec.bench_seconds = bench.clock.now() - t0
     rec.finished = _now()
     return rec
 
 
-def recover(bench: Bench) -> str:
-    """After a failure: drain and clean the densimeter route (best effort).
+def recover(bench: Bench, drain_lines: bool = True) -> str:
+    """After a failure: drain and clean the densimeter route, then make the bench safe.
+
+    Steps: drain the cell and lines to waste and clean them with solvent and gas (best
+    effort); stop every pump and read back that none moves; park every valve that connects a
+    stock reservoir or the solvent past its port, and check by read-back that no reservoir is
+    joined to a waste (:mod:`asab.actions.safety`). Once liquid has moved the lines' state is
+    unknown, so every pump is primed again and every mixing line counts as dry.
+
+    Args:
+        bench: the bench the job failed on.
+        drain_lines: drain and clean (False when the job failed before any liquid moved).
 
     Returns:
-        What was done; on failure the bench is marked out of service and the reason returned.
+        What was done. If any step failed the bench is marked out of service
+        (``bench.out_of_service``, later jobs are refused) and that reason is returned.
     """
+    problems: list[str] = []
     dens = bench.config.densimeter
-    if dens is None:
-        return "nothing to recover"
-    instrument = bench.config.instrument(dens.instrument)
+    done = "nothing to drain"
+    if dens is not None and drain_lines:
+        instrument = bench.config.instrument(dens.instrument)
+        try:
+            drain(bench, instrument, bench.config.settings.waste_nodes[0], Ledger())
+            clean(bench, instrument, Ledger())
+            done = "cell and lines drained and cleaned"
+        except Exception as exc:  # noqa: BLE001 - every failure is a reason to stop the bench
+            problems.append(f"drain/clean: {exc}")
+    if drain_lines:  # what the lines hold is unknown now: prime again, mixing lines are dry
+        bench.primed.clear()
+        bench.wet_lines.clear()
     try:
-        drain(bench, instrument, bench.config.settings.waste_nodes[0], Ledger())
-        clean(bench, instrument, Ledger())
-    except Exception as exc:  # noqa: BLE001
+        done += "; " + make_safe(bench)
+    except SafetyError as exc:
+        problems += exc.problems
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure is unsafe too
+        problems.append(f"making the bench safe: {exc!r}")
+    if problems:
         bench.stop_all()
-        bench.out_of_service = f"recovery failed: {exc}"
+        bench.out_of_service = "recovery failed: " + "; ".join(problems)
         log.error("bench out of service: %s", bench.out_of_service)
         return bench.out_of_service
-    return "cell and lines drained and cleaned"
+    return done
 
 
 class StepTime(BaseModel):
@@ -310,6 +345,19 @@ def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
     dev = (weighed - expected) / expected if weighed is not None else None
     return Weighing(vessel=vessel, mass=mass, volume_expected=expected, volume_weighed=weighed,
                     relative_deviation=dev)
+
+
+def record_weighing(rec: JobRecord, gravimetric: GravimetricRecord, bench: Bench) -> None:
+    """Make ``rec`` carry the composition of a gravimetric verification: ``achieved`` and its
+    uncertainty from the weighed masses, ``composition_source = "weighing"``, the distance
+    from the request recomputed."""
+    cfg = bench.config
+    rec.gravimetric = gravimetric
+    rec.achieved = by_name(gravimetric.achieved, cfg)
+    rec.achieved_uncertainty = by_name(gravimetric.uncertainty, cfg)
+    rec.composition_source = "weighing"
+    if rec.requested:
+        rec.distance = composition_distance(rec.requested, rec.achieved)
 
 
 JobRecord.model_rebuild()

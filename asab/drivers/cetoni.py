@@ -40,6 +40,11 @@ from asab.drivers.cetoni_devices import (
 
 logger = logging.getLogger(__name__)
 
+FLOW_UNIT_SLACK = 2.0
+"""Largest factor between the SDK's maximum flow and the configured syringe's (A × 6.33 mm/s)
+accepted at open. Unit mix-ups are factors of 10 (prefixes) or 60 (per minute); the drive's
+own limit depends on its gear, so small differences are only logged."""
+
 
 class CetoniBus:
     """The Qmix bus with its pumps and valves (implements :class:`asab.drivers.base.PumpBus`).
@@ -83,7 +88,7 @@ class CetoniBus:
             TransportTimeout: a calibration did not finish in time.
             DeviceError / DeviceFault: a device refused a start-up step.
         """
-        sdk = sdk if sdk is not None else load_vendor_sdk()
+        sdk = sdk if sdk is not None else load_vendor_sdk(config.cetoni.sdk_path)
         logger.warning("asab.drivers.cetoni has not yet been checked on real CETONI hardware")
         bus = sdk.qmixbus.Bus()
         guard = SdkGuard(sdk, bus)
@@ -215,21 +220,55 @@ def _calibrate(
 
 
 def _configure_pump(sdk: Any, guard: SdkGuard, name: str, handle: Any, syringe: Syringe) -> None:
-    """Set syringe parameters, then units mL and mL/s; cross-check V_max against the config.
+    """Set syringe parameters and read them back; set units mL and mL/s and check them.
+
+    The units are named explicitly (``UnitPrefix.milli`` litres, ``TimeUnit.per_second``) and
+    verified by reading V_max and the maximum flow back against the configured syringe.
 
     Raises:
-        DeviceError: cause "unit mismatch" if the SDK's V_max (mL) disagrees with the syringe.
+        DeviceError: cause "syringe mismatch" if ``get_syringe_param()`` does not return what
+            was set; cause "unit mismatch" if the SDK's V_max (mL) disagrees with the syringe
+            by more than 0.1 %, or its maximum flow is off by more than a factor
+            :data:`FLOW_UNIT_SLACK` (a wrong time or volume unit is a factor ≥ 10; a drive
+            with another gear only logs a warning).
     """
     guard.device(name, handle.set_syringe_param, syringe.inner_diameter, syringe.stroke)
+    _check_syringe_param(name, guard.query(name, handle.get_syringe_param), syringe)
     milli, litres = sdk.qmixbus.UnitPrefix.milli, sdk.qmixpump.VolumeUnit.litres
     guard.device(name, handle.set_volume_unit, milli, litres)
     guard.device(name, handle.set_flow_unit, milli, litres, sdk.qmixbus.TimeUnit.per_second)
-    reported = float(guard.device(name, handle.get_volume_max))
-    if abs(reported - syringe.volume) > UNIT_CHECK_TOLERANCE * syringe.volume:
+    volume = float(guard.query(name, handle.get_volume_max))
+    if abs(volume - syringe.volume) > UNIT_CHECK_TOLERANCE * syringe.volume:
         raise DeviceError(
             name,
             "unit mismatch",
-            f"SDK reports V_max {reported:g} mL, syringe {syringe.name} is {syringe.volume:g} mL",
+            f"SDK reports V_max {volume:g} mL, syringe {syringe.name} is {syringe.volume:g} mL",
+        )
+    flow = float(guard.query(name, handle.get_flow_rate_max))
+    ratio = flow / syringe.max_flow
+    if not 1 / FLOW_UNIT_SLACK <= ratio <= FLOW_UNIT_SLACK:
+        raise DeviceError(
+            name,
+            "unit mismatch",
+            f"SDK reports maximum flow {flow:g} mL/s, syringe {syringe.name} allows "
+            f"{syringe.max_flow:g} mL/s: the flow unit is not mL/s",
+        )
+    if abs(ratio - 1) > UNIT_CHECK_TOLERANCE:
+        logger.warning("%s: drive maximum flow %g mL/s differs from the configured %g mL/s",
+                       name, flow, syringe.max_flow)
+
+
+def _check_syringe_param(name: str, param: Any, syringe: Syringe) -> None:
+    """Compare ``get_syringe_param()`` (``inner_diameter_mm``, ``max_piston_stroke_mm``, mm)
+    with the configured syringe; DeviceError cause "syringe mismatch" if they differ."""
+    got = (float(param.inner_diameter_mm), float(param.max_piston_stroke_mm))
+    want = (syringe.inner_diameter, syringe.stroke)
+    if any(abs(g - w) > UNIT_CHECK_TOLERANCE * w for g, w in zip(got, want, strict=True)):
+        raise DeviceError(
+            name,
+            "syringe mismatch",
+            f"drive holds syringe {got[0]:g} mm × {got[1]:g} mm, configured "
+            f"{want[0]:g} mm × {want[1]:g} mm ({syringe.name})",
         )
 
 

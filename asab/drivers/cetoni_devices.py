@@ -6,8 +6,11 @@ Not yet checked on real hardware.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -37,29 +40,72 @@ FLOW_TOLERANCE = 1e-9
 UNIT_CHECK_TOLERANCE = 1e-3
 """Relative agreement required between the SDK's V_max and the configured syringe volume."""
 
+DOSE_TOLERANCE = 1e-4
+"""mL (0.1 µL) of absolute slack when a dosed volume or fill level read back after a move is
+compared with what was commanded; plus :data:`DOSE_RELATIVE_TOLERANCE` of the volume. The
+neMESYS resolves nanolitres, so a larger difference means the plunger did not do what it was
+told (design choice)."""
+
+DOSE_RELATIVE_TOLERANCE = 1e-3
+"""Relative slack (0.1 % of the commanded volume) on the dosed-volume check."""
+
+QUERY_ATTEMPTS = 3
+"""Attempts of a status query (fill level, pumping, fault state, valve position) before its
+SDK failure is raised: reads change nothing, so repeating them is safe. Commands that move
+something are never repeated."""
+
 VALVE_SWITCH_TIMEOUT = 10.0
 """s to wait for a valve to reach a position. A Qmix V switch takes well under a second
 (the stand-in uses 0.5 s); 10 s is asab's generous bound."""
 
 
-def load_vendor_sdk() -> SimpleNamespace:
+def load_vendor_sdk(sdk_path: str = "") -> SimpleNamespace:
     """Import the vendor's wrapper: ``from qmixsdk import qmixbus, qmixpump, qmixvalve``.
+
+    The wrapper ships inside the QmixSDK install folder, not on PyPI, so ``sdk_path`` (the
+    folder that holds the ``qmixsdk`` package, ``CetoniSettings.sdk_path``) is put first on
+    ``sys.path``. A ``qmixsdk`` already imported from another folder is dropped first, so the
+    package imported is always the one in ``sdk_path``.
+
+    Args:
+        sdk_path: folder containing the ``qmixsdk`` package; empty: use ``sys.path`` as is.
 
     Returns:
         ``SimpleNamespace(qmixbus=..., qmixpump=..., qmixvalve=...)``.
 
     Raises:
-        TransportError: the ``qmixsdk`` package (or its shared libraries) is not available.
+        TransportError: ``sdk_path`` is not a folder, or the ``qmixsdk`` package (or its
+            shared libraries) is not available.
     """
+    if sdk_path:
+        _use_sdk_folder(Path(sdk_path))
     try:
         from qmixsdk import qmixbus, qmixpump, qmixvalve  # type: ignore[import-not-found]
     except ImportError as exc:
+        where = f" in {sdk_path}" if sdk_path else ""
         raise TransportError(
             BUS_DEVICE,
-            "the CETONI QmixSDK Python wrapper 'qmixsdk' is not installed (it ships with the "
-            f"vendor's SDK, not on PyPI); install it or run a simulated bench ({exc})",
+            f"the CETONI QmixSDK Python wrapper 'qmixsdk' is not installed{where} (it ships "
+            "with the vendor's SDK, not on PyPI; set [cetoni] sdk_path to the folder that "
+            f"holds it) or run a simulated bench ({exc})",
         ) from exc
     return SimpleNamespace(qmixbus=qmixbus, qmixpump=qmixpump, qmixvalve=qmixvalve)
+
+
+def _use_sdk_folder(folder: Path) -> None:
+    """Put ``folder`` first on ``sys.path``; forget a ``qmixsdk`` imported from elsewhere."""
+    if not folder.is_dir():
+        raise TransportError(BUS_DEVICE, f"[cetoni] sdk_path {folder} is not a folder")
+    folder = folder.resolve()
+    if str(folder) in sys.path:
+        sys.path.remove(str(folder))
+    sys.path.insert(0, str(folder))
+    loaded = sys.modules.get("qmixsdk")
+    origin = getattr(loaded, "__file__", None)
+    if loaded is not None and (origin is None or folder not in Path(origin).resolve().parents):
+        for name in [n for n in sys.modules if n == "qmixsdk" or n.startswith("qmixsdk.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
 
 
 class SdkGuard:
@@ -75,6 +121,21 @@ class SdkGuard:
             return fn(*args)
         except self._error as exc:
             raise DeviceError(device, "sdk error", self.describe(exc)) from exc
+
+    def query(self, device: str, fn: Callable[..., T], *args: Any) -> T:
+        """A read-only ``fn(*args)``, tried up to :data:`QUERY_ATTEMPTS` times.
+
+        Raises:
+            DeviceError: cause "sdk error" when every attempt failed.
+        """
+        for attempt in range(1, QUERY_ATTEMPTS + 1):
+            try:
+                return fn(*args)
+            except self._error as exc:
+                if attempt == QUERY_ATTEMPTS:
+                    raise DeviceError(device, "sdk error", self.describe(exc)) from exc
+                logger.warning("%s: status query failed (attempt %d): %s", device, attempt, exc)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def transport(self, fn: Callable[..., T], *args: Any) -> T:
         """Call a bus-level ``fn(*args)``; an SDK failure becomes :class:`TransportError`."""
@@ -101,8 +162,18 @@ class CetoniPump:
     """A neMESYS pump (implements :class:`asab.drivers.base.SyringePump`); mL, mL/s, s.
 
     Limits come from the configured :class:`~asab.config.models.Syringe`: V_max = A·stroke,
-    drive flows A × 1.042 µm/s … A × 6.33 mm/s (device_protocols.md).
+    drive flows A × 1.042 µm/s … A × 6.33 mm/s (device_protocols.md). The bus sets the SDK's
+    units to :attr:`volume_unit` and :attr:`flow_unit` at open and checks them by reading
+    V_max and the maximum flow back, so every number crossing the SDK is in mL or mL/s.
+
+    After every move, :meth:`wait_until_done` reads the dosed volume and the fill level back
+    and compares them with what was commanded.
     """
+
+    volume_unit = "mL"
+    """Unit of every volume this driver takes or returns (SDK: milli-litres)."""
+    flow_unit = "mL/s"
+    """Unit of every flow this driver takes or returns (SDK: milli-litres per second)."""
 
     def __init__(
         self,
@@ -119,6 +190,7 @@ class CetoniPump:
         self._clock = clock
         self._guard = guard
         self._poll = poll_interval
+        self._move: tuple[float, float] | None = None  # (commanded mL, expected fill mL)
 
     @property
     def volume_max(self) -> float:
@@ -136,15 +208,19 @@ class CetoniPump:
         return self._syringe.max_flow
 
     def fill_level(self) -> float:
-        """Syringe content in mL. Raises DeviceError if the SDK call fails."""
-        return float(self._guard.device(self.name, self._handle.get_fill_level))
+        """Syringe content in mL. Raises DeviceError if the SDK call fails (after retries)."""
+        return float(self._guard.query(self.name, self._handle.get_fill_level))
+
+    def dosed_volume(self) -> float:
+        """mL moved by the current or last move (SDK ``get_dosed_volume``)."""
+        return float(self._guard.query(self.name, self._handle.get_dosed_volume))
 
     def is_pumping(self) -> bool:
-        return bool(self._guard.device(self.name, self._handle.is_pumping))
+        return bool(self._guard.query(self.name, self._handle.is_pumping))
 
     def in_fault(self) -> bool:
         """True if the drive reports a fault state."""
-        return bool(self._guard.device(self.name, self._handle.is_in_fault_state))
+        return bool(self._guard.query(self.name, self._handle.is_in_fault_state))
 
     def aspirate(self, volume: float, flow: float) -> None:
         """Start drawing ``volume`` mL at ``flow`` mL/s.
@@ -165,7 +241,9 @@ class CetoniPump:
                 f"{self.volume_max:g} mL syringe",
             )
         logger.debug("%s: aspirate %g mL at %g mL/s", self.name, volume, flow)
+        self._move = None
         self._guard.device(self.name, self._handle.aspirate, volume, flow)
+        self._move = (volume, fill + volume)
 
     def dispense(self, volume: float, flow: float) -> None:
         """Start pushing ``volume`` mL at ``flow`` mL/s.
@@ -183,10 +261,33 @@ class CetoniPump:
                 self.name, "volume out of range", f"cannot dispense {volume:g} mL from {fill:g} mL"
             )
         logger.debug("%s: dispense %g mL at %g mL/s", self.name, volume, flow)
+        self._move = None
         self._guard.device(self.name, self._handle.dispense, volume, flow)
+        self._move = (volume, fill - volume)
+
+    def generate_flow(self, flow: float) -> None:
+        """Start a continuous flow of ``flow`` mL/s (negative = aspirate) until :meth:`stop`.
+
+        The drive stops by itself when the syringe is full or empty.
+
+        Raises:
+            DeviceError: cause "flow out of range" (``|flow|`` outside the drive limits) or
+                "volume out of range" (nothing left to dispense or no room to aspirate).
+            DeviceBusy: the pump is still moving.
+        """
+        self._check_flow(abs(flow))
+        fill = self._check_idle_fill()
+        room = self.volume_max - fill if flow < 0 else fill
+        if room <= VOLUME_TOLERANCE:
+            what = "full" if flow < 0 else "empty"
+            raise DeviceError(self.name, "volume out of range", f"syringe is {what}")
+        logger.debug("%s: continuous flow %g mL/s", self.name, flow)
+        self._move = None
+        self._guard.device(self.name, self._handle.generate_flow, flow)
 
     def stop(self) -> None:
         """Stop the plunger now (idempotent). Raises DeviceError if the SDK call fails."""
+        self._move = None
         self._guard.device(self.name, self._handle.stop_pumping)
 
     def wait_until_done(self, timeout: float) -> None:
@@ -194,7 +295,10 @@ class CetoniPump:
 
         Raises:
             TransportTimeout: still pumping after ``timeout`` s (the pump is stopped first).
-            DeviceFault: the drive reports a fault (the pump is stopped first).
+            DeviceFault: the drive reports a fault (the pump is stopped first); cause
+                "dosed volume mismatch" or "fill level mismatch" when the volume read back
+                after the move differs from the commanded one by more than
+                :data:`DOSE_TOLERANCE` + :data:`DOSE_RELATIVE_TOLERANCE` × volume.
         """
         deadline = self._clock.now() + timeout
         while True:
@@ -202,6 +306,7 @@ class CetoniPump:
                 self._stop_quietly()
                 raise DeviceFault(self.name, "drive fault", "pump drive reports a fault state")
             if not self.is_pumping():
+                self._verify_move()
                 return
             remaining = deadline - self._clock.now()
             if remaining <= 0:
@@ -212,6 +317,21 @@ class CetoniPump:
             self._clock.sleep(min(self._poll, remaining))
 
     # -- checks -----------------------------------------------------------------------
+    def _verify_move(self) -> None:
+        """Compare dosed volume and fill level read back with the last commanded move."""
+        if self._move is None:
+            return
+        volume, expected_fill = self._move
+        self._move = None
+        tolerance = DOSE_TOLERANCE + DOSE_RELATIVE_TOLERANCE * volume
+        dosed, fill = self.dosed_volume(), self.fill_level()
+        if abs(dosed - volume) > tolerance:
+            raise DeviceFault(self.name, "dosed volume mismatch",
+                              f"commanded {volume:.4f} mL, the pump dosed {dosed:.4f} mL")
+        if abs(fill - expected_fill) > tolerance:
+            raise DeviceFault(self.name, "fill level mismatch",
+                              f"expected {expected_fill:.4f} mL in the syringe, read {fill:.4f} mL")
+
     def _check_flow(self, flow: float) -> None:
         lo, hi = self.flow_min * (1 - FLOW_TOLERANCE), self.flow_max * (1 + FLOW_TOLERANCE)
         if not lo <= flow <= hi:
@@ -264,8 +384,8 @@ class CetoniValve:
         return self._count
 
     def position(self) -> int:
-        """Current logical position. Raises DeviceError if the SDK call fails."""
-        return int(self._guard.device(self.name, self._handle.actual_valve_position))
+        """Current logical position. Raises DeviceError if the SDK call fails (after retries)."""
+        return int(self._guard.query(self.name, self._handle.actual_valve_position))
 
     def switch(self, position: int) -> None:
         """Switch to ``position`` and wait (polled on the clock) until the valve reports it.

@@ -271,6 +271,8 @@ class SartoriusEntrisII:
         """
         timeout = self.settings.stable_timeout if timeout is None else timeout
         deadline = self._clock.now() + timeout
+        frame_error: FrameError | None = None  # reported if nothing readable ever came
+        answered = False
         with self._lock:
             while True:
                 self._flush_input()
@@ -278,9 +280,15 @@ class SartoriusEntrisII:
                 reading, problem = self._attempt(deadline)
                 if reading is not None and (reading.stable or not stable):
                     return reading
+                answered |= reading is not None
+                if isinstance(problem, FrameError):
+                    frame_error = problem
                 remaining = deadline - self._clock.now()
                 if remaining <= TIME_EPSILON:
-                    raise problem or TransportTimeout(self.name, f"no stable value within {timeout} s")
+                    if answered:
+                        raise TransportTimeout(self.name, f"no stable value within {timeout} s")
+                    raise frame_error or problem or TransportTimeout(
+                        self.name, f"no stable value within {timeout} s")
                 self._clock.sleep(min(POLL_INTERVAL, remaining))
 
     def _attempt(self, deadline: float) -> tuple[BalanceReading | None, TransportError | None]:

@@ -19,10 +19,12 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+from simulators.qmixsdk import _faults
 from simulators.qmixsdk._core import (
     BusBase,
     Context,
@@ -79,7 +81,9 @@ def make_qmixsdk(
         valve_switch_time: s of clock time a valve switch takes.
 
     Returns:
-        ``SimpleNamespace(qmixbus=..., qmixpump=..., qmixvalve=...)``.
+        ``SimpleNamespace(qmixbus=..., qmixpump=..., qmixvalve=..., inject=..., clear_faults=...)``;
+        ``inject(name, kind, **params)`` and ``clear_faults()`` are the fault-injection hooks
+        of :mod:`simulators.qmixsdk._faults` (never used by a driver).
     """
     ctx = Context(
         world, clock, calibration_time=calibration_time, valve_switch_time=valve_switch_time
@@ -101,7 +105,11 @@ def make_qmixsdk(
     )
     qmixpump = SimpleNamespace(Pump=pump_cls, VolumeUnit=VolumeUnit, SyringeParam=SyringeParam)
     qmixvalve = SimpleNamespace(Valve=valve_cls)
-    return SimpleNamespace(qmixbus=qmixbus, qmixpump=qmixpump, qmixvalve=qmixvalve)
+    return SimpleNamespace(
+        qmixbus=qmixbus, qmixpump=qmixpump, qmixvalve=qmixvalve,
+        inject=functools.partial(_faults.inject, ctx),
+        clear_faults=functools.partial(_faults.clear_faults, ctx),
+    )
 
 
 def make_qmixsdk_for_bench(world: Any, clock: Any, config: Any, **kwargs: Any) -> SimpleNamespace:

@@ -61,6 +61,8 @@ class ErrorCode(IntEnum):
     INVALID_PARAMETER = -1011
     NO_VALVE = -1012
     POSITION_OUT_OF_RANGE = -1013
+    NO_REPLY = -1014
+    BUSY = -1015
 
 
 ERROR_MESSAGES: dict[int, str] = {
@@ -77,6 +79,8 @@ ERROR_MESSAGES: dict[int, str] = {
     ErrorCode.INVALID_PARAMETER: "invalid parameter",
     ErrorCode.NO_VALVE: "pump has no built-in valve",
     ErrorCode.POSITION_OUT_OF_RANGE: "valve position out of range",
+    ErrorCode.NO_REPLY: "device did not reply (CAN timeout)",
+    ErrorCode.BUSY: "device is busy",
 }
 
 
@@ -155,6 +159,13 @@ class Context:
 
     def now(self) -> float:
         return float(self.clock.now())
+
+    def check_reply(self, device: str, state: Any) -> None:
+        """Fail with ``NO_REPLY`` while ``state.no_reply`` (calls left to fail, −1 = all) is set."""
+        if state.no_reply:
+            if state.no_reply > 0:
+                state.no_reply -= 1
+            self.fail(ErrorCode.NO_REPLY, device)
 
     def tick(self, now: float, dt: float) -> None:
         """Clock listener: let pending valve switches arrive."""

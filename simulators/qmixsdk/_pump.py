@@ -10,6 +10,7 @@ V_max = A·stroke, maximum flow = A × 6.33 mm/s.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -48,6 +49,12 @@ class PumpState:
     volume_prefix: UnitPrefix = UnitPrefix.milli
     flow_prefix: UnitPrefix = UnitPrefix.milli
     time_unit: TimeUnit = TimeUnit.per_minute
+    busy_until: float = 0.0
+    no_reply: int = 0
+    delivery_factor: float = 1.0
+    """True displaced / commanded volume (a syringe whose real bore differs from its nominal
+    size). The drive knows only its plunger, so it reports nominal volumes; the world moves
+    commanded × factor. Set it to test pump calibration (asab.actions.calibration)."""
 
     # -- units ------------------------------------------------------------------------
     def volume_in(self, value: float) -> float:
@@ -77,7 +84,13 @@ class PumpState:
 
     # -- state ------------------------------------------------------------------------
     def status(self) -> Any:
-        return self.ctx.world.pump_status(self.pump)
+        """The world's pump status in the drive's nominal (plunger) volumes."""
+        real, f = self.ctx.world.pump_status(self.pump), self.delivery_factor
+        if f == 1.0:
+            return real
+        return dataclasses.replace(real, fill_level=real.fill_level / f, flow=real.flow / f,
+                                   dosed_volume=real.dosed_volume / f,
+                                   target_volume=real.target_volume / f)
 
     def in_fault(self) -> bool:
         return self.status().fault is not None
@@ -94,18 +107,26 @@ class PumpState:
         if not self.is_calibrated():
             self.ctx.fail(ErrorCode.NOT_CALIBRATED, self.device)
 
+    def busy(self) -> bool:
+        """True while an injected foreign operation keeps the drive busy."""
+        return self.ctx.now() < self.busy_until
+
     def move(self, direction: Literal["aspirate", "dispense"], volume: float, flow: float) -> None:
         """Check and start a move of ``volume`` mL at ``flow`` mL/s (both > 0)."""
         self.require_ready()
+        if self.busy():
+            self.ctx.fail(ErrorCode.BUSY, self.device, "another operation is running")
         if not 0.0 < flow <= self.flow_max * (1.0 + TOLERANCE):
             self.ctx.fail(ErrorCode.FLOW_OUT_OF_RANGE, self.device, f"{flow} mL/s")
         fill = self.status().fill_level
         room = self.volume_max - fill if direction == "aspirate" else fill
         if not 0.0 < volume <= room + TOLERANCE * self.volume_max:
             self.ctx.fail(ErrorCode.VOLUME_OUT_OF_RANGE, self.device, f"{direction} {volume} mL")
-        self.ctx.world.start_pump(self.pump, direction, volume, flow)
+        f = self.delivery_factor  # true displacement of the plunger's nominal volume
+        self.ctx.world.start_pump(self.pump, direction, volume * f, flow * f)
 
     def stop(self) -> None:
+        self.busy_until = 0.0
         self.ctx.world.stop_pump(self.pump)
 
 
@@ -163,6 +184,7 @@ class PumpBase:
         if self._state is None:
             self._ctx.fail(ErrorCode.NOT_BOUND)
         self._ctx.require_started(self._state.device)
+        self._ctx.check_reply(self._state.device, self._state)
         return self._state
 
     # -- units ------------------------------------------------------------------------
@@ -302,7 +324,8 @@ class PumpBase:
     # -- status -----------------------------------------------------------------------
     @_locked
     def is_pumping(self) -> bool:
-        return bool(self._dev().status().pumping)
+        s = self._dev()
+        return bool(s.status().pumping) or s.busy()
 
     @_locked
     def get_fill_level(self) -> float:

@@ -4,7 +4,7 @@ A switch takes ``Context.valve_switch_time`` s of clock time (about 0.5 s, the o
 Qmix V rotary valve's port-to-port time); until then ``actual_valve_position`` reports the old
 position. The new position is written to the world when the time has passed (on a clock step,
 or lazily on the next read). A valve the world lists as ``"stuck"`` in ``world.faults`` never
-arrives.
+arrives; an injected ``delay`` (fault ``"slow"``) adds to every switch.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ class ValveState:
     count: int
     target: int | None = None
     arrive_at: float = 0.0
+    delay: float = 0.0
+    no_reply: int = 0
 
     def settle(self, now: float) -> None:
         """Complete a pending switch whose time has come."""
@@ -76,6 +78,7 @@ class ValveBase:
         if self._state is None:
             self._ctx.fail(ErrorCode.NOT_BOUND)
         self._ctx.require_started(self._state.device)
+        self._ctx.check_reply(self._state.device, self._state)
         return self._state
 
     def number_of_valve_positions(self) -> int:
@@ -98,4 +101,4 @@ class ValveBase:
             if not 0 <= pos < s.count:
                 s.ctx.fail(ErrorCode.POSITION_OUT_OF_RANGE, s.device, f"{pos} of {s.count}")
             s.settle(s.ctx.now())
-            s.target, s.arrive_at = pos, s.ctx.now() + s.ctx.valve_switch_time
+            s.target, s.arrive_at = pos, s.ctx.now() + s.ctx.valve_switch_time + s.delay

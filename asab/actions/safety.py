@@ -1,0 +1,140 @@
+"""Making the bench safe after a failure: pumps confirmed stopped, reservoirs closed off.
+
+The rule (used by :func:`asab.actions.job.recover` after every failed job):
+
+1. every pump is stopped (``bus.stop_all`` and, if that fails, one by one) and each pump's
+   ``is_pumping()`` is read back — a pump that still moves or cannot be read leaves the bench
+   unsafe;
+2. the valve positions are read back and every valve that connects a *source* (a stock
+   reservoir or the solvent bottle) past its own port is turned to its parking position
+   (:func:`asab.tubing.parking_positions`: a blind port where there is one);
+3. the positions are read back again and :func:`asab.tubing.joins` must find no source joined
+   to a *sink* (a waste node) through open channels; a valve without a driver or whose position
+   cannot be read counts as open on every channel.
+
+While the emergency stop is latched (``bench.estop``) step 2 moves nothing; step 3 still
+checks the valves as they are.
+
+Anything that fails in these steps is collected and raised together as one
+:class:`SafetyError`; the caller marks the bench out of service. Only reads are repeated
+(the drivers retry status queries a bounded number of times); moves are never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asab.actions.bench import Bench
+from asab.errors import AsabError, DeviceError
+from asab.tubing import joins, parking_positions
+
+log = logging.getLogger(__name__)
+
+
+class SafetyError(DeviceError):
+    """The bench could not be brought into a safe state (cause ``"unsafe"``).
+
+    Attributes:
+        problems: one line per thing that failed.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("bench", "unsafe", "; ".join(self.problems))
+
+
+def sources(bench: Bench) -> list[str]:
+    """Nodes whose liquid must stay put: every stock reservoir and the solvent bottle."""
+    cfg = bench.config
+    return sorted({s.reservoir for s in cfg.stocks} | {cfg.settings.solvent_node})
+
+
+def sinks(bench: Bench) -> list[str]:
+    """Nodes no source may be joined to: the waste nodes (the balance vessel among them)."""
+    return sorted(bench.config.settings.waste_nodes)
+
+
+def read_positions(bench: Bench, problems: list[str] | None = None) -> dict[str, int]:
+    """Valve name → position read back from each valve driver.
+
+    Valves whose position cannot be read are left out (then count as open on every channel)
+    and noted in ``problems`` when given.
+    """
+    out: dict[str, int] = {}
+    for name, valve in sorted(bench.valves.items()):
+        try:
+            out[name] = valve.position()
+        except AsabError as exc:
+            log.error("cannot read the position of valve %s: %s", name, exc)
+            if problems is not None:
+                problems.append(f"valve {name}: position unreadable ({exc})")
+    return out
+
+
+def confirm_stopped(bench: Bench) -> list[str]:
+    """Stop every pump and read back that none moves; return the problems found (none: [])."""
+    bench.stop_all()
+    problems = []
+    for name, pump in sorted(bench.pumps.items()):
+        try:
+            if pump.is_pumping():
+                problems.append(f"pump {name} still moving after stop")
+        except AsabError as exc:
+            problems.append(f"pump {name}: cannot confirm it stopped ({exc})")
+    return problems
+
+
+def park_valves(bench: Bench) -> dict[str, int]:
+    """Turn every valve that connects a source past its port to its parking position.
+
+    Returns:
+        valve name → position for the valves moved.
+
+    Raises:
+        SafetyError: a valve has no driver, did not reach its parking position, or a source is
+            still joined to a sink afterwards.
+    """
+    problems: list[str] = []
+    positions = read_positions(bench, problems)
+    moves = parking_positions(bench.graph, positions, sources(bench), sinks(bench))
+    for name, position in sorted(moves.items()):
+        valve = bench.valves.get(name)
+        try:
+            if valve is None:
+                raise DeviceError(name, "no driver", f"valve {name} has no driver")
+            valve.switch(position)
+        except AsabError as exc:
+            problems.append(f"valve {name}: cannot park at position {position} ({exc})")
+    joined = joins(bench.graph, read_positions(bench), sources(bench), sinks(bench))
+    problems += [f"{src} joined to {sink} through open valves" for src, sink in joined]
+    if problems:
+        raise SafetyError(problems)
+    return moves
+
+
+def make_safe(bench: Bench) -> str:
+    """Steps 1–3 of the module rule.
+
+    Returns:
+        What was done, e.g. ``"pumps stopped; valves parked: V1→2, V6→2"``.
+
+    Raises:
+        SafetyError: listing every step that failed.
+    """
+    problems = confirm_stopped(bench)
+    moved: dict[str, int] = {}
+    estop = getattr(bench, "estop", None)
+    if estop is not None:  # nothing may move: only check what the valves join
+        joined = joins(bench.graph, read_positions(bench, problems), sources(bench), sinks(bench))
+        problems += [f"{src} joined to {sink} through open valves" for src, sink in joined]
+    else:
+        try:
+            moved = park_valves(bench)
+        except SafetyError as exc:
+            problems += exc.problems
+    if problems:
+        raise SafetyError(problems)
+    if estop is not None:
+        return "pumps stopped; emergency stop latched: valves not moved"
+    parked = ", ".join(f"{k}→{v}" for k, v in sorted(moved.items())) or "none needed"
+    return f"pumps stopped; valves parked: {parked}"
