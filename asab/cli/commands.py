@@ -4,3 +4,7 @@ One line per module; add yours here (e.g. ``from asab.cli import cmd_serve``).
 """
 
 from __future__ import annotations
+from asab.cli import cmd_draw  # noqa: E402,F401  (asab draw)
+from asab.cli import cmd_serve  # noqa: E402,F401  (asab serve)
+from asab.cli import cmd_simulate  # noqa: E402,F401  (asab simulate)
+from asab.cli import cmd_tenant  # noqa: E402,F401  (asab tenant, asab journal)
