@@ -3,7 +3,10 @@
 The state is one JSON file (``{"vials": {vial node: VialOccupant}}``) written atomically
 (temporary file + ``os.replace``) after every change, so a restarted tenant never fills a vial
 that already holds an electrolyte. A vial is *claimed* before any liquid moves towards it and
-stays occupied until an operator empties it and calls :meth:`VialRegistry.release`.
+stays occupied until an operator empties it and calls :meth:`VialRegistry.release`. A vial
+still ``filling`` when its job's process died is settled by the restarted tenant: released if
+``delivering`` was never set (nothing reached it), else marked ``failed``
+(:mod:`asab.broker.tenant`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class VialOccupant(BaseModel):
     job_id: str
     status: Literal["filling", "filled", "failed"] = "filling"
     volume: float | None = Field(default=None, description="mL delivered (None: unknown)")
+    delivering: bool = Field(default=False, description=(
+        "the delivery into the vial has started (set before liquid is sent towards it); a "
+        "vial left 'filling' by a stopped job without it is certainly empty"))
     composition: dict[str, float] = Field(default_factory=dict,
                                           description="chemical name → mole fraction made")
     time: str = Field(description="wall clock of the last change, ISO 8601 UTC")

@@ -21,10 +21,28 @@ What it guarantees, and how (the broker's quirks are numbered as in shared docs
   during the run keeps its result in the journal, posted only with the explicit policy
   ``retracted = "unsolicited"`` (as an unsolicited result).
 * **A request nobody can serve comes back forever** (quirk 6): failures are counted per request
-  in the journal; after ``max_failures`` the request is skipped and reported.
-* **Restart**: a request journalled ``running`` when the process died is given back as pending
-  with a message after the bench has been recovered (sample drained, lines cleaned); one that
-  was only ``reserved`` is given back too.
+  in the journal; after ``max_failures`` the request is skipped and reported. Stops of the
+  tenant during a job (SIGKILL, power cut) are counted apart (``max_interruptions``), so a
+  restart does not use up a request's failure budget but a request that keeps crashing the
+  worker is still dropped.
+* **Nothing stays reserved forever**: ``reserved`` is journalled *before* the broker is told,
+  and a request held by the tenant (:func:`~asab.broker.tenant_state.held_requests`: reserved
+  and since neither given back, measured nor skipped) is given back on restart and retried on
+  every cycle if giving it back failed.
+* **Restart** (:meth:`Tenant.resume`; any SIGKILL point is covered): a request journalled
+  ``running`` when the process died gets a ``failed`` event marked ``interrupted`` and is given
+  back as pending with a message after the bench has been recovered (sample drained, lines
+  cleaned); one that was only ``reserved`` (or failed/refused but not yet given back) is given
+  back too; measured results are looked up on the broker and posted only if not found.
+* **Vials** (``vials.json``): a vial still ``filling`` at restart belongs to a job that died.
+  If its delivery had not started (the tenant marks ``delivering`` when it does) the vial is
+  certainly empty and is released; otherwise it may hold part of an electrolyte and is marked
+  ``failed``: it stays occupied until an operator empties it (``asab vials --release``). The
+  give-back message names the vial either way.
+
+A result is measured at most once per request; the *wet work* of a request can run again when
+the tenant died after the job but before ``measured`` was journalled (that attempt produced no
+result and was given back).
 
 A job that failed *after* the instrument measured (no valid value, or the weighing disagreed)
 is a result: it is posted with ``success: false`` and no invented values. A job that failed
@@ -50,8 +68,16 @@ from asab.actions.vial import FlowJob, FlowRecord, run_flow_job
 from asab.actions.vial_state import VialRegistry
 from asab.broker.capabilities import CAPABILITIES, Acceptance, check_request
 from asab.broker.client import FinalesClient
-from asab.broker.journal import Journal, JournalState
+from asab.broker.journal import Event, Journal, JournalState
 from asab.broker.results import ResultError, internal_reference, result_body
+from asab.broker.tenant_state import (
+    INTERRUPTED,
+    attempts,
+    held_requests,
+    interruptions,
+    job_failures,
+    journal_summary,
+)
 from asab.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -67,6 +93,8 @@ class TenantSettings(BaseModel):
     Attributes:
         poll_interval: s between polls when there was nothing to do.
         max_failures: failed attempts after which a request is skipped for good (quirk 6).
+        max_interruptions: tenant stops during a request's job (SIGKILL, power cut) after
+            which it is skipped for good (a request that crashes the worker every time).
         retracted: what to do with a result whose request was retracted during the run:
             ``hold`` keeps it in the journal only; ``unsolicited`` posts it as an unsolicited
             result.
@@ -76,6 +104,7 @@ class TenantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     poll_interval: float = Field(default=30.0, gt=0, description="s")
     max_failures: int = Field(default=3, ge=1)
+    max_interruptions: int = Field(default=5, ge=1)
     retracted: Literal["hold", "unsolicited"] = "hold"
     address: str | None = None
 
@@ -150,27 +179,30 @@ class Tenant:
         return reports
 
     def resume(self) -> CycleReport:
-        """After a (re)start: give back interrupted requests, then post what is unposted."""
+        """After a (re)start: settle stale vials, give back interrupted and held requests, then
+        post what is unposted. Safe to be killed and run again at any point."""
         report = CycleReport()
-        states = self.journal.current_states()
-        interrupted = [u for u, s in states.items() if s == S.RUNNING]
+        interrupted = self.journal.in_state(S.RUNNING)
+        outcome = "nothing to recover"
         if interrupted:
             outcome = recover(self.bench)
             log.warning("tenant restarted during %s; bench recovery: %s", interrupted, outcome)
-            for uid in interrupted:
-                self.journal.append(uid, S.FAILED, {"why": f"tenant stopped during the job; "
-                                                    f"recovery: {outcome}"})
-                report.failed.append(uid)
-                self._give_back(uid, "asab tenant restarted during the job; sample drained and "
-                                "lines cleaned; request given back", report)
-        for uid in [u for u, s in states.items() if s == S.RESERVED]:
-            self._give_back(uid, "asab tenant restarted before starting the job", report)
+        notes = self._settle_vials()
+        for uid in interrupted:
+            message = ("asab tenant restarted during the job; sample drained and lines cleaned; "
+                       "request given back" + (f"; {notes[uid]}" if uid in notes else ""))
+            self.journal.append(uid, S.FAILED, {
+                "why": f"tenant stopped during the job; recovery: {outcome}",
+                INTERRUPTED: True, "message": message})
+            report.failed.append(uid)
+        self._give_back_held(report, restarted=True)
         self._post_unposted(report)
         return report
 
     def cycle(self, stop: threading.Event | None = None) -> CycleReport:
         """Post what is unposted, then take every pending request in creation order."""
         report = CycleReport()
+        self._give_back_held(report, restarted=False)
         self._post_unposted(report)
         for quantity, method in CAPABILITIES:
             try:
@@ -203,8 +235,9 @@ class Tenant:
             self._reject(uid, "; ".join(acc.reasons), report)
             return
         self._say(uid, "reserve")
+        # journalled first: a stop between the two leaves a hold that a restart gives back
+        self.journal.append(uid, S.RESERVED, {"run": self.run_id})
         self.client.update_request_status(uid, "reserved", f"reserved by asab ({self.run_id})")
-        self.journal.append(uid, S.RESERVED, {})
         fresh = self.client.get_request(uid)
         if fresh is None or fresh.status not in ("reserved", "pending"):
             status = "unknown" if fresh is None else fresh.status
@@ -218,8 +251,11 @@ class Tenant:
         why = None
         if uid in self.journal.served():
             why = "served before (result measured); never served twice"
-        elif self.journal.failure_count(uid) >= self.settings.max_failures:
-            why = f"failed {self.journal.failure_count(uid)} times (limit {self.settings.max_failures})"
+        elif (n := job_failures(self.journal, uid)) >= self.settings.max_failures:
+            why = f"failed {n} times (limit {self.settings.max_failures})"
+        elif (n := interruptions(self.journal, uid)) >= self.settings.max_interruptions:
+            why = (f"the tenant stopped {n} times during its job "
+                   f"(limit {self.settings.max_interruptions})")
         if why is None:
             return False
         if uid in self.journal.served():  # its journal state stays measured/posted
@@ -237,7 +273,7 @@ class Tenant:
         report.rejected.append(uid)
 
     def _run(self, uid: str, acc: Acceptance, report: CycleReport) -> None:
-        attempt = self.journal.failure_count(uid) + 1
+        attempt = attempts(self.journal, uid) + 1
         reference = internal_reference(self.run_id, uid, attempt)
         job_id = f"{uid[:8]}-{attempt}"
         self.journal.append(uid, S.RUNNING, {"reference": reference, "attempt": attempt})
@@ -271,7 +307,8 @@ class Tenant:
     def _wet_work(self, acc: Acceptance, job_id: str) -> JobRecord | FlowRecord:
         sample = f"{self.run_id}_{job_id}".replace(":", "-")
         if isinstance(acc.job, FlowJob):
-            return run_flow_job(self.bench, acc.job, job_id, self.vials)
+            return run_flow_job(self.bench, acc.job, job_id, self.vials,
+                                progress=lambda step: self._flow_step(job_id, step))
         return run_density_job(self.bench, acc.job, job_id, sample=sample)
 
     # ------------------------------------------------------------------ posting
@@ -340,6 +377,40 @@ class Tenant:
                 return info.uuid
         return None
 
+    # ------------------------------------------------------------------ holds and vials
+    def _give_back_held(self, report: CycleReport, *, restarted: bool) -> None:
+        """Give back every request still held (see :func:`held_requests`) except one whose job
+        is running; ``restarted``: called by :meth:`resume` (nothing runs any more)."""
+        for uid, last in held_requests(self.journal).items():
+            if last.state == S.RUNNING:
+                continue
+            self._give_back(uid, _give_back_message(last, restarted), report)
+
+    def _flow_step(self, job_id: str, step: str) -> None:
+        """Mark the vial of ``job_id`` ``delivering`` before any liquid is sent towards it."""
+        if step != "deliver":
+            return
+        for vial, occupant in self.vials.occupied().items():
+            if occupant.job_id == job_id and occupant.status == "filling":
+                self.vials.update(vial, delivering=True, time=_now())
+
+    def _settle_vials(self) -> dict[str, str]:
+        """Settle vials left ``filling`` by a job that died; returns request uuid → note."""
+        notes: dict[str, str] = {}
+        for vial, occupant in self.vials.occupied().items():
+            if occupant.status != "filling":
+                continue
+            if occupant.delivering:
+                self.vials.update(vial, status="failed", time=_now())
+                notes[occupant.request_id] = (f"vial {vial} may hold part of the electrolyte: "
+                                              "marked failed, to be emptied by an operator")
+            else:
+                self.vials.release(vial)
+                notes[occupant.request_id] = f"vial {vial} released (nothing reached it)"
+            log.warning("vial %s of stopped job %s: %s", vial, occupant.job_id,
+                        notes[occupant.request_id])
+        return notes
+
     # ------------------------------------------------------------------ helpers
     def _give_back(self, uid: str, message: str, report: CycleReport) -> None:
         try:
@@ -355,8 +426,10 @@ class Tenant:
         measurement = getattr(record, "measurement", None)
         if measurement is not None:
             raw = self.state_dir / "raw" / Path(measurement.raw_file).name
-            with raw.open("w", encoding="utf-8", newline="") as fh:
+            tmp = raw.with_name(raw.name + ".tmp")
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
                 fh.write(measurement.raw_text)
+            tmp.replace(raw)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
         tmp.replace(path)
@@ -375,20 +448,23 @@ def _has_outcome(record: JobRecord | FlowRecord) -> bool:
     return record.measurement is not None
 
 
-def journal_summary(journal: Journal) -> list[dict[str, Any]]:
-    """One row per request: uuid, state, time of the last event, failures, result uuid, why."""
-    rows = []
-    for uid, state in journal.current_states().items():
-        history = journal.history(uid)
-        posted = [e for e in history if e.state == S.POSTED]
-        last = history[-1]
-        rows.append({
-            "request": uid, "state": str(state), "since": last.time,
-            "failures": journal.failure_count(uid),
-            "result_uuid": posted[-1].payload.get("result_uuid") if posted else None,
-            "why": last.payload.get("why"), "events": len(history),
-        })
-    return rows
+def _give_back_message(last: Event, restarted: bool) -> str:
+    """The status-change message for giving back a held request whose latest event is
+    ``last`` (a :class:`~asab.broker.journal.Event`)."""
+    why = last.payload.get("why")
+    if last.payload.get("message"):
+        return str(last.payload["message"])
+    if last.state == S.FAILED:
+        return f"asab job failed: {why}"
+    if last.state == S.REJECTED:
+        return f"asab cannot serve it now: {why}"
+    if restarted:
+        return "asab tenant restarted before starting the job; request given back"
+    return "asab could not start the job (broker trouble); request given back"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 __all__ = ["CycleReport", "Tenant", "TenantSettings", "journal_summary", "new_run_id"]

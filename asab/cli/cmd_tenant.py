@@ -1,4 +1,6 @@
-"""``asab tenant`` and ``asab journal``: serve FINALES2 requests unattended, and show what happened.
+"""``asab tenant``, ``asab journal`` and ``asab vials``: serve FINALES2 requests unattended, show
+what happened, and release vials an operator emptied. ``asab run --broker`` calls
+:func:`serve_broker` and :func:`print_requests` from here.
 
 Credentials never come from the command line: they are read from ``broker.toml`` (section
 ``[broker]``: url, username, password, tenant_uuid; optional section ``[tenant]``: the
@@ -14,6 +16,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +25,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from asab.cli.app import ConfigOpt, JsonOpt, app, config_path, console, emit_json, fail, load
+from asab.cli.app import (
+    ConfigOpt, JsonOpt, app, config_path, console, emit_json, err_console, fail, load,
+)
 
 StateOpt = Annotated[Path, typer.Option(
     "--state", help="tenant folder: journal.sqlite, job records, raw exports, vial occupancy")]
@@ -71,25 +76,88 @@ def _stop_on_signals() -> threading.Event:
 
 def serve_broker(config: Path | None, broker: str | None, credentials: Path | None, state: Path,
                  *, hardware: bool = False, speed: float = 0.0, until_idle: bool = False,
-                 poll: float | None = None, max_failures: int | None = None):
-    """Run the tenant worker; returns the :class:`~asab.broker.tenant.CycleReport` list."""
+                 poll: float | None = None, max_failures: int | None = None,
+                 max_interruptions: int | None = None, quiet: bool = False):
+    """Run the tenant worker; returns the :class:`~asab.broker.tenant.CycleReport` list.
+
+    Progress lines go to stdout, or to stderr with ``quiet`` (for ``--json``).
+
+    Raises:
+        ConfigError: bad bench configuration or broker settings.
+        BrokerError: the broker cannot be reached at start or does not know our tenant.
+        JournalError: the journal in ``state`` cannot be opened.
+    """
     from asab.broker.client import FinalesClient
     from asab.broker.journal import Journal
     from asab.broker.tenant import Tenant
 
     cfg = load(config)
     settings, tenant_settings = _settings(config, credentials, broker)
-    updates = {k: v for k, v in (("poll_interval", poll), ("max_failures", max_failures))
-               if v is not None}
+    updates = {k: v for k, v in (("poll_interval", poll), ("max_failures", max_failures),
+                                 ("max_interruptions", max_interruptions)) if v is not None}
     tenant_settings = tenant_settings.model_copy(update=updates)
     state.mkdir(parents=True, exist_ok=True)
     stop = _stop_on_signals()
+    out = err_console if quiet else console
     with FinalesClient(settings) as client, Journal(state / "journal.sqlite") as journal:
         client.check_tenant()
         with _bench(cfg, state, hardware, speed) as bench:
             worker = Tenant(bench, client, journal, state, tenant_settings,
-                            progress=lambda uid, step: console.log(f"{uid[:8]} {step}"))
+                            progress=lambda uid, step: out.log(f"{uid[:8]} {step}"))
             return worker.serve(stop, until_idle=until_idle)
+
+
+def run_broker(config: Path | None, broker: str | None, credentials: Path | None, state: Path,
+               *, hardware: bool = False, speed: float = 0.0, as_json: bool = False) -> None:
+    """``asab run --broker``: serve until idle, then show the requests this run touched.
+
+    Prints a table (or with ``as_json`` one JSON object: ``state``, the report totals and
+    ``requests``, the :func:`requests_since` rows).
+
+    Raises:
+        typer.Exit: code 3 when a request of this run failed.
+    """
+    start = time.time()
+    reports = serve_broker(config, broker, credentials, state, hardware=hardware, speed=speed,
+                           until_idle=True, quiet=as_json)
+    rows = requests_since(state, start)
+    totals = {k: sum(len(getattr(r, k)) for r in reports)
+              for k in ("served", "posted", "rejected", "failed", "skipped")}
+    if as_json:
+        emit_json({"state": str(state), **totals, "requests": rows})
+    else:
+        print_requests(rows, f"requests of this run (journal {state / 'journal.sqlite'})")
+        console.print(", ".join(f"{k} {v}" for k, v in totals.items()))
+    if any(r["failed"] for r in rows):
+        raise typer.Exit(3)
+
+
+def requests_since(state: Path, since: float) -> list[dict]:
+    """Journal summary rows (:func:`~asab.broker.tenant_state.journal_summary`) of the requests
+    with an event at or after ``since`` (epoch s), each with a ``failed`` flag: the request
+    ended without a result after a failure or interruption, or its result says ``success``
+    false."""
+    from asab.broker.journal import Journal
+    from asab.broker.tenant_state import journal_summary
+
+    with Journal(state / "journal.sqlite") as jr:
+        rows = [r for r in journal_summary(jr) if r["since"] >= since]
+    for r in rows:
+        unserved = r["state"] not in ("posted", "measured")
+        r["failed"] = r["success"] is False or (
+            unserved and (r["failures"] > 0 or r["interruptions"] > 0))
+    return rows
+
+
+def print_requests(rows: list[dict], title: str) -> None:
+    """A table of journal summary rows: request, state, result uuid, failures, why."""
+    table = Table("request", "state", "result", "failures", "why", title=title)
+    for r in rows:
+        state = f"[red]{r['state']}[/]" if r.get("failed") else r["state"]
+        fails = str(r["failures"]) + (f" (+{r['interruptions']} stops)"
+                                      if r.get("interruptions") else "")
+        table.add_row(r["request"], state, r["result_uuid"] or "", fails, (r["why"] or "")[:60])
+    console.print(table)
 
 
 @app.command()
@@ -97,13 +165,16 @@ def tenant(config: ConfigOpt = None,
            broker: Annotated[Optional[str], typer.Option(
                "--broker", help="broker URL (default: broker.toml or $ASAB_BROKER_URL)")] = None,
            credentials: Annotated[Optional[Path], typer.Option(
-               help="broker.toml with [broker] credentials (default: in the bench folder)")] = None,
+               help="broker.toml holding the credentials (default: in the bench folder)")] = None,
            state: StateOpt = DEFAULT_STATE,
            hardware: Annotated[bool, typer.Option("--hardware", help="real instruments")] = False,
            speed: Annotated[float, typer.Option(help="simulated bench: 0 = virtual time")] = 0.0,
            poll: Annotated[Optional[float], typer.Option(help="s between idle polls")] = None,
            max_failures: Annotated[Optional[int], typer.Option(help="skip a request after "
                                                                "this many failures")] = None,
+           max_interruptions: Annotated[Optional[int], typer.Option(
+               help="skip a request after the tenant stopped this many times during its "
+               "job")] = None,
            until_idle: Annotated[bool, typer.Option("--until-idle", help="stop when nothing is "
                                                     "pending and nothing is unposted")] = False,
            as_json: JsonOpt = False) -> None:
@@ -116,7 +187,8 @@ def tenant(config: ConfigOpt = None,
     Example: asab tenant --broker http://127.0.0.1:8000 --state runs/tenant --until-idle
     """
     reports = serve_broker(config, broker, credentials, state, hardware=hardware, speed=speed,
-                           until_idle=until_idle, poll=poll, max_failures=max_failures)
+                           until_idle=until_idle, poll=poll, max_failures=max_failures,
+                           max_interruptions=max_interruptions, quiet=as_json)
     totals = {k: sum(len(getattr(r, k)) for r in reports)
               for k in ("served", "posted", "rejected", "failed", "skipped")}
     if as_json:
@@ -154,8 +226,36 @@ def journal(state: StateOpt = DEFAULT_STATE,
     if as_json:
         emit_json(rows)
         return
-    table = Table("request", "state", "failures", "result", "why", title=f"journal {path}")
+    print_requests(rows, f"journal {path}")
+
+
+@app.command()
+def vials(state: StateOpt = DEFAULT_STATE,
+          release: Annotated[Optional[list[str]], typer.Option(
+              "--release", help="mark this vial empty (after emptying or replacing it)")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Show which vials of the tenant folder hold an electrolyte; release emptied ones.
+
+    A vial marked 'failed' may hold part of an electrolyte from a stopped or failed job: empty
+    it, then release it.
+
+    Example: asab vials --state runs/tenant --json
+    """
+    from asab.actions.vial_state import VIAL_STATE_FILE, VialRegistry
+
+    registry = VialRegistry(state / VIAL_STATE_FILE)
+    occupied = registry.occupied()
+    unknown = [v for v in release or [] if v not in occupied]
+    if unknown:
+        fail(f"not occupied: {', '.join(unknown)} (occupied: {', '.join(occupied) or 'none'})")
+    for vial in release or []:
+        registry.release(vial)
+    rows = [o.model_dump(mode="json") for o in registry.occupied().values()]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("vial", "status", "request", "job", "volume / mL", title=f"vials {state}")
     for r in rows:
-        table.add_row(r["request"], r["state"], str(r["failures"]), r["result_uuid"] or "",
-                      (r["why"] or "")[:60])
-    console.print(table)
+        volume = "" if r["volume"] is None else f"{r['volume']:.3f}"
+        table.add_row(r["vial"], r["status"], r["request_id"], r["job_id"], volume)
+    console.print(table if rows else "no vial is occupied")

@@ -84,7 +84,9 @@ def route(source: str, target: str,
           config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Print the least-dead-volume physically possible route, its valve settings and dead volume.
 
-    Example: asab route Reservoir6 densiViscoIN --via M1.0
+    Exit 1: unknown node, no route, or every path needs two positions of one valve.
+
+    Example: asab route A0.0 densiViscoIN --via M1.0
     """
     from asab.tubing import TubingGraph
 
@@ -107,6 +109,8 @@ def formulate(composition: Annotated[str, typer.Argument(help='e.g. "LiPF6=0.07,
               policy: Annotated[Optional[str], typer.Option(help="reject | closest (default: config)")] = None,
               config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Say whether a composition is makeable, what would be made, and the stock volumes.
+
+    Exit 1: malformed composition, not makeable (policy reject), not deliverable.
 
     Example: asab formulate "LiPF6=0.07,EC=0.29,EMC=0.64" --volume 2.5
     """
@@ -155,14 +159,27 @@ def _print_plan(plan, cfg, policy: str) -> None:
 
 
 @app.command()
-def limits(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def limits(config: ConfigOpt = None,
+           finales: Annotated[bool, typer.Option(
+               "--finales", help="the FINALES2 limitations document of both capabilities "
+               "(density, electrolyte/flow) for the broker's administrator")] = False,
+           tenant_name: Annotated[Optional[str], typer.Option(
+               help="tenant name in the document (default asab_<bench>)")] = None,
+           contact: Annotated[str, typer.Option(help="contact person in the document")] = "",
+           as_json: JsonOpt = False) -> None:
     """Print the reachable mole-fraction range of each chemical with the loaded stocks.
 
-    Example: asab limits --json
+    With --finales: the tenant's limitations document (format of tenant_limitations_2023.json)
+    with the ranges the bench really reaches, the densimeter temperature and the vial volumes.
+
+    Example: asab limits --finales --json > limitations.json
     """
     from asab.formulation import StockModel
 
     cfg = load(config)
+    if finales:
+        _print_finales_limits(cfg, tenant_name, contact, as_json)
+        return
     ranges = StockModel.from_config(cfg).reachable_ranges()
     named = {cfg.chemical(k).name: {"InChIKey": k, "min": lo, "max": hi} for k, (lo, hi) in ranges.items()}
     if as_json:
@@ -174,21 +191,67 @@ def limits(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+def _print_finales_limits(cfg, tenant_name: Optional[str], contact: str, as_json: bool) -> None:
+    from asab.broker.capabilities import limitations_document
+
+    doc = limitations_document(cfg, name=tenant_name, contact_person=contact)
+    if as_json:
+        emit_json(doc)
+        return
+    for entry in doc["limitations"]:
+        lim = entry["limitations"]
+        table = Table("limit", "InChIKey", "min", "max",
+                      title=f"{entry['quantity']}/{entry['method']} ({doc['name']})")
+        for item in lim["formulation"][0]:
+            r = item["fraction"][0]
+            key = item["chemical"]["InChIKey"]
+            table.add_row(f"{cfg.chemical(key).name} (mol/mol)", key, f"{r['min']:.4f}", f"{r['max']:.4f}")
+        for what, unit in (("temperature", "K"), ("volume", "mL")):
+            for r in lim.get(what, []):
+                table.add_row(f"{what} ({unit})", "", f"{r['min']:g}", f"{r['max']:g}")
+        console.print(table)
+    console.print("the document itself: asab limits --finales --json")
+
+
 @app.command()
 def run(config: ConfigOpt = None,
         jobs: Annotated[Optional[Path], typer.Option(help="JSON list of FINALES2 requests "
                                                      "(default: the bench's demo_requests.json)")] = None,
-        out: Annotated[Optional[Path], typer.Option(help="run folder (default runs/<timestamp>)")] = None,
+        out: Annotated[Optional[Path], typer.Option(
+            "--out", "--state", help="run folder (default runs/<timestamp>); with --broker the "
+            "tenant folder, journal included (default runs/tenant; reused: a re-run resumes)")] = None,
         speed: Annotated[float, typer.Option(help="simulated bench: 0 = virtual time (instant), "
                                              "else real time × speed")] = 0.0,
         hardware: Annotated[bool, typer.Option(
             "--hardware", help="drive the real instruments named in the configuration "
             "instead of the simulated bench")] = False,
+        broker: Annotated[Optional[str], typer.Option(
+            "--broker", help="serve the pending requests of this FINALES2 broker (URL) instead "
+            "of a jobs file, until none is left")] = None,
+        credentials: Annotated[Optional[Path], typer.Option(
+            help="with --broker: broker.toml holding the credentials (default: the bench "
+            "folder's; $ASAB_BROKER_* win)")] = None,
         as_json: JsonOpt = False) -> None:
     """Formulate and measure each requested electrolyte on the (simulated) bench.
 
+    With --broker: serve the broker's pending density and electrolyte requests (asab tenant
+    --until-idle) and print each request's state and result uuid from the journal.
+
+    Exit 3: at least one job failed on the bench; 1: bad job file or run folder, or the broker
+    cannot be reached.
+
     Example: asab run --out runs/demo
     """
+    if not math.isfinite(speed) or speed < 0:
+        fail(f"--speed must be 0 (virtual time) or a positive number, not {speed}")
+    if broker is not None:
+        from asab.cli.cmd_tenant import DEFAULT_STATE, run_broker
+
+        if jobs is not None:
+            fail("--jobs and --broker exclude each other")
+        run_broker(config, broker, credentials, out or DEFAULT_STATE, hardware=hardware,
+                   speed=speed, as_json=as_json)
+        return
     from asab.cli.wiring import hardware_bench, simulated_bench
     from asab.requests import load_jobs
     from asab.runner import run_jobs
@@ -200,8 +263,6 @@ def run(config: ConfigOpt = None,
         requests = load_jobs(jobs_path)
     except RequestError as exc:
         fail(str(exc))
-    if not math.isfinite(speed) or speed < 0:
-        fail(f"--speed must be 0 (virtual time) or a positive number, not {speed}")
     run_dir = out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         fail(f"run folder {run_dir} exists and is not an empty folder; choose another --out")
@@ -209,7 +270,8 @@ def run(config: ConfigOpt = None,
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"cannot create run folder {run_dir}: {exc}")
-    opened = hardware_bench(cfg) if hardware else simulated_bench(cfg, run_dir / "instruments",
+    bench_dir = cfg_dir if cfg_dir.is_dir() else cfg_dir.parent
+    opened = hardware_bench(cfg, bench_dir) if hardware else simulated_bench(cfg, run_dir / "instruments",
                                                                   speed=speed)
     with opened as bench:
         from asab.cli.display import RunDisplay
