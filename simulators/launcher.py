@@ -30,7 +30,7 @@ import os
 import secrets
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from typing import Any
 from asab.config.loader import load_bench
 from simulators.bench import SimulatedBench, start_simulation
 from simulators.exported_config import Endpoints, write_bench_config
+from simulators.faults import check_fault, parse_fault_spec
 from simulators.netserial import SerialBridge
 from simulators.qmixsdk.remote import SdkServer, write_shim
 from simulators.urlhandler import SerialDevice
@@ -46,6 +47,14 @@ log = logging.getLogger(__name__)
 
 READY_FILE = "ready.json"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+FAULT_HELP = ("inject a fault at start (repeatable): DEVICE:KIND[:PARAM=VALUE,...], e.g. "
+              "V3:stuck, A0.0:overload:after=0.5, balance:busy:duration=10; DEVICE is a pump, "
+              "valve, vessel, the balance or the densimeter by its configured name; kinds and "
+              "parameters: simulators/faults.py")
+"""``--fault`` help, shared by ``python -m simulators`` and ``asab simulate``."""
+
+Fault = tuple[str, str] | tuple[str, str, Mapping[str, float]]
+"""``(device, kind)`` or ``(device, kind, params)`` (:func:`simulators.faults.parse_fault_spec`)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class LaunchOptions:
     speed: float = 1.0
     seed: int = 0
     host: str = "127.0.0.1"
-    faults: tuple[tuple[str, str], ...] = ()
+    faults: tuple[Fault, ...] = ()
     ready_file: Path | None = None
 
     @property
@@ -65,12 +74,9 @@ class LaunchOptions:
         return self.ready_file or self.workdir / READY_FILE
 
 
-def parse_fault(spec: str) -> tuple[str, str]:
-    """``"DEVICE:KIND"`` → ``(device, kind)``. Raises ValueError when either part is empty."""
-    device, sep, kind = spec.partition(":")
-    if not sep or not device.strip() or not kind.strip():
-        raise ValueError(f"--fault wants DEVICE:KIND (e.g. V3:stuck), not {spec!r}")
-    return device.strip(), kind.strip()
+def _fault_parts(fault: Fault) -> tuple[str, str, dict[str, float]]:
+    device, kind, *rest = fault
+    return device, kind, dict(rest[0]) if rest else {}
 
 
 @dataclass
@@ -109,8 +115,9 @@ def launch(options: LaunchOptions) -> SimulatorHost:
 
     Raises:
         ConfigError: the source configuration (or the written one) does not load.
-        ValueError: speed ≤ 0, or a fault the simulators do not know.
-        KeyError: a fault names no simulated device.
+        ValueError: speed ≤ 0, or a fault naming no device of the bench or a kind or
+            parameter the catalogue (:mod:`simulators.faults`) does not offer for it; checked
+            before any server starts.
         OSError: a port cannot be bound or a file written.
     """
     if not options.speed > 0:
@@ -126,13 +133,16 @@ def launch(options: LaunchOptions) -> SimulatorHost:
     rpc: SdkServer | None = None
     host: SimulatorHost | None = None
     try:
+        faults = [_fault_parts(f) for f in options.faults]
+        for device, kind, params in faults:
+            check_fault(sim.config, sim.world.vessel_names(), device, kind, params)
         rpc = SdkServer(sim.sdk, secrets.token_hex(16), host=options.host).start()
         host = SimulatorHost(options, sim, rpc)
         for device, sim_device in _serial_devices(sim).items():
             host.bridges[device] = SerialBridge(sim_device, device, host=options.host).start()
-        for device, kind in options.faults:
-            sim.inject(device, kind)
-            log.warning("fault injected: %s %s", device, kind)
+        for device, kind, params in faults:
+            sim.inject(device, kind, **params)
+            log.warning("fault injected: %s %s %s", device, kind, params or "")
         host.config_dir = _write_config(options, sim, host, workdir)
         host.ready = _ready_info(options, host, workdir)
         _write_json_atomically(options.ready_path, host.ready)
@@ -195,7 +205,7 @@ def _ready_info(options: LaunchOptions, host: SimulatorHost, workdir: Path) -> d
         "ports": {"qmixsdk": host.rpc.port, **{d: b.port for d, b in host.bridges.items()}},
         "serial_urls": {d: b.url for d, b in host.bridges.items()},
         "lims": lims,
-        "faults": [list(f) for f in options.faults],
+        "faults": [list(_fault_parts(f)) for f in options.faults],
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -237,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="simulated seconds per wall-clock second (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the instruments' noise")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
-    parser.add_argument("--fault", action="append", default=[], metavar="DEVICE:KIND",
-                        help="inject a fault at start (repeatable), e.g. V3:stuck")
+    parser.add_argument("--fault", action="append", default=[],
+                        metavar="DEVICE:KIND[:PARAM=VALUE,...]", help=FAULT_HELP)
     parser.add_argument("--ready-file", type=Path, default=None,
                         help=f"JSON written once everything listens (default W/{READY_FILE})")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -253,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        faults = tuple(parse_fault(f) for f in args.fault)
+        faults = tuple(parse_fault_spec(f) for f in args.fault)
         serve(LaunchOptions(args.config, args.workdir, args.speed, args.seed, args.host,
                             faults, args.ready_file))
     except (ConfigError, ValueError, KeyError, OSError) as exc:

@@ -14,29 +14,39 @@ fault and runs the same job again. For every cell:
   are closed off (nothing left to park);
 * the next job succeeds, or — where the bench cannot be made safe (a stuck valve, a pump that
   does not answer) — the bench is out of service and the next job is refused.
+
+The densimeter's faults depend on its front end: the LIMS cells run on the 2023 bench as
+configured, the RS-232 cells on the same bench with ``[densimeter] interface = "rs232"``.
+Every fault of the catalogue has at least one cell. A flow job (a volume into a vial) is held
+to the same rules at the end of the module.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from conftest import HIU_2023
 
+from asab.actions.bench import Bench
 from asab.actions.safety import sinks, sources
+from asab.config import BenchConfig
+from asab.config.models import SerialSettings
 from asab.requests import load_jobs
 from asab.runner import run_jobs
 from asab.tubing import joins, parking_positions
-
-from conftest import HIU_2023
 
 EMC = "JBTWLSYIZRCDFO-UHFFFAOYSA-N"
 PUMP, VALVE, RESERVOIR = "D0.0", "V3", "Reservoir3"  # the EMC stock's pump, valve, bottle
 
 Outcome = Literal["failed", "out_of_service", "succeeded"]
+Interface = Literal["lims", "rs232"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Cell:
         cause: expected ``cause`` of a DeviceError (``None`` for transport errors).
         at: job step at which the fault is injected ("" = before the job).
         params: fault parameters.
+        interface: the densimeter front end of the bench the cell runs on.
     """
 
     device: str
@@ -61,12 +72,25 @@ class Cell:
     error_device: str | None = None
     cause: str | None = None
     at: str = ""
-    params: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    interface: Interface = "lims"
 
     @property
     def id(self) -> str:
-        extra = ",".join(f"{k}={v:g}" for k, v in self.params.items())
-        return f"{self.device}:{self.kind}" + (f":{extra}" if extra else "")
+        extra = ",".join(f"{k}={_text(v)}" for k, v in self.params.items())
+        spec = f"{self.device}:{self.kind}" + (f":{extra}" if extra else "")
+        return f"rs232/{spec}" if self.interface == "rs232" else spec
+
+
+def _text(value: Any) -> str:
+    return "+".join(value) if isinstance(value, tuple) else f"{value:g}"
+
+
+def _rs232(kind: str, outcome: Outcome, error: str | None = None, cause: str | None = None,
+           **params: Any) -> Cell:
+    """A cell on the RS-232 densimeter, injected when the job reaches the measurement."""
+    return Cell("densiVisco", kind, outcome, error, "densiVisco" if error else None, cause,
+                at="measure", params=params, interface="rs232")
 
 
 DRIVE = "DeviceFault"
@@ -101,11 +125,23 @@ CELLS = [
          params={"delay": 2000}),
     Cell("densiVisco", "half_written", "succeeded"),  # read only once complete
     Cell("densiVisco", "no_export", "failed", "TransportTimeout", "densiVisco"),
-    # densimeter (RS-232 front end): only on a bench whose densimeter speaks RS-232
-    *(Cell("densiVisco", k, "failed", None, "densiVisco", at="measure")
-      for k in ("heating", "no_new_data", "no_reply", "garbled")),
+    # densimeter (RS-232 front end; "count": only the next n replies / starts are hit)
+    _rs232("heating", "failed", "DeviceBusy", "heating"),  # never settles before the deadline
+    _rs232("heating", "succeeded", count=3),  # start is sent again while heating
+    _rs232("no_new_data", "failed", "DeviceFault", "no new data available"),
+    _rs232("no_new_data", "succeeded", count=1),  # the repetition is measured again
+    _rs232("no_reply", "failed", "TransportTimeout"),
+    _rs232("no_reply", "succeeded", count=1),  # an idempotent command is repeated
+    _rs232("no_reply", "succeeded", count=1, commands=("getdata",)),  # probe, then re-measure
+    _rs232("garbled", "failed", "ReplyError", "garbled reply"),
+    _rs232("garbled", "failed", "DeviceFault", "data lost", commands=("getdata",)),
+    _rs232("garbled", "succeeded", count=1, commands=("start",)),  # 'finished' says it started
+    _rs232("truncated", "failed", "ReplyError", "truncated reply"),
+    _rs232("truncated", "succeeded", count=1),
+    _rs232("busy", "failed", "DeviceBusy", "measurement already started"),
+    _rs232("invalid_method", "failed", "DeviceError", "invalid method"),
+    _rs232("fw_bw", "succeeded"),  # Lovis values invalid, density valid
 ]
-RS232_KINDS = {"heating", "no_new_data", "no_reply", "garbled", "truncated", "busy"}
 
 
 FAST = {"gas_flow": 0.8, "aspirate_flow": 0.5, "poll_interval": 2.0}
@@ -114,15 +150,36 @@ drive limit (1.05 mL/s) and 2 s status polls (with 2 s virtual clock steps). A j
 about 14 bench minutes and 0.2 s of wall time instead of 28 minutes and 1.3 s."""
 
 
-@pytest.fixture
-def fast_bench(bench_config, tmp_path):
-    """The simulated 2023 bench with :data:`FAST` settings, opened through the real drivers."""
+@contextmanager
+def _fast(config: BenchConfig, workdir: Path) -> Iterator[Bench]:
+    """``config`` with :data:`FAST` settings, simulated and opened through the real drivers."""
     from asab.cli.wiring import simulated_bench
 
-    settings = bench_config.settings.model_copy(update=FAST)
-    config = bench_config.model_copy(update={"settings": settings})
-    with simulated_bench(config, tmp_path / "instruments") as bench:
+    settings = config.settings.model_copy(update=FAST)
+    with simulated_bench(config.model_copy(update={"settings": settings}), workdir) as bench:
         bench.simulation.clock.max_step = FAST["poll_interval"]
+        yield bench
+
+
+def _rs232_config(config: BenchConfig) -> BenchConfig:
+    """The bench with its densimeter driven over RS-232 (method 1) instead of LIMS folders."""
+    dens = config.densimeter.model_copy(update={
+        "interface": "rs232", "serial": SerialSettings(url="COM7", parity="N"), "method_number": 1})
+    return config.model_copy(update={"densimeter": dens})
+
+
+@pytest.fixture
+def fast_bench(bench_config, tmp_path):
+    """The simulated 2023 bench (LIMS densimeter) with :data:`FAST` settings."""
+    with _fast(bench_config, tmp_path / "instruments") as bench:
+        yield bench
+
+
+@pytest.fixture
+def fast_rs232_bench(bench_config, tmp_path):
+    """The same bench with its densimeter on RS-232."""
+    with _fast(_rs232_config(bench_config), tmp_path / "instruments") as bench:
+        assert bench.config.densimeter.interface == "rs232"
         yield bench
 
 
@@ -141,21 +198,19 @@ def _run(bench, run_dir: Path, inject=None) -> dict[str, Any]:
     return json.loads(next((run_dir / "records").glob("*.json")).read_text())
 
 
-def _injector(sim, cell: Cell):
-    """Inject ``cell`` when the job reaches ``cell.at`` (or at once); skip unsupported kinds."""
-    done = []
+def _injector(sim, cell: Cell) -> tuple[Callable[[str], None], list[str]]:
+    """``(at_step, injected)``: ``at_step(step)`` injects ``cell`` when the job reaches
+    ``cell.at`` (at once for ``at=""``); ``injected`` then holds the step."""
+    injected: list[str] = []
 
     def at_step(step: str) -> None:
-        if not done and step == (cell.at or "parse"):
-            done.append(step)
+        if not injected and step == (cell.at or "parse"):
+            injected.append(step)
             sim.inject(cell.device, cell.kind, **cell.params)
 
-    try:
-        if not cell.at:
-            at_step("parse")
-    except ValueError as exc:
-        pytest.skip(f"{cell.id}: not offered by the simulated bench: {exc}")
-    return at_step
+    if not cell.at:
+        at_step("parse")
+    return at_step, injected
 
 
 def _check_safe(bench, recovered: bool) -> None:
@@ -172,6 +227,7 @@ def _check_safe(bench, recovered: bool) -> None:
 def _check_record(rec: dict[str, Any], cell: Cell) -> None:
     if cell.outcome == "succeeded":
         assert rec["status"] == "succeeded", rec["reason"]
+        assert rec["measurement"]["density"]["n_valid"] == 3
         return
     assert rec["status"] == "failed" and rec["reason"]
     error = rec["error"]
@@ -184,35 +240,52 @@ def _check_record(rec: dict[str, Any], cell: Cell) -> None:
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
-def test_fault_matrix(cell: Cell, fast_bench, tmp_path: Path) -> None:
-    sim = fast_bench.simulation
-    interface = fast_bench.config.densimeter.interface
-    if cell.device == "densiVisco" and cell.kind in RS232_KINDS and interface == "lims":
-        pytest.skip(f"{cell.id}: an RS-232 fault; the 2023 bench's densimeter is driven through "
-                    "the LIMS folder exchange, so it cannot reach the job")
+def test_fault_matrix(cell: Cell, request, tmp_path: Path) -> None:
+    bench = request.getfixturevalue("fast_rs232_bench" if cell.interface == "rs232"
+                                    else "fast_bench")
+    sim = bench.simulation
     t0 = sim.clock.now()
-    rec = _run(fast_bench, tmp_path / "faulty", _injector(sim, cell))
+    inject, injected = _injector(sim, cell)
+    rec = _run(bench, tmp_path / "faulty", inject)
+    assert injected, f"{cell.id}: the job never reached step {cell.at!r}"
     _check_record(rec, cell)
-    _check_safe(fast_bench, recovered=cell.outcome != "succeeded")
+    if "count" in cell.params:  # a bounded fault must really have been hit, and used up
+        assert cell.kind not in sim.densimeter.faults, f"{cell.id}: fault not used up"
+    _check_safe(bench, recovered=cell.outcome != "succeeded")
     if cell.outcome == "out_of_service":
-        assert fast_bench.out_of_service and "recovery failed" in fast_bench.out_of_service
+        assert bench.out_of_service and "recovery failed" in bench.out_of_service
     else:
-        assert fast_bench.out_of_service is None, fast_bench.out_of_service
+        assert bench.out_of_service is None, bench.out_of_service
 
     sim.clear_faults()
-    after = _run(fast_bench, tmp_path / "next")
+    after = _run(bench, tmp_path / "next")
     if cell.outcome == "out_of_service":
         assert after["status"] == "failed" and "out of service" in after["reason"]
         assert after["recovery"] is None  # an out-of-service bench is not touched
     else:
         assert after["status"] == "succeeded", after["reason"]
-    _check_safe(fast_bench, recovered=False)
+    _check_safe(bench, recovered=False)
     assert sim.clock.now() - t0 < 4 * 3600  # bounded in bench time (virtual clock)
 
 
-def test_fw_bw_marks_the_viscosity_invalid_but_keeps_the_density(fast_bench, tmp_path):
-    fast_bench.simulation.inject("densiVisco", "fw_bw")
-    rec = _run(fast_bench, tmp_path)
+def test_every_catalogued_fault_has_a_cell(bench_config) -> None:
+    from simulators.faults import CATALOGUE, device_class
+
+    configs = {"lims": bench_config, "rs232": _rs232_config(bench_config)}
+    covered = set()
+    for c in CELLS:
+        found = device_class(configs[c.interface], [RESERVOIR], c.device)
+        assert found is not None, c.id
+        covered.add((*found, c.kind))
+    assert covered == {(f.device, f.interface, f.kind) for f in CATALOGUE}
+
+
+@pytest.mark.parametrize("bench_fixture", ["fast_bench", "fast_rs232_bench"])
+def test_fw_bw_marks_the_viscosity_invalid_but_keeps_the_density(bench_fixture, request,
+                                                                 tmp_path):
+    bench = request.getfixturevalue(bench_fixture)
+    bench.simulation.inject("densiVisco", "fw_bw")
+    rec = _run(bench, tmp_path)
     assert rec["status"] == "succeeded"
     m = rec["measurement"]
     assert m["viscosity"]["n_valid"] == 0 and m["density"]["n_valid"] == 3
@@ -248,6 +321,8 @@ def test_inject_rejects_unknown_devices_and_kinds(fast_bench, device, kind, erro
 
 
 def test_catalogue_lists_every_kind_the_simulators_take():
+    from simulators.antonpaar import LIMS_FAULTS
+    from simulators.antonpaar_serial import SERIAL_FAULTS
     from simulators.faults import CATALOGUE, kinds_for, parse_fault_spec
 
     assert set(kinds_for("balance")) == {"no_reply", "garbled", "truncated", "busy", "overload"}
@@ -258,4 +333,80 @@ def test_catalogue_lists_every_kind_the_simulators_take():
     assert parse_fault_spec("V3:stuck") == ("V3", "stuck", {})
     with pytest.raises(ValueError):
         parse_fault_spec("V3")
-    assert len({(c.device, c.kind) for c in CATALOGUE}) == len(CATALOGUE)
+    assert set(kinds_for("densimeter", "rs232")) == set(SERIAL_FAULTS)
+    assert set(kinds_for("densimeter", "lims")) == set(LIMS_FAULTS)
+    assert len({(c.device, c.interface, c.kind) for c in CATALOGUE}) == len(CATALOGUE)
+
+
+# --------------------------------------------------------------------------- flow job (vial)
+VIAL_MIX = "LiPF6=0.07,EC=0.29,EMC=0.64"  # pumps A0.0, B0.0, C0.0 (B0.0 carries about half)
+
+
+def _flow(bench, vials, rid: str, progress=None):
+    from asab.actions.vial import FlowJob, run_flow_job
+    from asab.formulation import parse_composition
+
+    job = FlowJob(request_id=rid, formulation=parse_composition(VIAL_MIX, bench.config),
+                  volume=2.6)
+    return run_flow_job(bench, job, f"job-{rid}", vials, progress=progress)
+
+
+def _when_dispensing(sim, pump: str, kind: str, **params: Any) -> Callable[[str], None]:
+    """``at_step(step)`` that, from step ``deliver`` on, injects the fault as soon as ``pump``
+    dispenses (the delivery's own refill is an aspiration: a fault there moves nothing)."""
+    def watch(_now: float, _dt: float) -> None:
+        if sim.world.pump_status(pump).flow > 0:
+            sim.clock.remove_listener(watch)
+            sim.inject(pump, kind, **params)
+
+    return lambda step: sim.clock.add_listener(watch) if step == "deliver" else None
+
+
+@pytest.mark.parametrize("device, kind, at, params, outcome, error, cause", [
+    ("B0.0", "overload", "dispensing", {"after": 1.2}, "failed", DRIVE, "drive fault"),
+    ("C0.0", "overload", "mix", {}, "failed", DRIVE, "drive fault"),
+    ("B0.0", "no_reply", "deliver", {}, "out_of_service", "DeviceError", "sdk error"),
+], ids=["B0.0:overload-mid-delivery", "C0.0:overload-first-portion", "B0.0:no_reply"])
+def test_fault_in_a_vial_delivery(fast_bench, tmp_path, device, kind, at, params, outcome,
+                                  error, cause) -> None:
+    """A flow job held to the matrix's rules: typed error naming device and cause, pumps
+    stopped, no reservoir joined to a waste (valves parked), the vial's state and volume
+    known, and the next job runs (or the bench is out of service)."""
+    from asab.actions.vial_state import VialRegistry
+
+    sim, world = fast_bench.simulation, fast_bench.simulation.world
+    vials = VialRegistry(tmp_path / "vials.json")
+    if at == "dispensing":
+        inject = _when_dispensing(sim, device, kind, **params)
+    else:
+        inject, _ = _injector(sim, Cell(device, kind, outcome, at=at, params=params))
+    rec = _flow(fast_bench, vials, "r1", inject)
+    assert rec.status == "failed" and rec.reason
+    assert (rec.error["type"], rec.error["device"], rec.error["cause"]) == (error, device, cause)
+    _check_safe(fast_bench, recovered=True)
+    assert rec.recovery and [s.step for s in rec.steps][-1] == "recover"
+    in_vial = world.vessel_contents(rec.vial).volume
+    occupant = vials.occupied().get(rec.vial)
+    if rec.volume_pushed is None:  # failed before the delivery: the vial is free again
+        assert occupant is None and in_vial == 0.0 and rec.volume_delivered == 0.0
+    else:
+        assert occupant.status == "failed" and not rec.delivered
+        if rec.volume_delivered is not None:  # None: a syringe could not be read
+            assert rec.volume_delivered == pytest.approx(in_vial, abs=1e-6)
+    if at == "dispensing":
+        assert 0.0 < in_vial < 2.6  # really mid-delivery
+    if outcome == "failed":
+        assert fast_bench.out_of_service is None
+        assert rec.recovery.startswith("mixer and shared line rinsed and dried; pumps stopped")
+    else:
+        assert fast_bench.out_of_service and rec.recovery == fast_bench.out_of_service
+
+    sim.clear_faults()
+    after = _flow(fast_bench, vials, "r2")
+    if outcome == "failed":
+        assert after.status == "succeeded", after.reason
+        assert world.vessel_contents(after.vial).volume == pytest.approx(2.6, abs=1e-6)
+    else:
+        assert after.status == "failed" and "out of service" in after.reason
+        assert after.recovery is None and after.vial is None
+    _check_safe(fast_bench, recovered=False)

@@ -24,7 +24,8 @@ from asab.errors import DeviceError as AsabDeviceError
 from asab.errors import TransportError
 from simulators.clock import RealTimeClock, VirtualClock
 from simulators.exported_config import MIN_WAIT_BOUND, Endpoints, shrink, write_bench_config
-from simulators.launcher import LaunchOptions, launch, parse_fault
+from simulators.faults import CATALOGUE, parse_fault_spec
+from simulators.launcher import LaunchOptions, launch, main
 from simulators.netserial import SerialBridge
 from simulators.qmixsdk import ErrorCode, make_qmixsdk_for_bench
 from simulators.qmixsdk.remote import (
@@ -236,19 +237,27 @@ def test_written_config_points_at_the_simulators_and_scales_times(bench_config, 
 
 
 def test_fault_spec_parsing() -> None:
-    assert parse_fault("V3:stuck") == ("V3", "stuck")
-    for bad in ("V3", ":stuck", "V3:"):
-        with pytest.raises(ValueError):
-            parse_fault(bad)
-    assert json.loads(json.dumps(parse_fault("balance:no_reply"))) == ["balance", "no_reply"]
+    assert parse_fault_spec("V3:stuck") == ("V3", "stuck", {})
+    assert parse_fault_spec(" A0.0 : overload : after=0.5 ") == ("A0.0", "overload", {"after": 0.5})
+    assert parse_fault_spec("densiVisco:fw_bw:deviation=0.02,count=1") == (
+        "densiVisco", "fw_bw", {"deviation": 0.02, "count": 1.0})
+    for bad in ("V3", ":stuck", "V3:", "V3:slow:delay", "V3:slow:delay=soon", "V3:slow:=1",
+                "V3:slow:delay=1,", "a:b:c:d"):
+        with pytest.raises(ValueError, match="fault"):
+            parse_fault_spec(bad)
+    assert json.loads(json.dumps(parse_fault_spec("balance:no_reply"))) == ["balance", "no_reply", {}]
 
 
 # --------------------------------------------------------------------------- launcher
 def test_launch_serves_everything_and_forwards_faults(tmp_path) -> None:
-    options = LaunchOptions(HIU_2023, tmp_path / "w", speed=50.0, faults=(("V3", "stuck"),))
+    faults = (("V3", "stuck"), parse_fault_spec("A0.0:overload:after=0.5"))
+    options = LaunchOptions(HIU_2023, tmp_path / "w", speed=50.0, faults=faults)
     host = launch(options)
     try:
         ready = json.loads((tmp_path / "w" / "ready.json").read_text())
+        assert ready["faults"] == [["V3", "stuck", {}], ["A0.0", "overload", {"after": 0.5}]]
+        assert host.sim.world.faults == {"V3": "stuck", "A0.0": "overload"}
+        assert host.sim.world.fault_after == {"A0.0": 0.5}
         assert ready["config_dir"] == str(tmp_path / "w" / "bench")
         assert ready["serial_urls"]["balance"] == f"socket://127.0.0.1:{ready['ports']['balance']}"
         cfg = load_bench(ready["config_dir"])
@@ -296,3 +305,46 @@ def test_an_rs232_densimeter_gets_its_own_port(tmp_path) -> None:
     finally:
         host.close()
 
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("V99:stuck", "no device or vessel 'V99'"),
+    ("V3:overload", "unknown kind 'overload' for valve V3 (known: stuck, slow, no_reply)"),
+    ("A0.0:overload:speed=2", "unknown parameter(s) speed (takes: after)"),
+    ("densiVisco:heating", "unknown kind 'heating' for densimeter densiVisco (lims)"),
+    ("Reservoir3:stuck", "unknown kind 'stuck' for vessel Reservoir3"),
+    ("V3", "expected DEVICE:KIND"),
+])
+def test_launcher_refuses_an_unknown_fault_before_serving(tmp_path, caplog, spec, message) -> None:
+    workdir = tmp_path / "w"
+    with caplog.at_level("ERROR", logger="simulators.launcher"):
+        code = main(["--config", str(HIU_2023), "--workdir", str(workdir), "--speed", "50",
+                     "--fault", "balance:busy:duration=5", "--fault", spec])
+    assert code == 1
+    assert message in caplog.text and "cannot start the simulated bench" in caplog.text
+    assert not (workdir / "ready.json").exists() and not (workdir / "bench").exists()
+
+
+def test_asab_simulate_refuses_an_unknown_fault_with_exit_1(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from asab.cli.main import app
+
+    result = CliRunner().invoke(app, ["simulate", "--workdir", str(tmp_path / "w"),
+                                      "--fault", "V3:melted"])
+    assert result.exit_code == 1, result.output
+    assert "unknown kind 'melted' for valve V3" in " ".join(result.output.split())
+    assert not (tmp_path / "w" / "ready.json").exists()
+
+
+def test_simulate_help_documents_the_fault_syntax_and_every_kind() -> None:
+    from asab.cli.cmd_simulate import simulate
+    from simulators.launcher import build_parser
+
+    doc = " ".join((simulate.__doc__ or "").split())
+    assert "--fault DEVICE:KIND[:PARAM=VALUE,...]" in doc
+    for fault in CATALOGUE:
+        assert fault.kind in doc, fault
+        for param in fault.params:
+            assert param in doc, (fault, param)
+    assert "DEVICE:KIND[:PARAM=VALUE,...]" in build_parser().format_help()

@@ -9,8 +9,11 @@ U is the dead volume of the vial's own branch (it holds gas, vented in the vial,
 mixture afterwards); then rinse the mixer and the shared line to that waste with solvent and
 blow them dry with gas. The vial's branch is never rinsed (solvent would end up in the vial).
 
-Pumps are stopped on every error (:func:`~asab.actions.fluidics.motion`), and the shared line is
-cleaned as a recovery once liquid has moved.
+Pumps are stopped on every error (:func:`~asab.actions.fluidics.motion`). After a failure
+(:func:`recover_flow`) the shared line is rinsed and dried once liquid has moved, and the bench
+is made safe as after a density job (:func:`asab.actions.safety.make_safe`: pumps confirmed
+stopped, every reservoir closed off by parking valves); if any of that fails the bench is
+marked out of service.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import asab
 from asab.actions.bench import Bench
 from asab.actions.fluidics import Ledger, empty, push
 from asab.actions.job import UNITS, StepTime, check_stock
+from asab.actions.safety import SafetyError, make_safe
 from asab.actions.sample import PushRecord, prime
 from asab.actions.vial_state import VialOccupant, VialRegistry
 from asab.config import BenchConfig
@@ -210,11 +214,12 @@ def run_flow_job(bench: Bench, job: FlowJob, job_id: str, vials: VialRegistry, *
     Returns:
         The record: ``succeeded``; ``rejected`` (not makeable, not deliverable, too much
         volume, not enough stock, no free vial — nothing moved); or ``failed`` (device or
-        routing trouble; pumps stopped, lines cleaned as recovery, the vial marked ``failed``
-        if liquid may have reached it).
+        routing trouble; the vial marked ``failed`` if liquid may have reached it, and the
+        bench recovered by :func:`recover_flow` unless it was out of service already).
     """
     rec = new_flow_record(bench, job, job_id)
     t0 = rec.bench_start = bench.clock.now()
+    refused = bench.out_of_service is not None
 
     def step(name: str) -> None:
         rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
@@ -233,7 +238,10 @@ def run_flow_job(bench: Bench, job: FlowJob, job_id: str, vials: VialRegistry, *
         log.exception("flow job %s failed", job_id)
         bench.stop_all()
         rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
-        _after_failure(bench, rec, vials, step)
+        _settle_vial(rec, vials)
+        if not refused:  # a bench already out of service is not touched
+            step("recover")
+            rec.recovery = recover_flow(bench, rec)
     rec.bench_seconds = bench.clock.now() - t0
     rec.finished = _now()
     return rec
@@ -348,8 +356,8 @@ def _flush(bench: Bench, pump: str, source: str, sink: str, volume: float, purpo
     return _push_record(purpose, {pump: flow}, volume, {pump: route}, sink)
 
 
-def _after_failure(bench: Bench, rec: FlowRecord, vials: VialRegistry, step) -> None:
-    """Vial bookkeeping and line cleaning after a failure (best effort)."""
+def _settle_vial(rec: FlowRecord, vials: VialRegistry) -> None:
+    """After a failure: free a claimed vial nothing was pushed towards, else mark it failed."""
     occupant = vials.occupied().get(rec.vial or "")
     if occupant is not None and occupant.job_id == rec.job_id and occupant.status == "filling":
         if rec.volume_pushed is None:  # nothing was pushed towards the vial
@@ -357,17 +365,50 @@ def _after_failure(bench: Bench, rec: FlowRecord, vials: VialRegistry, step) -> 
             rec.volume_delivered = 0.0
         else:
             vials.update(rec.vial, status="failed", volume=rec.volume_delivered, time=_now())
-    if rec.waste is None or len(rec.steps) <= 1:
-        return
-    step("recover")
+
+
+def recover_flow(bench: Bench, rec: FlowRecord) -> str:
+    """After a failed flow job: rinse and dry the mixer and the line shared with the vial route
+    (:func:`clean_shared_line`, once liquid has moved), then make the bench safe
+    (:func:`asab.actions.safety.make_safe`: every pump confirmed stopped, every valve that
+    joins a reservoir past its port parked, no reservoir joined to a waste).
+
+    Once liquid has moved the lines' state is unknown: every pump is primed again and every
+    mixing line counts as dry (as after a density job, :func:`asab.actions.job.recover`). The
+    vial's branch is not rinsed (solvent would end up in the vial).
+
+    Args:
+        bench: the bench the job failed on.
+        rec: the failed job's record (its ``vial``, ``waste`` and ``steps`` say what moved).
+
+    Returns:
+        What was done, e.g. ``"mixer and shared line rinsed and dried; pumps stopped; valves
+        parked: none needed"``. If any step failed the bench is marked out of service
+        (``bench.out_of_service``) and that reason is returned.
+    """
+    problems: list[str] = []
+    done = "nothing to rinse"
+    moved = any(s.step == "prime" for s in rec.steps)  # liquid moves from the prime on
+    if moved and rec.vial is not None:
+        try:
+            clean_shared_line(bench, plan_vial(bench, rec.vial), Ledger())
+            done = "mixer and shared line rinsed and dried"
+        except Exception as exc:  # noqa: BLE001 - every failure is a reason to stop the bench
+            problems.append(f"rinse/dry: {exc}")
+        bench.primed.clear()
+        bench.wet_lines.clear()
     try:
-        clean_shared_line(bench, plan_vial(bench, rec.vial), Ledger())
-        rec.recovery = "mixer and shared line rinsed and dried"
-    except Exception as exc:  # noqa: BLE001
-        bench.stop_all()
-        bench.out_of_service = f"recovery failed: {exc}"
-        log.error("bench out of service: %s", bench.out_of_service)
-        rec.recovery = bench.out_of_service
+        done += "; " + make_safe(bench)
+    except SafetyError as exc:
+        problems += exc.problems
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure is unsafe too
+        problems.append(f"making the bench safe: {exc!r}")
+    if not problems:
+        return done
+    bench.stop_all()
+    bench.out_of_service = "recovery failed: " + "; ".join(problems)
+    log.error("bench out of service: %s", bench.out_of_service)
+    return bench.out_of_service
 
 
 def _push_record(purpose: str, flows, volume: float, routes, sink: str) -> PushRecord:
