@@ -11,18 +11,33 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import asab
 from asab.actions.bench import Bench
-from asab.actions.fluidics import Ledger
-from asab.actions.fluidics import reserve
+from asab.actions.fluidics import Ledger, reserve
 from asab.actions.gravimetric import GravimetricRecord
 from asab.actions.safety import SafetyError, make_safe
 from asab.actions.sample import (
-    PushRecord, Summary, clean, deliver, drain, first_portion, first_portion_volume, measure,
-    prime, prime_volume, sample_volume, summarize,
+    PushRecord,
+    Summary,
+    clean,
+    deliver,
+    drain,
+    first_portion,
+    first_portion_volume,
+    measure,
+    prime,
+    prime_volume,
+    sample_volume,
+    summarize,
 )
 from asab.drivers.base import RepetitionResult
 from asab.errors import (
-    AsabError, BelowResolutionError, DeviceError, FormulationError, InsufficientStockError, NotMakeableError,
-    RequestError, describe,
+    AsabError,
+    BelowResolutionError,
+    DeviceError,
+    FormulationError,
+    InsufficientStockError,
+    NotMakeableError,
+    RequestError,
+    describe,
 )
 from asab.formulation import by_name, composition_distance, plan_formulation
 from asab.requests import DensityJob
@@ -62,14 +77,22 @@ class Measurement(BaseModel):
     raw_text: str
 
 
-class JobRecord(BaseModel):
-    """Everything a chemist needs to trust (or distrust) one result."""
+class StepTime(BaseModel):
+    """When a step of the job began, in bench seconds from the job's start."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: str
+    start: float = Field(description="s since the job started (bench clock)")
+
+
+class RunRecord(BaseModel):
+    """What every job record holds (density jobs, vial deliveries): ids, status, times, units,
+    requested vs achieved composition, stock, steps, pushes, routes and recovery."""
 
     model_config = ConfigDict(extra="forbid")
     job_id: str
     request_id: str
-    sample: str = Field(default="", description="sample name given to the instrument")
-    status: Literal["succeeded", "failed", "rejected"]
+    status: Literal["succeeded", "failed", "rejected"] = "failed"
     reason: str | None = None
     error: dict[str, Any] | None = None
     units: dict[str, str] = Field(default_factory=lambda: dict(UNITS))
@@ -81,28 +104,34 @@ class JobRecord(BaseModel):
     bench_seconds: float = Field(default=0.0, description="bench (clock) seconds used")
     requested: dict[str, float] = Field(default_factory=dict, description="name → mole fraction")
     achieved: dict[str, float] | None = Field(default=None, description="name → mole fraction")
-    composition_source: Literal["plan", "weighing"] = Field(default="plan", description=(
-        "`achieved` computed from the planned stock volumes, or from weighed doses "
-        "(asab.actions.gravimetric; then `achieved_uncertainty` and `gravimetric` are set)"))
-    achieved_uncertainty: dict[str, float] | None = Field(
-        default=None, description="name → standard uncertainty of the achieved mole fraction")
     distance: float | None = Field(default=None, description="Euclidean, mole fractions")
     flagged: bool = False
     closest: dict[str, float] | None = Field(
         default=None, description="name → mole fraction of the closest makeable composition, "
         "when the request was rejected as not makeable")
-    temperature_requested: float | None = Field(default=None, description="K")
     stock_volumes: dict[str, float] = Field(default_factory=dict, description="stock → mL planned")
     stock_drawn: dict[str, float] = Field(default_factory=dict, description="stock → mL drawn")
-    steps: list["StepTime"] = Field(default_factory=list, description="step start times")
+    steps: list[StepTime] = Field(default_factory=list, description="step start times")
     pushes: list[PushRecord] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
+    recovery: str | None = Field(default=None, description="what was done after a failure")
+    request: Any = None
+
+
+class JobRecord(RunRecord):
+    """Everything a chemist needs to trust (or distrust) one density/viscosity result."""
+
+    sample: str = Field(default="", description="sample name given to the instrument")
+    composition_source: Literal["plan", "weighing"] = Field(default="plan", description=(
+        "`achieved` computed from the planned stock volumes, or from weighed doses "
+        "(asab.actions.gravimetric; then `achieved_uncertainty` and `gravimetric` are set)"))
+    achieved_uncertainty: dict[str, float] | None = Field(
+        default=None, description="name → standard uncertainty of the achieved mole fraction")
+    temperature_requested: float | None = Field(default=None, description="K")
     measurement: Measurement | None = None
     weighing: Weighing | None = None
     gravimetric: GravimetricRecord | None = Field(
         default=None, description="doses weighed to verify the formulation (masses g, volumes mL)")
-    recovery: str | None = Field(default=None, description="what was done after a failure")
-    request: Any = None
 
 
 def _now() -> str:
@@ -212,14 +241,6 @@ def recover(bench: Bench, drain_lines: bool = True) -> str:
         log.error("bench out of service: %s", bench.out_of_service)
         return bench.out_of_service
     return done
-
-
-class StepTime(BaseModel):
-    """When a step of the job began, in bench seconds from the job's start."""
-
-    model_config = ConfigDict(extra="forbid")
-    step: str
-    start: float = Field(description="s since the job started (bench clock)")
 
 
 def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:

@@ -25,10 +25,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-import asab
 from asab.actions.bench import Bench
 from asab.actions.fluidics import Ledger, empty, push
-from asab.actions.job import UNITS, StepTime, check_stock
+from asab.actions.job import RunRecord, StepTime, check_stock
 from asab.actions.safety import SafetyError, make_safe
 from asab.actions.sample import PushRecord, prime
 from asab.actions.vial_state import VialOccupant, VialRegistry
@@ -78,27 +77,11 @@ class FlowJob(BaseModel):
     raw: Any = None
 
 
-class FlowRecord(BaseModel):
-    """Everything about one delivery into a vial. Compositions by chemical name."""
+class FlowRecord(RunRecord):
+    """Everything about one delivery into a vial (the fields of
+    :class:`~asab.actions.job.RunRecord` plus the volumes and the vial). Compositions by
+    chemical name."""
 
-    model_config = ConfigDict(extra="forbid")
-    job_id: str
-    request_id: str
-    status: Literal["succeeded", "failed", "rejected"] = "failed"
-    reason: str | None = None
-    error: dict[str, Any] | None = None
-    units: dict[str, str] = Field(default_factory=lambda: dict(UNITS))
-    software_version: str = asab.__version__
-    bench: str
-    started: str = Field(description="wall-clock start, ISO 8601 UTC")
-    finished: str | None = None
-    bench_start: float = Field(default=0.0, description="bench clock at the start, s")
-    bench_seconds: float = Field(default=0.0, description="bench seconds used")
-    requested: dict[str, float] = Field(default_factory=dict, description="name → mole fraction")
-    achieved: dict[str, float] | None = Field(default=None, description="name → mole fraction")
-    distance: float | None = Field(default=None, description="Euclidean, mole fractions")
-    flagged: bool = False
-    closest: dict[str, float] | None = Field(default=None, description="name → mole fraction")
     volume_requested: float = Field(description="mL")
     volume_pushed: float | None = Field(default=None, description="mL pushed towards the vial")
     volume_delivered: float | None = Field(
@@ -107,13 +90,6 @@ class FlowRecord(BaseModel):
     vial: str | None = Field(default=None, description="vial node")
     waste: str | None = Field(default=None, description="waste node of the first portion")
     vial_branch: float | None = Field(default=None, description="mL of the vial's own branch")
-    stock_volumes: dict[str, float] = Field(default_factory=dict, description="stock → mL planned")
-    stock_drawn: dict[str, float] = Field(default_factory=dict, description="stock → mL drawn")
-    steps: list[StepTime] = Field(default_factory=list)
-    pushes: list[PushRecord] = Field(default_factory=list)
-    routes: list[dict[str, Any]] = Field(default_factory=list)
-    recovery: str | None = None
-    request: Any = None
 
 
 class VialPlan(BaseModel):
