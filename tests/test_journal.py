@@ -142,7 +142,8 @@ def test_every_committed_event_survives_sigkill(tmp_path):
 
 
 PAYLOAD = {S.REJECTED: {"why": "w"}, S.MEASURED: {"result": {"v": 1}},
-           S.POSTED: {"result_uuid": "u"}, S.FAILED: {"why": "w"}, S.SKIPPED: {"why": "w"}}
+           S.POSTED: {"result_uuid": "u"}, S.FAILED: {"why": "w"}, S.SKIPPED: {"why": "w"},
+           S.REFUSED: {"why": "w"}}
 FAST_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 """tmpfs when available: each append fsyncs (synchronous=FULL), slow on a real disk."""
 events = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(list(S))),

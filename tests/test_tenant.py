@@ -245,3 +245,98 @@ def test_restart_gives_back_running_request_and_posts_unposted(sim_bench, client
     assert report.posted == [measured] and len(fake.results_for(measured)) == 1
     fresh.serve(until_idle=True, max_cycles=4)
     assert len(fake.results_for(running)) == 1 and len(fake.results_for(measured)) == 1
+
+
+def test_refused_post_is_retried_then_given_back(sim_bench, client, journal, fake, tmp_path):
+    """A 500 text/plain on POST /results/ (a crashing broker answers the same as a schema
+    refusal, quirk 1): the result stays in the journal and is posted on a later cycle; after
+    ``max_post_refusals`` refusals the request is given back."""
+    from asab.errors import BrokerError
+
+    uid, other = fake.add_request(GOOD), fake.add_request(GOOD2)
+    real_post, refusals = client.post_result, {"left": 1}
+
+    def flaky(body):
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise BrokerError("POST /results/: 500 Internal Server Error", status=500,
+                              permanent=True)
+        return real_post(body)
+
+    client.post_result = flaky
+    tenant = make_tenant(sim_bench, client, journal, tmp_path, max_post_refusals=2)
+    tenant.cycle()
+    refused = [u for u in (uid, other) if "refused" in states(journal, u)]
+    assert len(refused) == 1 and fake.results_for(refused[0]) == []
+    done = other if refused[0] == uid else uid
+    assert len(fake.results_for(done)) == 1  # the loop went on
+    tenant.cycle()
+    assert len(fake.results_for(refused[0])) == 1
+    assert journal.state(refused[0]) == JournalState.POSTED
+
+    third = fake.add_request({"formulation": formulation(0.03, 0.3, 0.67),
+                              "temperature": 298.15})
+    refusals["left"] = 5
+    tenant.cycle()
+    tenant.cycle()
+    assert states(journal, third)[-3:] == ["refused", "skipped", "given_back"]
+    assert fake.requests[third]["status"] == "pending" and fake.results_for(third) == []
+    assert any(e.state == JournalState.MEASURED for e in journal.history(third))
+
+
+def test_poison_request_does_not_stop_the_tenant(sim_bench, client, journal, fake, tmp_path):
+    """A JSON integer beyond any float passes the schema; it is rejected, the loop goes on."""
+    poison = fake.add_request({"formulation": formulation(0.07, 0.29, 0.64),
+                               "temperature": 10 ** 400})
+    good = fake.add_request(GOOD)
+    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    report = tenant.cycle()
+    assert poison in report.rejected and report.posted == [good]
+    assert "not a temperature" in journal.history(poison)[-1].payload["why"]
+
+
+def test_unexpected_error_gives_back_and_goes_on(sim_bench, client, journal, fake, tmp_path,
+                                                  monkeypatch):
+    import asab.broker.tenant as tenant_module
+
+    bad, good = fake.add_request(GOOD), fake.add_request(GOOD2)
+    real = tenant_module.run_density_job
+    calls = []
+
+    def boom(bench, job, job_id, **kw):
+        calls.append(job_id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(bench, job, job_id, **kw)
+
+    monkeypatch.setattr(tenant_module, "run_density_job", boom)
+    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    report = tenant.cycle()
+    first = bad if calls[0].startswith(bad[:8]) else good
+    assert first in report.failed and fake.requests[first]["status"] == "pending"
+    assert "a bug" in journal.history(first)[-2].payload["why"]
+    assert len(report.posted) == 1
+
+
+def test_out_of_service_bench_takes_nothing(sim_bench, client, journal, fake, tmp_path):
+    uid = fake.add_request(GOOD)
+    sim_bench.out_of_service = "valve V3 stuck"
+    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    reports = tenant.serve(until_idle=True, max_cycles=3)
+    assert reports[-1].out_of_service == "valve V3 stuck"
+    assert journal.state(uid) is None and fake.requests[uid]["status"] == "pending"
+    assert not [s for (r, s, _m) in fake.status_log if r == uid]
+
+
+def test_held_result_posted_unsolicited_after_a_policy_change(sim_bench, client, journal, fake,
+                                                             tmp_path):
+    uid = fake.add_request(GOOD)
+    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    tenant.progress = lambda r, step: fake.requests[r].update(status="retracted") \
+        if step == "running" else None
+    tenant.cycle()
+    assert fake.results == [] and journal.state(uid) == JournalState.SKIPPED
+    make_tenant(sim_bench, client, journal, tmp_path).cycle()  # policy hold: still kept back
+    assert fake.results == []
+    make_tenant(sim_bench, client, journal, tmp_path, retracted="unsolicited").cycle()
+    assert len(fake.results) == 1 and journal.state(uid) == JournalState.POSTED

@@ -158,3 +158,23 @@ def test_tenant_and_journal_help():
     assert "Example: asab tenant" in res.stdout
     missing = runner.invoke(app, ["journal", "--state", "/nonexistent/tenant"])
     assert missing.exit_code == 1 and "no journal" in missing.stderr
+
+
+def test_unattended_tenant_starts_while_the_broker_is_down():
+    """`asab tenant` (no --until-idle) starts with the broker unreachable, so results waiting in
+    the journal go out once it answers; a one-shot run, or a refused tenant uuid, exits 1."""
+    from asab.cli.cmd_tenant import _check_tenant
+    from asab.errors import BrokerError
+
+    class Down:
+        def __init__(self, permanent: bool):
+            self.permanent = permanent
+
+        def check_tenant(self):
+            raise BrokerError("cannot connect", status=None, permanent=self.permanent)
+
+    _check_tenant(Down(permanent=False), strict=False)
+    with pytest.raises(BrokerError):
+        _check_tenant(Down(permanent=False), strict=True)
+    with pytest.raises(BrokerError):
+        _check_tenant(Down(permanent=True), strict=False)

@@ -165,6 +165,16 @@ def _parameters(request: dict, acc: Acceptance) -> dict | None:
     return None if errors else params
 
 
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (JSON allows integers far beyond a float, e.g.
+    ``10**400``, which would raise ``OverflowError`` in arithmetic)."""
+    try:
+        out = float(value)
+    except (OverflowError, TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
 def _formulation(params: dict, config: BenchConfig, acc: Acceptance) -> dict[str, float]:
     """InChIKey → fraction; every problem of the items appended to ``acc.reasons``."""
     items = (params["electrolyte"] if acc.quantity == "electrolyte" else params)["formulation"]
@@ -175,8 +185,11 @@ def _formulation(params: dict, config: BenchConfig, acc: Acceptance) -> dict[str
         if item["fraction_type"] != "molPerMol":
             acc.reasons.append(f"{where}: fraction_type {item['fraction_type']!r} is not "
                                "supported (only molPerMol)")
-        if not math.isfinite(fraction) or fraction < 0:
-            acc.reasons.append(f"{where}: fraction {fraction!r} is not a mole fraction")
+        fraction = _number(item["fraction"])
+        if fraction is None or not 0 <= fraction <= 1:
+            acc.reasons.append(f"{where}: fraction {item['fraction']!r:.40} is not a mole "
+                               "fraction")
+            continue
         try:
             config.chemical(key)
         except KeyError:
@@ -199,8 +212,8 @@ def _check_density(config: BenchConfig, params: dict, formulation: dict[str, flo
         acc.reasons.append("this bench has no densimeter")
     elif temperature is None:
         acc.temperature = dens.temperature
-    elif not math.isfinite(temperature) or temperature <= 0:
-        acc.reasons.append(f"temperature {temperature!r} K is not a temperature")
+    elif (number := _number(temperature)) is None or number <= 0:
+        acc.reasons.append(f"temperature {temperature!r:.40} K is not a temperature")
     elif abs(temperature - dens.temperature) > TEMPERATURE_TOLERANCE:
         acc.reasons.append(f"temperature {temperature:.2f} K is not available: this bench "
                            f"measures at {dens.temperature:.2f} K "
@@ -216,9 +229,9 @@ def _check_density(config: BenchConfig, params: dict, formulation: dict[str, flo
 
 def _check_flow(config: BenchConfig, params: dict, formulation: dict[str, float],
                 acc: Acceptance, policy) -> None:
-    volume, capacity = params["volume"], vial_capacity(config)
-    if not math.isfinite(volume) or volume <= 0:
-        acc.reasons.append(f"volume {volume!r} mL is not a volume > 0")
+    volume, capacity = _number(params["volume"]), vial_capacity(config)
+    if volume is None or volume <= 0:
+        acc.reasons.append(f"volume {params['volume']!r:.40} mL is not a volume > 0")
     elif volume > capacity:
         acc.reasons.append(f"volume {volume:.3f} mL is more than a vial takes "
                            f"({capacity:.3f} mL)")

@@ -17,6 +17,8 @@ States and their payloads (JSON objects; keys marked * are required, any others 
 ``posted``      ``{"result_uuid"*: str}`` - the broker stored it under this uuid
 ``failed``      ``{"why"*: str}`` - the job failed (counts towards the failure limit)
 ``given_back``  ``{"why": str}`` - set back to pending on the broker
+``refused``     ``{"why"*: str}`` - the broker refused a post of the measured result (it is
+                retried on later cycles up to a limit; the result stays in the journal)
 ``skipped``     ``{"why"*: str}`` - not taken (served before, too many failures...)
 =============  ==================================================================
 
@@ -53,12 +55,13 @@ class JournalState(StrEnum):
     FAILED = "failed"
     GIVEN_BACK = "given_back"
     SKIPPED = "skipped"
+    REFUSED = "refused"
 
 
 REQUIRED: dict[JournalState, tuple[str, ...]] = {
     JournalState.REJECTED: ("why",), JournalState.MEASURED: ("result",),
     JournalState.POSTED: ("result_uuid",), JournalState.FAILED: ("why",),
-    JournalState.SKIPPED: ("why",),
+    JournalState.SKIPPED: ("why",), JournalState.REFUSED: ("why",),
 }
 """Payload keys each state requires."""
 

@@ -63,11 +63,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
-from asab.actions.job import JobRecord, recover, run_density_job
-from asab.actions.vial import FlowJob, FlowRecord, run_flow_job
+from asab.actions.job import JobRecord, StepTime, recover, run_density_job
+from asab.actions.vial import FlowJob, FlowRecord, recover_flow, run_flow_job
 from asab.actions.vial_state import VialRegistry
 from asab.broker.capabilities import CAPABILITIES, Acceptance, check_request
 from asab.broker.client import FinalesClient
+from asab.broker.journal import SERVED as SERVED_STATES
 from asab.broker.journal import Event, Journal, JournalState
 from asab.broker.results import ResultError, internal_reference, result_body
 from asab.broker.tenant_state import (
@@ -83,6 +84,7 @@ from asab.errors import BrokerError
 log = logging.getLogger(__name__)
 
 S = JournalState
+FLOW_QUANTITY = "electrolyte"
 Progress = Callable[[str, str], None]
 """``progress(request_uuid, step)`` for displays."""
 
@@ -106,6 +108,9 @@ class TenantSettings(BaseModel):
     max_failures: int = Field(default=3, ge=1)
     max_interruptions: int = Field(default=5, ge=1)
     retracted: Literal["hold", "unsolicited"] = "hold"
+    max_post_refusals: int = Field(default=3, ge=1, description=(
+        "posts of one result the broker may refuse before the request is given back (the "
+        "result stays in the journal)"))
     address: str | None = None
 
 
@@ -120,6 +125,7 @@ class CycleReport:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     broker_errors: list[str] = field(default_factory=list)
+    out_of_service: str | None = None
 
     @property
     def idle(self) -> bool:
@@ -172,9 +178,10 @@ class Tenant:
         while not stop.is_set() and (max_cycles is None or len(reports) <= max_cycles):
             report = self.cycle(stop)
             reports.append(report)
-            if until_idle and report.idle and not report.broker_errors and not self._unposted():
+            finished = report.idle and not report.broker_errors and not self._unposted()
+            if until_idle and (finished or self.bench.out_of_service):
                 break
-            if report.idle:
+            if not report.served:  # only a productive cycle goes straight on
                 stop.wait(self.settings.poll_interval)
         return reports
 
@@ -185,7 +192,7 @@ class Tenant:
         interrupted = self.journal.in_state(S.RUNNING)
         outcome = "nothing to recover"
         if interrupted:
-            outcome = recover(self.bench)
+            outcome = self._recover(interrupted)
             log.warning("tenant restarted during %s; bench recovery: %s", interrupted, outcome)
         notes = self._settle_vials()
         for uid in interrupted:
@@ -199,11 +206,42 @@ class Tenant:
         self._post_unposted(report)
         return report
 
+    def _recover(self, interrupted: list[str]) -> str:
+        """Recover the bench after a stop during the jobs of ``interrupted``: a density job's
+        cell and lines are drained and cleaned (:func:`~asab.actions.job.recover`); a flow
+        job's mixer and line to its vial are rinsed and dried
+        (:func:`~asab.actions.vial.recover_flow`). Both end by making the bench safe."""
+        done = []
+        for uid in interrupted:
+            vial = next((v for v, o in self.vials.occupied().items()
+                         if o.request_id == uid and o.status == "filling"), None)
+            if self._quantity(uid) == FLOW_QUANTITY and vial is not None:
+                rec = FlowRecord(job_id=f"{uid[:8]}-recovery", request_id=uid,
+                                 bench=self.bench.config.name, started=_now(),
+                                 volume_requested=0.0, vial=vial,
+                                 steps=[StepTime(step="prime", start=0.0)])
+                done.append(recover_flow(self.bench, rec))
+            else:
+                done.append(recover(self.bench))
+        return "; ".join(dict.fromkeys(done))
+
+    def _quantity(self, uid: str) -> str | None:
+        """The quantity of a request as first seen (journal ``seen`` payload)."""
+        for event in self.journal.history(uid):
+            if event.state == S.SEEN:
+                request = event.payload.get("request", {})
+                return (request.get("request") or request).get("quantity")
+        return None
+
     def cycle(self, stop: threading.Event | None = None) -> CycleReport:
         """Post what is unposted, then take every pending request in creation order."""
         report = CycleReport()
         self._give_back_held(report, restarted=False)
         self._post_unposted(report)
+        if self.bench.out_of_service:  # take nothing: every job would fail and burn its budget
+            log.error("bench out of service (%s): not taking requests", self.bench.out_of_service)
+            report.out_of_service = self.bench.out_of_service
+            return report
         for quantity, method in CAPABILITIES:
             try:
                 pending = self.client.pending_requests(quantity, method)
@@ -220,7 +258,24 @@ class Tenant:
                 except BrokerError as exc:  # broker trouble between steps: try again later
                     report.broker_errors.append(str(exc))
                     log.warning("broker error on %s: %s", info.uuid, exc)
+                except Exception as exc:  # noqa: BLE001 - one request must not stop the tenant
+                    self._unexpected(info.uuid, exc, report)
         return report
+
+    def _unexpected(self, uid: str, exc: Exception, report: CycleReport) -> None:
+        """A bug or an unforeseen input while handling ``uid``: journal it, make the bench safe
+        if wet work had started, give the request back, and go on with the next request."""
+        log.exception("unexpected error on request %s", uid)
+        why = f"unexpected error: {type(exc).__name__}: {exc}"[:500]
+        state = self.journal.state(uid)
+        if state == S.RUNNING:
+            why += f"; recovery: {recover(self.bench)}"
+        if state in (S.RUNNING, S.RESERVED):
+            self.journal.append(uid, S.FAILED, {"why": why})
+            report.failed.append(uid)
+            self._give_back(uid, f"asab could not serve it: {why}", report)
+        elif state not in SERVED_STATES:
+            self._reject(uid, why, report)
 
     # ------------------------------------------------------------------ one request
     def consider(self, info: dict[str, Any], report: CycleReport) -> None:
@@ -322,8 +377,17 @@ class Tenant:
                 log.warning("posting %s deferred: %s", event.request_uuid, exc)
 
     def _unposted(self) -> list:
-        return [e for e in self.journal.unposted()
-                if self.journal.state(e.request_uuid) == S.MEASURED]
+        """Measured results still to post: the request's latest event is ``measured`` or
+        ``refused`` — or a result held for a retracted request, when the policy is now
+        ``unsolicited``."""
+        out = []
+        for event in self.journal.unposted():
+            last = self.journal.history(event.request_uuid)[-1]
+            held = last.state == S.SKIPPED and last.payload.get("held")
+            if last.state in (S.MEASURED, S.REFUSED) or (
+                    held and self.settings.retracted == "unsolicited"):
+                out.append(event)
+        return out
 
     def _post(self, uid: str, body: dict[str, Any], reference: str, report: CycleReport) -> None:
         """Post ``body`` unless the broker already holds it; journal the outcome.
@@ -344,14 +408,29 @@ class Tenant:
             result_uuid = self.client.post_result(body)
         except BrokerError as exc:
             if exc.permanent:
-                self.journal.append(uid, S.SKIPPED, {"why": f"broker refused the result: {exc}; "
-                                                     "kept in the journal"})
-                report.skipped.append(uid)
+                self._refused(uid, exc, report)
                 return
             raise
         self.journal.append(uid, S.POSTED, {"result_uuid": result_uuid})
         report.posted.append(uid)
         self._say(uid, "posted")
+
+    def _refused(self, uid: str, exc: BrokerError, report: CycleReport) -> None:
+        """The broker refused a locally validated result (e.g. a 500 text/plain, which a
+        crashing broker also answers): keep it for later cycles; after
+        ``max_post_refusals`` give the request back (the result stays in the journal)."""
+        self.journal.append(uid, S.REFUSED, {"why": str(exc)[:500], "status": exc.status})
+        n = sum(1 for e in self.journal.history(uid) if e.state == S.REFUSED)
+        log.warning("broker refused the result of %s (%d/%d): %s", uid, n,
+                    self.settings.max_post_refusals, exc)
+        if n < self.settings.max_post_refusals:
+            report.broker_errors.append(str(exc))
+            return
+        self.journal.append(uid, S.SKIPPED, {"why": f"the broker refused the result {n} times "
+                                             f"({exc}); kept in the journal"})
+        report.skipped.append(uid)
+        self._give_back(uid, f"asab's result was refused by the broker {n} times; given back",
+                        report)
 
     def _retracted(self, uid: str, body: dict[str, Any], reference: str,
                    report: CycleReport) -> None:
@@ -362,7 +441,8 @@ class Tenant:
             report.posted.append(uid)
             return
         self.journal.append(uid, S.SKIPPED, {
-            "why": "request retracted during the run; result kept in the journal (policy 'hold')"})
+            "why": "request retracted during the run; result kept in the journal (policy 'hold')",
+            "held": True})
         report.skipped.append(uid)
 
     def _find_posted(self, uid: str, body: dict[str, Any], reference: str) -> str | None:

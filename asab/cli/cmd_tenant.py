@@ -52,10 +52,12 @@ def _settings(config: Path | None, credentials: Path | None, broker: str | None)
 
 
 @contextlib.contextmanager
-def _bench(cfg, state: Path, hardware: bool, speed: float) -> Iterator:
+def _bench(cfg, state: Path, hardware: bool, speed: float, config: Path | None = None) -> Iterator:
     from asab.cli.wiring import hardware_bench, simulated_bench
 
-    opened = hardware_bench(cfg) if hardware else simulated_bench(cfg, state / "instruments",
+    where = config_path(config)  # calibration file relative to the bench folder
+    bench_dir = where if where.is_dir() else where.parent
+    opened = hardware_bench(cfg, bench_dir) if hardware else simulated_bench(cfg, state / "instruments",
                                                                   speed=speed)
     with opened as bench:
         yield bench
@@ -72,6 +74,23 @@ def _stop_on_signals() -> threading.Event:
         with contextlib.suppress(ValueError):  # not the main thread (tests)
             signal.signal(sig, handler)
     return stop
+
+
+def _check_tenant(client, strict: bool) -> None:
+    """Check our tenant uuid with the broker. Unreachable (transient): go on — results waiting
+    in the journal are posted once the broker answers. Unknown or inactive tenant, or bad
+    credentials (permanent), or unreachable with ``strict``: raise, the command exits 1."""
+    import logging
+
+    from asab.errors import BrokerError
+
+    try:
+        client.check_tenant()
+    except BrokerError as exc:
+        if exc.permanent or strict:
+            raise
+        logging.getLogger(__name__).warning(
+            "broker not reachable at start (%s); starting anyway, it is polled every cycle", exc)
 
 
 def serve_broker(config: Path | None, broker: str | None, credentials: Path | None, state: Path,
@@ -100,8 +119,8 @@ def serve_broker(config: Path | None, broker: str | None, credentials: Path | No
     stop = _stop_on_signals()
     out = err_console if quiet else console
     with FinalesClient(settings) as client, Journal(state / "journal.sqlite") as journal:
-        client.check_tenant()
-        with _bench(cfg, state, hardware, speed) as bench:
+        _check_tenant(client, strict=until_idle)
+        with _bench(cfg, state, hardware, speed, config) as bench:
             worker = Tenant(bench, client, journal, state, tenant_settings,
                             progress=lambda uid, step: out.log(f"{uid[:8]} {step}"))
             return worker.serve(stop, until_idle=until_idle)
