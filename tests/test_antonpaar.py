@@ -32,7 +32,7 @@ GOLDEN = (
     "Results::Lovis Dyn. Viscosity;Results::Lovis Condition;Results::Lovis Temperature;"
     "Results::Lovis Time FW;Results::Lovis Time BW\r\n"
     "S1;Density_Viscosity;2023-11-30 09:01:40;Repetition;1;1.28801;valid;25.001;3.4012;valid;25.000;26.512;26.530\r\n"
-    "S1;Density_Viscosity;2023-11-30 09:03:20;Repetition;2;1.28797;valid;25.000;---;FW/BW dev. too high;25.001;26.4;27.9\r\n"
+    "S1;Density_Viscosity;2023-11-30 09:03:20;Repetition;2;1.28797;Valid;25.000;3.3987;FW/BW dev. too high;25.001;26.4;27.9\r\n"
     "S1;Density_Viscosity;2023-11-30 09:05:00;Repetition;3;---;Filling error;24.999;---;Filling error;24.999;---;---\r\n"
     "S1;Density_Viscosity;2023-11-30 09:05:00;Master;;1.28799;valid;25.000;3.4012;valid;25.000;26.456;27.215\r\n"
 )
@@ -87,7 +87,8 @@ def test_golden_export_is_parsed() -> None:
     assert first.density_temperature == pytest.approx(298.151)
     assert first.viscosity == 3.4012 and first.viscosity_valid
     assert first.viscosity_temperature == pytest.approx(298.15)
-    assert second.density_valid and second.viscosity is None and not second.viscosity_valid
+    # a value with a condition other than valid is kept but invalid; "Valid" counts as valid
+    assert second.density_valid and second.viscosity == 3.3987 and not second.viscosity_valid
     assert second.viscosity_condition == "FW/BW dev. too high"
     assert third.density is None and not third.density_valid and third.density_condition == "Filling error"
 
@@ -97,7 +98,7 @@ def test_units_row_and_unicode_dashes_are_tolerated() -> None:
     units = ";;;;;g/cm³;;°C;mPa·s;;°C;s;s"
     text = "\r\n".join([lines[0], units, *lines[1:]]).replace("---", "\u2013\u2013\u2013")
     reps = parse_export(text, 3)
-    assert reps[2].density is None and reps[1].viscosity is None
+    assert reps[2].density is None and reps[1].viscosity == 3.3987
 
 
 @pytest.mark.parametrize(
@@ -345,3 +346,33 @@ def test_lims_fault_api(rig: Rig) -> None:
     rig.sim.inject("no_export")
     rig.sim.clear_faults()
     assert len(rig.driver.measure("cleared").repetitions) == 3
+
+
+def test_a_number_with_a_bad_condition_is_invalid_and_off_temperature_repetitions_too(tmp_path) -> None:
+    """Validity comes from the condition column, not from the presence of a number; and the
+    LIMS driver confirms the cell temperature of every repetition against the set point."""
+    from asab.drivers.base import confirm_temperature
+
+    text = GOLDEN.replace("1.28801;valid;25.001", "1.28801;Temperature not stable;25.001")
+    first = parse_export(text, 3)[0]
+    assert first.density == 1.28801 and not first.density_valid
+    hot = parse_export(GOLDEN.replace("1.28801;valid;25.001", "1.28801;valid;25.300"), 3)[0]
+    assert hot.density_valid  # the instrument says valid ...
+    checked = confirm_temperature(hot, 298.15, 0.1, "densiVisco")
+    assert not checked.density_valid and "not confirmed" in checked.density_condition
+    assert confirm_temperature(parse_export(GOLDEN, 3)[0], 298.15, 0.1) .density_valid
+
+
+def test_lims_driver_invalidates_repetitions_off_the_set_point(tmp_path: Path, bench) -> None:
+    rig = Rig(tmp_path, *bench, simulate=False)
+    target = rig.out / "S1_Density_Viscosity_Measurement.csv"
+    text = GOLDEN.replace("1.28801;valid;25.001", "1.28801;valid;25.300")
+
+    def instrument(now: float, dt: float) -> None:
+        if now >= 20.0 and not target.exists():
+            target.write_bytes(text.encode())
+
+    rig.clock.add_listener(instrument)
+    reps = rig.driver.measure("S1", timeout=60.0).repetitions
+    assert not reps[0].density_valid and "set point 298.150 K" in reps[0].density_condition
+    assert reps[1].density_valid  # 25.000 °C: within the 0.1 K tolerance

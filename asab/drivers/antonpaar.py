@@ -32,7 +32,7 @@ from pathlib import Path
 
 from asab.clock import Clock
 from asab.config.models import DensimeterSettings
-from asab.drivers.base import DensityViscosityResult, RepetitionResult
+from asab.drivers.base import DensityViscosityResult, RepetitionResult, confirm_temperature
 from asab.errors import ConfigError, DeviceError, RequestError, TransportTimeout
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,11 @@ def _repetition(row: dict[str, str], index: int) -> RepetitionResult:
     return RepetitionResult(
         repetition=int(number) if number.isdigit() and int(number) >= 1 else index,
         density=density,
-        density_valid=d_cond == "valid" and density is not None,
+        density_valid=d_cond.casefold() == "valid" and density is not None,
         density_condition=d_cond,
         density_temperature=None if t_density is None else t_density + KELVIN,
         viscosity=eta,
-        viscosity_valid=v_cond == "valid" and eta is not None,
+        viscosity_valid=v_cond.casefold() == "valid" and eta is not None,
         viscosity_condition=v_cond,
         viscosity_temperature=None if t_lovis is None else t_lovis + KELVIN,
     )
@@ -213,7 +213,9 @@ class DMA4100LimsDriver:
         lims = self._submit(sample, job)
         limit = self.settings.result_timeout if timeout is None else timeout
         text = self._wait(export, error, lims, stale, limit)
-        reps = parse_export(text, self.settings.repetitions)
+        reps = [confirm_temperature(r, self.settings.temperature,
+                                    self.settings.temperature_tolerance, self.name)
+                for r in parse_export(text, self.settings.repetitions)]
         log.info("%s: %s read (%d repetitions)", self.name, export.name, len(reps))
         return DensityViscosityResult(
             sample=sample, method=self.settings.method, repetitions=reps,

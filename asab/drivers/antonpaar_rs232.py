@@ -51,7 +51,7 @@ from asab.clock import Clock
 from asab.config.models import DensimeterSettings
 from asab.drivers import antonpaar_rs232_codec as codec
 from asab.drivers.antonpaar_rs232_codec import Layout, ReplyError
-from asab.drivers.base import DensityViscosityResult, RepetitionResult
+from asab.drivers.base import DensityViscosityResult, RepetitionResult, confirm_temperature
 from asab.drivers.transport import open_serial
 from asab.errors import (
     ConfigError,
@@ -269,17 +269,8 @@ class DMA4100Rs232Driver:
 
     def _confirm_temperature(self, rep: RepetitionResult) -> RepetitionResult:
         """Invalidate a repetition whose cell temperature is off the set point."""
-        set_point, tol = self.settings.temperature, self.settings.temperature_tolerance
-        t = rep.density_temperature
-        if t is not None and abs(t - set_point) <= tol:
-            return rep
-        note = (f"cell at {t:.3f} K" if t is not None else "no cell temperature") + \
-            f", set point {set_point:.3f} K ± {tol:g} K not confirmed"
-        log.warning("%s: repetition %d: %s", self.name, rep.repetition, note)
-        return rep.model_copy(update={
-            "density_valid": False, "viscosity_valid": False,
-            "density_condition": f"{rep.density_condition} ({note})",
-            "viscosity_condition": f"{rep.viscosity_condition} ({note})"})
+        return confirm_temperature(rep, self.settings.temperature,
+                                   self.settings.temperature_tolerance, self.name)
 
     # ------------------------------------------------------------------ byte level
     def _exchange(self, frame: bytes) -> str:

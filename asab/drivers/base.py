@@ -7,6 +7,8 @@ Canonical units: mL, mL/s, g, s, K, g/cm³, mPa·s.
 
 from __future__ import annotations
 
+import logging
+
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -151,3 +153,23 @@ class DensityViscosityMeter(Protocol):
             TransportTimeout: no complete export within ``timeout`` s.
             DeviceError: the instrument refused the job.
         """
+
+
+def confirm_temperature(rep: RepetitionResult, set_point: float, tolerance: float,
+                        device: str = "densimeter") -> RepetitionResult:
+    """``rep`` unchanged when its cell temperature is within ``tolerance`` K of ``set_point``
+    K; otherwise a copy with both values invalid and the reason appended to the conditions.
+
+    Used by every density/viscosity driver: a value measured off the set point (or without a
+    reported cell temperature) is not a value at the requested temperature.
+    """
+    t = rep.density_temperature
+    if t is not None and abs(t - set_point) <= tolerance:
+        return rep
+    note = (f"cell at {t:.3f} K" if t is not None else "no cell temperature") + \
+        f", set point {set_point:.3f} K ± {tolerance:g} K not confirmed"
+    logging.getLogger(__name__).warning("%s: repetition %d: %s", device, rep.repetition, note)
+    return rep.model_copy(update={
+        "density_valid": False, "viscosity_valid": False,
+        "density_condition": f"{rep.density_condition} ({note})",
+        "viscosity_condition": f"{rep.viscosity_condition} ({note})"})
