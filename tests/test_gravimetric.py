@@ -240,3 +240,20 @@ def test_jacobian_uncertainty_matches_monte_carlo(bench_config):
     sd = (amounts / amounts.sum(axis=1, keepdims=True)).std(axis=0, ddof=1)
     for key, s in zip(model.components, sd):
         assert s == pytest.approx(u[key], rel=0.05)
+
+
+def test_net_mass_uncertainty_pinned_values():
+    """u(W)² = 2·δ²/12 + σ²(1/n0 + 1/n1), σ = max(pooled s, floor·δ): rounding does not
+    average away over identical readings; the repeatability floor applies to them."""
+    import math
+
+    from asab.actions.gravimetric import REPEATABILITY_FLOOR, net_mass_uncertainty
+
+    d = 1e-4
+    same = net_mass_uncertainty([0.0] * 3, [1.0] * 3, d)
+    sigma = REPEATABILITY_FLOOR * d
+    assert same == pytest.approx(math.sqrt(2 * d**2 / 12 + sigma**2 * (2 / 3)), rel=1e-12)
+    assert net_mass_uncertainty([0.0] * 3, [1.0] * 3, 10 * d) == pytest.approx(10 * same)
+    noisy = net_mass_uncertainty([0.0, 0.002, -0.002], [1.0, 1.002, 0.998], d)
+    assert noisy == pytest.approx(math.sqrt(2 * d**2 / 12 + 0.002**2 * (2 / 3)), rel=1e-12)
+    assert net_mass_uncertainty([0.0] * 30, [1.0] * 30, d) > math.sqrt(2 * d**2 / 12) * 0.999

@@ -181,8 +181,10 @@ def net_mass_uncertainty(zero: list[float], loaded: list[float], readability: fl
     Each reading: u² = δ²/12 + σ² — rounding to the readability δ (rectangular, GUM F.2.2.1)
     plus the balance's repeatability σ, taken as the larger of the pooled sample standard
     deviation of both series and :data:`REPEATABILITY_FLOOR` × δ (a few identical readings
-    must not claim σ = 0). A mean of n readings divides u² by n; the two means add:
-    u(W)² = (δ²/12 + σ²)(1/n_zero + 1/n_loaded).
+    must not claim σ = 0). Averaging n readings reduces the random part σ²/n, but not the
+    rounding: repeated identical readings are rounded the same way, so that part is fully
+    correlated within a series (one δ²/12 per series). The two means add:
+    u(W)² = 2·δ²/12 + σ²·(1/n_zero + 1/n_loaded).
     """
     dof = len(zero) + len(loaded) - 2
     pooled = 0.0
@@ -191,8 +193,8 @@ def net_mass_uncertainty(zero: list[float], loaded: list[float], readability: fl
         ss += sum((v - statistics.fmean(loaded)) ** 2 for v in loaded)
         pooled = math.sqrt(ss / dof)
     sigma = max(pooled, REPEATABILITY_FLOOR * readability)
-    one = readability**2 / 12.0 + sigma**2
-    return math.sqrt(one * (1.0 / len(zero) + 1.0 / len(loaded)))
+    rounding = readability**2 / 12.0
+    return math.sqrt(2.0 * rounding + sigma**2 * (1.0 / len(zero) + 1.0 / len(loaded)))
 
 
 def dose_and_weigh(bench: Bench, pump: str, source: str, route: Route, volume: float,
