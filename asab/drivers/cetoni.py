@@ -14,6 +14,7 @@ Not yet checked on real hardware.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -44,6 +45,12 @@ FLOW_UNIT_SLACK = 2.0
 """Largest factor between the SDK's maximum flow and the configured syringe's (A × 6.33 mm/s)
 accepted at open. Unit mix-ups are factors of 10 (prefixes) or 60 (per minute); the drive's
 own limit depends on its gear, so small differences are only logged."""
+
+
+@functools.cache
+def _warn_unchecked() -> None:
+    """Say once per process that this driver has not met real hardware yet."""
+    logger.warning("asab.drivers.cetoni has not yet been checked on real CETONI hardware")
 
 
 class CetoniBus:
@@ -89,7 +96,7 @@ class CetoniBus:
             DeviceError / DeviceFault: a device refused a start-up step.
         """
         sdk = sdk if sdk is not None else load_vendor_sdk(config.cetoni.sdk_path)
-        logger.warning("asab.drivers.cetoni has not yet been checked on real CETONI hardware")
+        _warn_unchecked()
         bus = sdk.qmixbus.Bus()
         guard = SdkGuard(sdk, bus)
         paths = config.cetoni.device_config_path, config.cetoni.plugin_search_path
