@@ -378,6 +378,15 @@ def test_main_job_runs_with_the_rs232_densimeter(bench_config, tmp_path: Path) -
     assert abs(m["density"]["mean"] - expected) < 0.002
 
 
+def test_getdata_reply_lost_every_time_is_data_lost(rig: Rig) -> None:
+    """The reply to getdata never arrives, the probe says no new data: the data were consumed
+    and lost on the way back (cause "data lost", not the instrument's "no new data")."""
+    rig.sim.inject("no_reply", commands=["getdata"])
+    with pytest.raises(DeviceFault) as info:
+        rig.driver.measure("silent")
+    assert info.value.device == "densiVisco" and info.value.cause == "data lost"
+
+
 def test_garbled_data_every_time_is_a_device_fault(rig: Rig) -> None:
     rig.sim.inject("garbled", commands=["getdata"])
     with pytest.raises(DeviceFault) as info:

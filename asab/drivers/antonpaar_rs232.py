@@ -246,7 +246,11 @@ class DMA4100Rs232Driver:
             self.clock.sleep(min(self.poll_interval, remaining))
 
     def _fetch(self, layout: Layout) -> tuple[str | None, str]:
-        """``getdata`` once (plus one probe if the reply is lost); ``(line, "")`` or ``(None, why)``."""
+        """``getdata`` once (plus one probe if the reply is lost); ``(line, "")`` or ``(None, why)``.
+
+        A probe answered ``no new data available`` means the first reply was lost on the way
+        back: the cause is "data lost", not the instrument having nothing.
+        """
         try:
             reply = self._exchange(codec.encode_command("getdata"))
         except TransportTimeout:
@@ -254,6 +258,8 @@ class DMA4100Rs232Driver:
             try:
                 reply = self._exchange(codec.encode_command("getdata"))
             except TransportError:
+                return None, "data lost"
+            if codec.normalise(reply) == codec.NO_NEW_DATA:
                 return None, "data lost"
         except ReplyError as exc:
             log.warning("%s: getdata reply unusable (%s)", self.name, exc)

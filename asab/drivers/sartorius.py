@@ -255,6 +255,10 @@ class SartoriusEntrisII:
     def read(self, stable: bool = True, timeout: float | None = None) -> BalanceReading:
         """Request values with ``ESC P`` until one is usable, polling every 0.1 s.
 
+        Needs the balance's print mode set to "on request" (menu: print, manual / without
+        stability): with auto-print enabled each ``ESC P`` toggles the stream instead of
+        printing one value — use :meth:`read_stream` on such a balance.
+
         Args:
             stable: wait for a stable value (non-blank unit field).
             timeout: s to keep trying; default ``settings.stable_timeout``.
