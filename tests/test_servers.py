@@ -3,10 +3,13 @@ auth, error mapping, jobs, busy, cancellation and the emergency stop."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from asab.actions.bench import EmergencyStopped, OperationCancelled
 from asab.config.models import ServerSettings
@@ -14,9 +17,10 @@ from asab.errors import (
     ConfigError, DeviceBusy, DeviceError, DeviceFault, NotMakeableError, RequestError,
     TransportError, TransportTimeout,
 )
+from asab.servers.common import ESTOP_DEFAULT_REASON
 from asab.servers.errors import status_of
 from asab.servers.run import resolve_token
-from tests._servers_support import AUTH, MAKEABLE, NOT_MAKEABLE, served_bench
+from tests._servers_support import AUTH, MAKEABLE, NOT_MAKEABLE, TOKEN, served_bench
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,7 @@ def test_token_is_required_and_never_empty():
 def test_every_route_needs_the_token(served):
     _, clients = served
     for name, client in clients.items():
-        paths = client.get("/openapi.json", headers={"Authorization": ""}).json()["paths"]
+        paths = client.get("/openapi.json").json()["paths"]
         assert len(paths) >= 7
         for template, methods in paths.items():
             path = template.replace("{name}", "A0.0").replace("{job_id}", "x")
@@ -73,7 +77,30 @@ def test_every_route_needs_the_token(served):
                 for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong-token"}):
                     r = client.request(method, path, headers=headers)
                     assert r.status_code == 401, (name, method, path, r.status_code)
-        assert client.get("/docs", headers={"Authorization": ""}).status_code == 200
+                r = client.request(method, path, params={"token": TOKEN},
+                                   headers={"Authorization": ""})
+                assert r.status_code == 401, ("?token= outside the docs", name, method, path)
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"])
+def test_docs_need_the_token_as_header_or_query(served, path):
+    _, clients = served
+    for name, client in clients.items():
+        no = {"Authorization": ""}
+        for params in ({}, {"token": "wrong-token-0000"}, {"token": ""}):
+            r = client.get(path, params=params, headers=no)
+            assert r.status_code == 401, (name, path, params, r.status_code)
+        if path in ("/redoc", "/docs/oauth2-redirect"):  # not served at all
+            assert client.get(path).status_code == 404
+            continue
+        assert client.get(path).status_code == 200
+        page = client.get(path, params={"token": TOKEN}, headers=no)
+        assert page.status_code == 200, (name, path)
+        if path == "/docs":  # the page fetches the description with the same token
+            assert f"/openapi.json?token={TOKEN}" in page.text
+            assert page.headers["referrer-policy"] == "no-referrer"
+            spec = client.get("/openapi.json", params={"token": TOKEN}, headers=no).json()
+            assert spec["info"]["title"] == f"asab {name} server"
 
 
 def test_status_and_reads(served):
@@ -152,6 +179,70 @@ def test_emergency_stop_latches_until_reset(served):
     assert c["pumps"].post("/valves/V1/position", json={"position": 1}).json()["position"] == 1
 
 
+ODD_ESTOP_BODIES = [
+    (b'{"reason": "valve leak"', "application/json"),          # malformed JSON
+    (b'{"reason": "leak", "oops": 1}', "application/json"),     # unknown field
+    (json.dumps({"reason": "x" * 201}).encode(), "application/json"),  # too long
+    (json.dumps({"reason": "leak\u0007now"}).encode(), "application/json"),  # control char
+    (json.dumps({"reason": ""}).encode(), "application/json"),
+    (b"null", "application/json"), (b"[1, 2]", "application/json"),
+    (b"\xff\xfe\x00", "application/octet-stream"), (b"[" * 3000, "application/json"),
+    (b"[" * 5000, "application/json"),
+    (b" " * 10_000, "text/plain"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type"), ODD_ESTOP_BODIES)
+def test_estop_stops_whatever_the_body(served, body, content_type):
+    """A body the e-stop cannot use costs only its reason: every server stops and latches."""
+    ctx, clients = served
+    for name, client in clients.items():
+        r = client.post("/estop", content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 200, (name, r.status_code, r.text[:200])
+        assert r.json()["estop"] == ESTOP_DEFAULT_REASON and r.json()["reason_ignored"]
+        assert ctx.bench.estop == ESTOP_DEFAULT_REASON
+        assert not any(p["pumping"] for p in clients["pumps"].get("/pumps").json())
+        assert client.post("/estop/reset").json()["estop"] is None
+
+
+def test_estop_reason_used_when_valid_and_default_without_body(served):
+    ctx, c = served
+    r = c["densimeter"].post("/estop", json={"reason": "smoke in fume hood"}).json()
+    assert r["estop"] == ctx.bench.estop == "smoke in fume hood" and r["reason_ignored"] is None
+    c["densimeter"].post("/estop/reset")
+    r = c["balance"].post("/estop").json()
+    assert r["estop"] == ESTOP_DEFAULT_REASON and r["reason_ignored"] is None
+    c["balance"].post("/estop/reset")
+
+
+@given(body=st.binary(max_size=300) | st.builds(
+    lambda v: json.dumps(v).encode(), st.recursive(
+        st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=250),
+        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+            st.sampled_from(["reason", "x", "Reason"]) | st.text(max_size=5), kids, max_size=3),
+        max_leaves=8)))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_estop_never_refused_property(served, body):
+    ctx, clients = served
+    r = clients["actions"].post("/estop", content=body,
+                                headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, (body[:80], r.text[:200])
+    assert ctx.bench.estop is not None and r.json()["estop"] == ctx.bench.estop
+    ctx.bench.reset_estop()
+
+
+def test_malformed_json_is_400_not_422(served):
+    _, c = served
+    bad = c["actions"].post("/formulate", content=b'{"composition": ',
+                            headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "MalformedBody"
+    untyped = c["actions"].post("/formulate", content=b"composition=EC",
+                                headers={"Content-Type": "text/plain"})
+    assert untyped.status_code == 422
+    assert c["pumps"].post("/valves/V1/position", content=b"{1}",
+                           headers={"Content-Type": "application/json"}).status_code == 400
+
+
 def test_unknown_job_is_404(served):
     _, c = served
     assert c["actions"].get("/jobs/nope").status_code == 404
@@ -187,9 +278,13 @@ def test_cancel_stops_the_pumps_mid_move():
         while c.get("/pumps/F0.0").json()["fill_level"] <= level + 0.01:
             assert time.monotonic() < deadline + 30, c.get(f"/jobs/{job['id']}").json()
             time.sleep(0.02)
-        stopped = c.post("/estop", json={"reason": "operator"}).json()
-        assert stopped["cancelled_jobs"] == [job["id"]]
+        stopped = c.post("/estop", content=b'{"reason": "oper\x01ator", "oops": ',
+                         headers={"Content-Type": "application/json"})  # not usable: stops anyway
+        assert stopped.status_code == 200 and stopped.json()["cancelled_jobs"] == [job["id"]]
         assert not c.get("/pumps/F0.0").json()["pumping"]
         done = wait_job(c, job["id"], timeout=10)
         assert done["state"] == "cancelled" and done["error"]["type"] == "EmergencyStopped"
+        level = c.get("/pumps/F0.0").json()["fill_level"]
+        time.sleep(0.2)  # ×20: 4 s of bench time at 0.01 mL/s would add 0.04 mL
+        assert c.get("/pumps/F0.0").json()["fill_level"] == pytest.approx(level, abs=1e-6)
         assert c.post("/estop/reset").json()["estop"] is None

@@ -1,7 +1,8 @@
-"""End to end over real sockets and separate processes: ``python -m simulators`` (the
-simulated bench on loopback, ×150 real time) and ``asab serve --hardware`` on the exported
+"""End to end over real sockets and separate processes: ``asab simulate`` (the simulated
+bench on loopback, ×150 real time) and ``asab serve --hardware`` on the exported
 configuration, driven with the typed client: formulate, deliver and measure one sample,
-cancel a second delivery mid-way, emergency stop, reset, clean."""
+cancel a second delivery mid-way, then a long pump job stopped mid-move by an emergency stop
+sent (with a body the e-stop cannot use) to another server; motion refused until reset."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from asab.config.models import ServerPorts, ServerSettings
@@ -20,7 +22,8 @@ from asab.servers.client import ApiError, BenchClient
 from tests._servers_support import CONFIG, MAKEABLE, TOKEN
 
 SPEED = 150.0
-SERVE = "from asab.cli.main import main; main()"
+ASAB = "from asab.cli.main import main; main()"
+"""``python -c ASAB ...`` runs the ``asab`` console script with this interpreter."""
 
 
 def _free_base_port() -> int:
@@ -60,7 +63,7 @@ def _wait_for(check, timeout: float, what: str, proc: subprocess.Popen) -> None:
 def client(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     env = {**os.environ, "ASAB_SERVER_TOKEN": TOKEN}
-    sim = subprocess.Popen([sys.executable, "-m", "simulators", "--config", str(CONFIG),
+    sim = subprocess.Popen([sys.executable, "-c", ASAB, "simulate", "--config", str(CONFIG),
                             "--workdir", str(work / "sim"), "--speed", str(SPEED)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     serve = None
@@ -68,7 +71,7 @@ def client(tmp_path_factory):
         _wait_for(lambda: (work / "sim" / "ready.json").exists(), 60, "simulator", sim)
         bench_dir = json.loads((work / "sim" / "ready.json").read_text())["config_dir"]
         base = _free_base_port()
-        serve = subprocess.Popen([sys.executable, "-c", SERVE, "serve", "--hardware", "--config",
+        serve = subprocess.Popen([sys.executable, "-c", ASAB, "serve", "--hardware", "--config",
                                   bench_dir, "--base-port", str(base)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         ports = ServerPorts(pumps=base, balance=base + 1, densimeter=base + 2, actions=base + 3)
@@ -80,7 +83,7 @@ def client(tmp_path_factory):
             except Exception:  # noqa: BLE001 - not listening yet
                 return False
         _wait_for(up, 60, "asab serve", serve)
-        yield bench
+        yield bench, ports
         bench.close()
     finally:
         if serve is not None:
@@ -88,7 +91,8 @@ def client(tmp_path_factory):
         _stop(sim)
 
 
-def test_formulate_deliver_measure_cancel_estop(client: BenchClient):
+def test_formulate_deliver_measure_cancel_estop(client: tuple[BenchClient, ServerPorts]):
+    client, ports = client
     a = client.actions
     plan = a.formulate(MAKEABLE)
     assert plan.makeable and plan.achieved["EC"] == pytest.approx(0.29, abs=1e-9)
@@ -117,12 +121,39 @@ def test_formulate_deliver_measure_cancel_estop(client: BenchClient):
     assert cancelled.state == "cancelled", (cancelled.state, cancelled.error)
     assert not any(p.pumping for p in client.pumps.pumps())
 
-    third = a.clean()
-    assert client.pumps.estop("e2e test").estop == "e2e test"
-    assert not any(p.pumping for p in client.pumps.pumps())
-    assert a.wait(third.id, timeout=30, poll=0.05).state in ("cancelled", "succeeded")
+    _estop_mid_move(client, f"http://127.0.0.1:{ports.balance}/estop")
     with pytest.raises(ApiError) as refused:
         a.clean()
     assert refused.value.status_code == 409 and refused.value.type == "EmergencyStopped"
     client.densimeter.reset_estop()
     assert a.wait(a.clean().id, timeout=120, poll=0.05).state == "succeeded"
+
+
+def _estop_mid_move(client: BenchClient, estop_url: str) -> None:
+    """A 300 s (bench time) aspiration, e-stopped on the balance server once the plunger
+    moves, with a malformed body: the job ends cancelled by the e-stop, part-way, and no pump
+    moves afterwards."""
+    pumps = client.pumps
+    start = pumps.pump("F0.0")
+    volume = min(3.0, start.volume_max - start.fill_level - 0.1)
+    job = pumps.aspirate("F0.0", "Solvent", volume, flow=volume / 300)
+    deadline = time.monotonic() + 30
+    while pumps.pump("F0.0").fill_level <= start.fill_level + 0.01:
+        assert time.monotonic() < deadline, pumps.job(job.id)
+        assert pumps.job(job.id).state == "running", pumps.job(job.id)
+        time.sleep(0.02)
+    r = httpx.post(estop_url, content=b'{"reason": "oops\x07"',
+                   headers={"Authorization": f"Bearer {TOKEN}",
+                            "Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["cancelled_jobs"] == [job.id] and r.json()["reason_ignored"]
+    assert not any(p.pumping for p in pumps.pumps())
+    done = pumps.wait(job.id, timeout=30, poll=0.05)
+    assert done.state in ("cancelled", "failed"), done
+    assert done.error is not None and done.error["type"] == "EmergencyStopped", done.error
+    level = pumps.pump("F0.0").fill_level
+    assert start.fill_level < level < start.fill_level + volume
+    time.sleep(0.3)  # 45 s of bench time: the aspiration would have added 0.15·volume mL
+    assert not any(p.pumping for p in pumps.pumps())
+    assert pumps.pump("F0.0").fill_level == pytest.approx(level, abs=1e-6)
+    assert client.actions.status().estop is not None

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from asab.cli.app import ConfigOpt, app, err_console, fail, load
+from asab.cli.app import ConfigOpt, app, config_path, err_console, fail, load
 from asab.errors import ConfigError
 
 
@@ -31,7 +31,9 @@ def serve(config: ConfigOpt = None,
     """Serve pumps & valves, balance, densimeter and actions over HTTP, each on its own port.
 
     Every request needs ``Authorization: Bearer <token>``, the token coming from
-    $ASAB_SERVER_TOKEN (or the token of the servers section of bench.toml). OpenAPI docs at http://HOST:PORT/docs.
+    $ASAB_SERVER_TOKEN (or the token of the servers section of bench.toml). OpenAPI docs at
+    http://HOST:PORT/docs?token=TOKEN (the API description alone also takes ?token=).
+    With --hardware the pump calibration file of the bench folder is applied when present.
 
     Example: ASAB_SERVER_TOKEN=change-me asab serve --speed 10
     """
@@ -57,17 +59,19 @@ def serve(config: ConfigOpt = None,
         err_console.print(f"asab serve ready on {cfg.name}: {urls}", highlight=False, soft_wrap=True)
 
     with contextlib.ExitStack() as stack:
-        bench = stack.enter_context(_open(cfg, hardware, speed, workdir, stack))
+        bench = stack.enter_context(_open(cfg, config, hardware, speed, workdir, stack))
         try:
             run_servers(bench, settings, token, on_started=ready)
         except ConfigError as exc:
             fail(exc.problems[0].reason)
 
 
-def _open(cfg, hardware: bool, speed: float, workdir: Path | None, stack: contextlib.ExitStack):
+def _open(cfg, config: Path | None, hardware: bool, speed: float, workdir: Path | None,
+          stack: contextlib.ExitStack):
     from asab.cli.wiring import hardware_bench, simulated_bench
 
     if hardware:
-        return hardware_bench(cfg)
+        chosen = config_path(config)
+        return hardware_bench(cfg, chosen if chosen.is_dir() else chosen.parent)
     folder = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asab-serve-")))
     return simulated_bench(cfg, folder, speed=speed)

@@ -1,22 +1,29 @@
 """What every server shares: the context (bench + jobs + token), bearer-token auth, the app
-factory, and the status, jobs and emergency-stop routes."""
+factory, the token-protected API description, and the status, jobs and emergency-stop routes."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import asab
 from asab.actions.bench import Bench
 from asab.servers.errors import ERROR_RESPONSES, install_error_handlers
 from asab.servers.jobs import JobInfo, JobManager
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,8 +60,19 @@ class StatusResponse(BaseModel):
     busy: dict[str, str] = Field(description="held device group → id of the job holding it")
 
 
+ESTOP_DEFAULT_REASON = "emergency stop via HTTP"
+"""Latched when ``POST /estop`` carries no usable reason."""
+
+ESTOP_BODY_LIMIT = 4096
+"""Bytes of a ``POST /estop`` body read for the reason (a longer body: default reason)."""
+
+
 class EstopRequest(Strict):
-    reason: str = Field(default="emergency stop via HTTP", min_length=1, max_length=200,
+    """Body of ``POST /estop`` (optional). It only supplies the reason: the pumps stop before
+    it is read, and a body that is not valid JSON or breaks these rules stops them all the
+    same, with :data:`ESTOP_DEFAULT_REASON`."""
+
+    reason: str = Field(default=ESTOP_DEFAULT_REASON, min_length=1, max_length=200,
                         pattern=r"^[^\x00-\x1f\x7f]+$",
                         description="why (logged and shown in status)")
 
@@ -62,6 +80,51 @@ class EstopRequest(Strict):
 class EstopResponse(BaseModel):
     estop: str | None = Field(description="latched reason, or null after a reset")
     cancelled_jobs: list[str] = Field(default_factory=list, description="job ids asked to stop")
+    reason_ignored: str | None = Field(
+        default=None, description="why the body's reason was not used (the pumps were stopped "
+        "anyway and the default reason latched), or null")
+
+
+def estop_reason(raw: bytes | None) -> tuple[str, str | None]:
+    """The reason to latch from a raw ``POST /estop`` body; never raises.
+
+    Args:
+        raw: the body, or ``None`` when it was longer than :data:`ESTOP_BODY_LIMIT` bytes.
+
+    Returns:
+        ``(reason, problem)``: the body's reason and ``None``, or
+        :data:`ESTOP_DEFAULT_REASON` and why the body was not used (``None`` for no body).
+    """
+    if raw is None:
+        return ESTOP_DEFAULT_REASON, f"body longer than {ESTOP_BODY_LIMIT} bytes"
+    if not raw.strip():
+        return ESTOP_DEFAULT_REASON, None
+    try:
+        return EstopRequest.model_validate_json(raw).reason, None
+    except (ValidationError, ValueError, RecursionError) as exc:
+        errors = exc.errors() if isinstance(exc, ValidationError) else []
+        if not errors:
+            return ESTOP_DEFAULT_REASON, "body not understood"
+        where = ".".join(str(part) for part in errors[0]["loc"]) or "body"
+        return ESTOP_DEFAULT_REASON, f"{where}: {errors[0]['msg']}"
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` when longer than ``limit`` bytes or cut off."""
+    data = bytearray()
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                return None
+    except ClientDisconnect:
+        return None
+    return bytes(data)
+
+
+_ESTOP_OPENAPI: dict[str, Any] = {"requestBody": {"required": False, "content": {
+    "application/json": {"schema": EstopRequest.model_json_schema()}}}}
+"""The documented (optional) body of ``POST /estop``; the route reads it raw."""
 
 
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="job id")]
@@ -79,8 +142,9 @@ def bearer(ctx: ServerContext):
     return check
 
 
-PUBLIC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
-"""Served without a token: the API description only."""
+DOCS_PATHS = frozenset({"/docs", "/openapi.json"})
+"""The API description: the only paths that also take the token as ``?token=`` (a browser
+cannot add a header to a page it opens). Every other path needs the header."""
 
 
 def _token_ok(header: bytes, token: str) -> bool:
@@ -89,34 +153,59 @@ def _token_ok(header: bytes, token: str) -> bool:
                                                                    token.encode())
 
 
+def _query_token_ok(query: bytes, token: str) -> bool:
+    values = parse_qs(query.decode("latin-1")).get("token", [])
+    return any(secrets.compare_digest(v.encode(), token.encode()) for v in values)
+
+
+def _authorized(scope: Scope, token: str) -> bool:
+    if _token_ok(dict(scope["headers"]).get(b"authorization", b""), token):
+        return True
+    return scope["path"] in DOCS_PATHS and _query_token_ok(scope.get("query_string", b""), token)
+
+
 class BearerAuthMiddleware:
     """ASGI middleware: 401 for every request without the right bearer token, before the
-    body is read or validated (so an unauthenticated caller learns nothing about it)."""
+    body is read or validated (so an unauthenticated caller learns nothing about it).
+    ``/docs`` and ``/openapi.json`` also accept the token as ``?token=``."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app, self.token = app, token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
-            header = dict(scope["headers"]).get(b"authorization", b"")
-            if not _token_ok(header, self.token):
-                body = {"error": {"type": "Unauthorized", "message": "missing or wrong bearer token"}}
-                await JSONResponse(body, status_code=401,
-                                   headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
-                return
+        if scope["type"] == "http" and not _authorized(scope, self.token):
+            body = {"error": {"type": "Unauthorized", "message": "missing or wrong bearer token"}}
+            await JSONResponse(body, status_code=401,
+                               headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
 def make_app(ctx: ServerContext, name: str, description: str) -> FastAPI:
     """A FastAPI app with auth on every route (:class:`BearerAuthMiddleware`, also declared
     as the OpenAPI security scheme), the shared error mapping, and the status, jobs and
-    emergency-stop routes; docs at ``/docs``."""
+    emergency-stop routes; docs at ``/docs?token=...`` (token needed there too)."""
     app = FastAPI(title=f"asab {name} server", version=asab.__version__, description=description,
-                  dependencies=[Depends(bearer(ctx))], responses=ERROR_RESPONSES)
+                  dependencies=[Depends(bearer(ctx))], responses=ERROR_RESPONSES,
+                  docs_url=None, redoc_url=None)
     app.add_middleware(BearerAuthMiddleware, token=ctx.token)
     install_error_handlers(app)
     app.include_router(_shared_routes(ctx, name))
+    app.add_route("/docs", _docs_page(app.title), include_in_schema=False)
     return app
+
+
+def _docs_page(title: str):
+    """The Swagger UI page; it fetches ``/openapi.json`` with the ``?token=`` it was opened
+    with (the middleware has checked it). Not cached, and no referrer leaves the page."""
+    async def docs(request: Request) -> HTMLResponse:
+        token = request.query_params.get("token")
+        url = f"/openapi.json?token={quote(token, safe='')}" if token else "/openapi.json"
+        page = get_swagger_ui_html(openapi_url=url, title=f"{title} - docs")
+        page.headers["Cache-Control"] = "no-store"
+        page.headers["Referrer-Policy"] = "no-referrer"
+        return page
+    return docs
 
 
 def job_or_404(ctx: ServerContext, job_id: str) -> JobInfo:
@@ -164,12 +253,23 @@ def _shared_routes(ctx: ServerContext, name: str) -> APIRouter:
     async def get_estop() -> EstopResponse:
         return EstopResponse(estop=ctx.bench.estop)
 
-    @r.post("/estop", tags=["safety"])
-    def emergency_stop(body: EstopRequest | None = None) -> EstopResponse:
-        """Stop every pump now, cancel every job, refuse motion until ``/estop/reset``."""
-        reason = body.reason if body else EstopRequest().reason
-        cancelled = ctx.jobs.emergency_stop(reason)
-        return EstopResponse(estop=ctx.bench.estop, cancelled_jobs=cancelled)
+    @r.post("/estop", tags=["safety"], openapi_extra=_ESTOP_OPENAPI)
+    async def emergency_stop(request: Request) -> EstopResponse:
+        """Stop every pump now, cancel every job, refuse motion until ``/estop/reset``.
+
+        Never refused once authenticated: the pumps stop before the body is read; a body
+        that is not a valid :class:`EstopRequest` only costs its reason (the default is
+        latched and ``reason_ignored`` says why).
+        """
+        cancelled = await run_in_threadpool(ctx.jobs.emergency_stop, ESTOP_DEFAULT_REASON)
+        reason, problem = estop_reason(await _read_body(request, ESTOP_BODY_LIMIT))
+        if problem is not None:
+            log.warning("emergency stop: reason not used (%s)", problem)
+        elif reason != ESTOP_DEFAULT_REASON and ctx.bench.estop is not None:
+            ctx.bench.estop = reason
+            log.warning("EMERGENCY STOP reason: %s", reason)
+        return EstopResponse(estop=ctx.bench.estop, cancelled_jobs=cancelled,
+                             reason_ignored=problem)
 
     @r.post("/estop/reset", tags=["safety"])
     def reset_estop() -> EstopResponse:

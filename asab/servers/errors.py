@@ -11,8 +11,12 @@
 | ``DeviceFault``, ``TransportError``                    | 502    |
 | ``TransportTimeout``                                   | 504    |
 | missing or wrong bearer token                          | 401    |
-| body is not JSON at all                                | 400    |
+| body sent as ``application/json`` but not valid JSON   | 400    |
 | anything else (a bug; logged with traceback)           | 500    |
+
+A body sent without a JSON content type is not parsed: it fails validation (422). ``POST
+/estop`` is the exception to all of this: once authenticated it always stops the pumps and
+answers 200, whatever its body (:mod:`asab.servers.common`).
 
 Every error body is ``{"error": {"type", "message", ...}}`` (:class:`ErrorBody`), with the
 attributes :func:`asab.errors.describe` adds (device, cause, closest, distance, ...).
@@ -72,7 +76,7 @@ class ErrorBody(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in (
-        (400, "malformed request body (not JSON)"),
+        (400, "request body sent as JSON is not valid JSON"),
         (401, "missing or wrong bearer token"), (404, "no such device or job"),
         (409, "busy, emergency stop latched, or refused by the device in its current state"),
         (422, "invalid input, or composition not makeable"),
@@ -103,8 +107,14 @@ async def _asab_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 for a request that fails validation; 400 (``MalformedBody``) when the body
+    claimed to be JSON and is not (FastAPI reports that as a ``json_invalid`` error)."""
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
               for e in exc.errors()]
+    if any(e["type"] == "json_invalid" for e in errors):
+        body = {"type": "MalformedBody", "message": "request body is not valid JSON",
+                "errors": errors}
+        return JSONResponse({"error": jsonable_encoder(body)}, status_code=400)
     body = {"type": "ValidationError", "message": "invalid request", "errors": errors}
     return JSONResponse({"error": jsonable_encoder(body)}, status_code=422)
 
