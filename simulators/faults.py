@@ -49,8 +49,9 @@ densimeter, LIMS        ``invalid_method``  every job is rejected (``_error.txt`
 Parameters given on the command line are numbers; the RS-232 densimeter's ``commands``
 (which command words a line fault hits, e.g. ``["getdata"]``) is for the Python API only.
 
-Faults stay until ``clear_faults()``; ``clear_faults`` also refills emptied vessels and clears
-the pumps' fault states in the world.
+Faults stay until ``clear_faults()``; ``clear_faults`` also refills emptied vessels. It removes
+injected *causes* only: a pump drive that faulted stays latched until the SDK's
+``clear_fault()`` (as on a real drive; asab's ``reset_faults`` does that for the operator).
 """
 
 from __future__ import annotations

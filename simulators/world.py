@@ -387,12 +387,15 @@ class World:
             self._routes.clear()
 
     def clear_faults(self) -> None:
-        """Remove every injected fault, clear pump fault states, refill emptied vessels."""
+        """Remove every injected fault cause and refill emptied vessels.
+
+        A pump drive that has faulted stays in its fault state, as a real drive does once
+        the cause is gone: only the drive's own reset (:meth:`clear_pump_fault`, the SDK's
+        ``clear_fault()``) clears it.
+        """
         with self._lock:
             self.faults.clear()
             self.fault_after.clear()
-            for p in self._pumps.values():
-                p.fault = None
             for node, liquid in self.removed.items():
                 self._vessels[node].content.add(liquid)
             self.removed.clear()

@@ -272,6 +272,9 @@ def test_standin_is_not_a_top_level_module(bench: Bench) -> None:
 
 # --------------------------------------------------------------------------- driver: open/close
 def test_open_brings_up_the_2023_bench(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
+    import asab.drivers.cetoni as cetoni_module
+
+    cetoni_module._warn_unchecked.cache_clear()  # said once per process: maybe said already
     with caplog.at_level(logging.WARNING, logger="asab.drivers.cetoni"):
         cetoni = bench.open()
     assert "not yet been checked on real" in caplog.text
@@ -463,10 +466,35 @@ def test_fault_raises_device_fault_and_stops(opened: tuple[Bench, CetoniBus]) ->
         pump.wait_until_done(timeout=100.0)
     assert exc.value.device == PUMP and exc.value.cause == "drive fault"
     assert not bench.world.pump_status(PUMP).pumping
-    with pytest.raises(DeviceError) as exc2:  # SDK refusal wrapped with device and SDK message
-        pump.aspirate(1.0, 0.1)
-    assert exc2.value.device == PUMP and "fault state" in str(exc2.value)
-    assert exc2.value.cause == "sdk error"
+    bench.world.clear_faults()  # the cause is gone, the drive's fault stays latched
+    assert pump.in_fault()
+    for move in (pump.aspirate, pump.dispense):  # refused by the driver, not the SDK
+        with pytest.raises(DeviceFault) as exc2:
+            move(1.0, 0.1)
+        assert (exc2.value.device, exc2.value.cause) == (PUMP, "drive fault")
+        assert "clear the fault" in str(exc2.value)
+    with pytest.raises(DeviceFault):
+        pump.generate_flow(-0.1)
+    status = bench.world.pump_status(PUMP)
+    assert not status.pumping and status.target_volume == 5.0  # nothing was started again
+    pump.clear_fault()  # SDK clear_fault + enable
+    assert not pump.in_fault() and second_handle(bench).is_enabled()
+    pump.aspirate(1.0, 0.1)
+    pump.wait_until_done(timeout=100.0)
+    assert pump.fill_level() == pytest.approx(1.0)
+
+
+def test_clear_fault_reports_a_drive_that_stays_faulted(
+        opened: tuple[Bench, CetoniBus], monkeypatch: pytest.MonkeyPatch) -> None:
+    bench, cetoni = opened
+    pump = cetoni.pumps[PUMP]
+    bench.world.faults[PUMP] = "overload"
+    pump.aspirate(1.0, 0.1)
+    monkeypatch.setattr(bench.world, "clear_pump_fault", lambda name: None)  # a dead drive
+    with pytest.raises(DeviceError) as exc:  # the drive refuses to be enabled while faulted
+        pump.clear_fault()
+    assert exc.value.device == PUMP and "fault state" in str(exc.value)
+    assert pump.in_fault()
 
 
 def test_route_closed_mid_move_is_a_fault(opened: tuple[Bench, CetoniBus]) -> None:

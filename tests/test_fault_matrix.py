@@ -13,7 +13,12 @@ fault and runs the same job again. For every cell:
   through the valves' real (world) positions; when the bench stays in service the reservoirs
   are closed off (nothing left to park);
 * the next job succeeds, or — where the bench cannot be made safe (a stuck valve, a pump that
-  does not answer) — the bench is out of service and the next job is refused.
+  does not answer, a pump drive left in a fault state) — the bench is out of service and the
+  next job is refused; once the fault is gone, an operator's reset
+  (:meth:`~asab.actions.bench.Bench.reset_faults`) puts it back in service and a job runs.
+
+Removing an injected fault (``clear_faults``) removes its cause only: a drive that faulted
+stays latched until the SDK's ``clear_fault()``, as on a real bench.
 
 The densimeter's faults depend on its front end: the LIMS cells run on the 2023 bench as
 configured, the RS-232 cells on the same bench with ``[densimeter] interface = "rs232"``.
@@ -35,7 +40,7 @@ import pytest
 from conftest import HIU_2023
 
 from asab.actions.bench import Bench
-from asab.actions.safety import sinks, sources
+from asab.actions.safety import DRIVE_FAULT_ADVICE, sinks, sources
 from asab.config import BenchConfig
 from asab.config.models import SerialSettings
 from asab.requests import load_jobs
@@ -96,12 +101,13 @@ def _rs232(kind: str, outcome: Outcome, error: str | None = None, cause: str | N
 DRIVE = "DeviceFault"
 CELLS = [
     # pumps
-    Cell(PUMP, "overload", "failed", DRIVE, PUMP, "drive fault", params={"after": 0.5}),
-    Cell(PUMP, "overload", "failed", DRIVE, PUMP, "drive fault", at="deliver"),
+    # an overload leaves the drive's fault latched: out of service until an operator resets it
+    Cell(PUMP, "overload", "out_of_service", DRIVE, PUMP, "drive fault", params={"after": 0.5}),
+    Cell(PUMP, "overload", "out_of_service", DRIVE, PUMP, "drive fault", at="deliver"),
     Cell(PUMP, "busy", "failed", "DeviceBusy", PUMP, "busy"),
     Cell(PUMP, "no_reply", "out_of_service", "DeviceError", PUMP, "sdk error", at="prime"),
     Cell(PUMP, "no_reply", "succeeded", at="prime", params={"calls": 1}),  # re-read
-    Cell(RESERVOIR, "empty", "failed", "DeviceError", "densiVisco", "no valid value"),
+    Cell(RESERVOIR, "empty", "failed", DRIVE, "balance", "mass short"),  # weighed, not measured
     # valves
     Cell(VALVE, "stuck", "out_of_service", DRIVE, VALVE, "valve did not reach position"),
     Cell("V8", "stuck", "out_of_service", DRIVE, "V8", "valve did not reach position"),
@@ -254,6 +260,8 @@ def test_fault_matrix(cell: Cell, request, tmp_path: Path) -> None:
     _check_safe(bench, recovered=cell.outcome != "succeeded")
     if cell.outcome == "out_of_service":
         assert bench.out_of_service and "recovery failed" in bench.out_of_service
+        if cell.kind == "overload":
+            assert f"pump {cell.device}: {DRIVE_FAULT_ADVICE}" in bench.out_of_service
     else:
         assert bench.out_of_service is None, bench.out_of_service
 
@@ -262,8 +270,10 @@ def test_fault_matrix(cell: Cell, request, tmp_path: Path) -> None:
     if cell.outcome == "out_of_service":
         assert after["status"] == "failed" and "out of service" in after["reason"]
         assert after["recovery"] is None  # an out-of-service bench is not touched
-    else:
-        assert after["status"] == "succeeded", after["reason"]
+        assert bench.reset_faults().startswith("drive faults cleared: ")  # the operator's reset
+        assert bench.out_of_service is None
+        after = _run(bench, tmp_path / "after-reset")
+    assert after["status"] == "succeeded", after["reason"]
     _check_safe(bench, recovered=False)
     assert sim.clock.now() - t0 < 4 * 3600  # bounded in bench time (virtual clock)
 
@@ -363,10 +373,12 @@ def _when_dispensing(sim, pump: str, kind: str, **params: Any) -> Callable[[str]
 
 
 @pytest.mark.parametrize("device, kind, at, params, outcome, error, cause", [
-    ("B0.0", "overload", "dispensing", {"after": 1.2}, "failed", DRIVE, "drive fault"),
-    ("C0.0", "overload", "mix", {}, "failed", DRIVE, "drive fault"),
+    ("B0.0", "overload", "dispensing", {"after": 1.2}, "out_of_service", DRIVE, "drive fault"),
+    ("C0.0", "overload", "mix", {}, "out_of_service", DRIVE, "drive fault"),
     ("B0.0", "no_reply", "deliver", {}, "out_of_service", "DeviceError", "sdk error"),
-], ids=["B0.0:overload-mid-delivery", "C0.0:overload-first-portion", "B0.0:no_reply"])
+    ("B0.0", "busy", "deliver", {}, "failed", "DeviceBusy", "busy"),
+], ids=["B0.0:overload-mid-delivery", "C0.0:overload-first-portion", "B0.0:no_reply",
+        "B0.0:busy"])
 def test_fault_in_a_vial_delivery(fast_bench, tmp_path, device, kind, at, params, outcome,
                                   error, cause) -> None:
     """A flow job held to the matrix's rules: typed error naming device and cause, pumps
@@ -400,13 +412,16 @@ def test_fault_in_a_vial_delivery(fast_bench, tmp_path, device, kind, at, params
         assert rec.recovery.startswith("mixer and shared line rinsed and dried; pumps stopped")
     else:
         assert fast_bench.out_of_service and rec.recovery == fast_bench.out_of_service
+    if kind == "overload":  # rinsed and parked: the latched drive is the only problem left
+        assert rec.recovery == f"recovery failed: pump {device}: {DRIVE_FAULT_ADVICE}"
 
     sim.clear_faults()
     after = _flow(fast_bench, vials, "r2")
-    if outcome == "failed":
-        assert after.status == "succeeded", after.reason
-        assert world.vessel_contents(after.vial).volume == pytest.approx(2.6, abs=1e-6)
-    else:
+    if outcome == "out_of_service":
         assert after.status == "failed" and "out of service" in after.reason
         assert after.recovery is None and after.vial is None
+        fast_bench.reset_faults()  # the operator's reset, once the cause is gone
+        after = _flow(fast_bench, vials, "r3")
+    assert after.status == "succeeded", after.reason
+    assert world.vessel_contents(after.vial).volume == pytest.approx(2.6, abs=1e-6)
     _check_safe(fast_bench, recovered=False)

@@ -207,9 +207,7 @@ def test_retracted_during_the_run(policy, sim_bench, client, journal, fake, tmp_
 
 def test_failing_request_is_given_back_then_skipped(sim_bench, client, journal, fake, tmp_path):
     uid = fake.add_request(GOOD)
-    world = sim_bench.simulation.world
-    for pump in ("A0.0", "B0.0", "C0.0", "D0.0", "E0.0"):
-        world.faults[pump] = "overload"
+    sim_bench.simulation.inject("densiVisco", "invalid_method")  # every job fails, in service
     tenant = make_tenant(sim_bench, client, journal, tmp_path, max_failures=2)
     for _ in range(4):
         tenant.cycle()

@@ -93,7 +93,7 @@ def test_run_broker_serves_every_request_and_prints_json(live, tmp_path):
 
 
 def test_run_broker_exit_3_when_a_request_fails(live, tmp_path, monkeypatch, quiet_signals):
-    """Every pump faulted: the request fails twice (limit from broker.toml), is given back each
+    """The densimeter rejects every job: the request fails twice (limit from broker.toml), is given back each
     time with the reason, then skipped; the run exits 3 and shows it."""
     import contextlib
 
@@ -104,8 +104,7 @@ def test_run_broker_exit_3_when_a_request_fails(live, tmp_path, monkeypatch, qui
     @contextlib.contextmanager
     def faulty_bench(*args, **kwargs):
         with original(*args, **kwargs) as bench:
-            for pump in ("A0.0", "B0.0", "C0.0", "D0.0", "E0.0"):
-                bench.simulation.world.faults[pump] = "overload"
+            bench.simulation.inject("densiVisco", "invalid_method")  # every job fails
             yield bench
 
     monkeypatch.setattr(cmd_tenant, "_bench", faulty_bench)

@@ -193,9 +193,7 @@ def test_kill_around_the_post(before, sim_bench, client, journal, fake, tmp_path
 
 def test_kill_after_a_failed_job_before_give_back(sim_bench, client, journal, fake, tmp_path):
     uid = add_density(fake, MAKEABLE[0])
-    world = sim_bench.simulation.world
-    for pump in ("A0.0", "B0.0", "C0.0", "D0.0", "E0.0"):
-        world.faults[pump] = "overload"
+    sim_bench.simulation.inject("densiVisco", "invalid_method")  # every job fails, in service
     first = tenant(sim_bench, client, journal, tmp_path, "run-1")
     kill_on(client, "update_request_status", before=True,
             when=lambda r, status, *a: status == "pending")
@@ -216,9 +214,7 @@ def test_give_back_refused_by_a_down_broker_is_retried_next_cycle(sim_bench, cli
     uid = add_density(fake, MAKEABLE[0])
     first = tenant(sim_bench, client, journal, tmp_path, "run-1")
     first.progress = lambda r, step: fake.go_down() if step == "running" else None
-    world = sim_bench.simulation.world
-    for pump in ("A0.0", "B0.0", "C0.0", "D0.0", "E0.0"):
-        world.faults[pump] = "overload"
+    sim_bench.simulation.inject("densiVisco", "invalid_method")  # every job fails, in service
     report = first.cycle()
     assert report.failed == [uid] and report.broker_errors
     assert uid in held_requests(journal)

@@ -93,6 +93,17 @@ class Bench:
         """Release the emergency-stop latch (pumps stay stopped)."""
         self.estop = None
 
+    def reset_faults(self) -> str:
+        """Clear latched pump drive faults and put the bench back in service if it is safe.
+
+        See :func:`asab.actions.safety.reset_faults` (returns what was done; raises
+        ``EmergencyStopped``, ``DeviceBusy`` or ``SafetyError``, the bench then stays out of
+        service).
+        """
+        from asab.actions.safety import reset_faults  # safety builds on this module
+
+        return reset_faults(self)
+
     def stop_all(self) -> None:
         """Stop every pump now; never raises (logs instead), safe in ``finally`` blocks."""
         try:

@@ -33,6 +33,7 @@ from asab.errors import (
     AsabError,
     BelowResolutionError,
     DeviceError,
+    DeviceFault,
     FormulationError,
     InsufficientStockError,
     NotMakeableError,
@@ -62,6 +63,10 @@ class Weighing(BaseModel):
         description="mL that passed the cell: pushed for the sample + the shared mixer line")
     volume_weighed: float | None = Field(description="mL = mass / measured density")
     relative_deviation: float | None = Field(description="(weighed − expected) / expected")
+    mass_expected: float | None = Field(default=None, description=(
+        "g expected from the plan: volume_expected × Σ(stock share × stock density)"))
+    mass_deviation: float | None = Field(
+        default=None, description="(mass − mass_expected) / mass_expected")
 
 
 class Measurement(BaseModel):
@@ -202,7 +207,9 @@ def recover(bench: Bench, drain_lines: bool = True) -> str:
     """After a failure: drain and clean the densimeter route, then make the bench safe.
 
     Steps: drain the cell and lines to waste and clean them with solvent and gas (best
-    effort); stop every pump and read back that none moves; park every valve that connects a
+    effort); stop every pump and read back that none moves and that no drive has a fault
+    latched (a latched fault puts the bench out of service: an operator checks the line and
+    calls :meth:`Bench.reset_faults`); park every valve that connects a
     stock reservoir or the solvent past its port, and check by read-back that no reservoir is
     joined to a waste (:mod:`asab.actions.safety`). Once liquid has moved the lines' state is
     unknown, so every pump is primed again and every mixing line counts as dry.
@@ -324,24 +331,48 @@ def check_stock(bench: Bench, shares: dict[str, float], volume: float) -> None:
 
 
 def _judge(bench: Bench, rec: JobRecord) -> None:
-    """A job succeeds only with at least one valid density and a delivered volume that the
-    balance confirms within ``settings.weighing_tolerance``.
+    """A job succeeds only with a weighed mass not short of the plan, at least one valid
+    density, and a weighed volume (mass / measured density) that agrees with the pushed one,
+    each within ``settings.weighing_tolerance``.
+
+    The mass is judged first: a short mass means the syringes pushed gas or liquid went
+    elsewhere (an empty reservoir, a leak), and the densimeter's verdict on such a sample says
+    nothing about the densimeter. A mass above the plan is only logged (the record keeps
+    ``mass_deviation``): it is not what gas or a leak does.
 
     Raises:
-        DeviceError: no valid density value, or the weighed volume is off.
+        DeviceFault: cause "mass short" (balance): less mass than planned.
+        DeviceError: cause "no valid value" (densimeter): no valid density; cause "weighing
+            mismatch" (balance): the weighed volume is off.
     """
+    w, tol = rec.weighing, bench.config.settings.weighing_tolerance
+    balance = bench.config.balance.name if bench.config.balance else "balance"
+    if w is not None and w.mass_deviation is not None and abs(w.mass_deviation) > tol:
+        _mass_off(bench, rec, w, balance, tol)
     m = rec.measurement
     if m is not None and m.density.n_valid == 0:
         conditions = sorted({r.density_condition for r in m.repetitions})
         raise DeviceError(bench.config.densimeter.name, "no valid value",
                           f"no valid density in {len(m.repetitions)} repetitions "
                           f"(conditions: {', '.join(conditions)})")
-    w, tol = rec.weighing, bench.config.settings.weighing_tolerance
     if w is not None and w.relative_deviation is not None and abs(w.relative_deviation) > tol:
-        raise DeviceError("balance", "weighing mismatch",
+        raise DeviceError(balance, "weighing mismatch",
                           f"weighed {w.volume_weighed:.3f} mL passed the cell, expected "
                           f"{w.volume_expected:.3f} mL ({w.relative_deviation:+.1%}, "
                           f"tolerance ±{tol:.0%})")
+
+
+def _mass_off(bench: Bench, rec: JobRecord, w: Weighing, balance: str, tol: float) -> None:
+    """A weighed mass outside the tolerance: raise if short, log if above (see :func:`_judge`)."""
+    by_pump = {st.pump: st.name for st in bench.config.stocks}
+    pumps = ", ".join(f"{p} ({by_pump.get(p, '?')})" for p in sorted(rec.pushes[1].flows))
+    text = (f"weighed {w.mass:.4f} g on {balance}, expected {w.mass_expected:.4f} g from the "
+            f"plan ({w.mass_deviation:+.1%}, tolerance ±{tol:.0%}); pumps/stocks: {pumps}")
+    if w.mass_deviation < 0:
+        raise DeviceFault(balance, "mass short", f"{text}: a reservoir may be empty or a "
+                          "line leaking")
+    log.warning("%s: more mass than planned; are the stocks where the configuration says?",
+                text)
 
 
 def _measurement(result) -> Measurement:
@@ -357,6 +388,16 @@ def _measurement(result) -> Measurement:
 
 
 def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
+    """Read the balance under ``vessel`` (stable value, g) and compare it with the plan.
+
+    Expected volume: the sample push plus the shared mixer line (mL). Expected mass: that
+    volume × the planned mixture's density Σ(flow share × stock density), from the stock data
+    (:func:`planned_density`), not from the densimeter — so a sample that is partly gas (an
+    empty reservoir) is still caught. The pushed volumes are stock volumes, whose masses add
+    exactly; only the shared line holds mixed liquid, for which ideal mixing is assumed. The
+    excess volume of carbonate/LiPF6 mixtures is far below the 5 % default
+    ``weighing_tolerance``, so ideal mixing is fine here.
+    """
     if bench.balance is None or bench.config.balance is None:
         return None
     mass = bench.balance.read(stable=True).value
@@ -364,8 +405,21 @@ def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
     rho = rec.measurement.density.mean if rec.measurement else None
     weighed = mass / rho if rho else None
     dev = (weighed - expected) / expected if weighed is not None else None
+    rho_plan = planned_density(bench, rec.pushes[1].flows)
+    mass_expected = expected * rho_plan if rho_plan else None
+    mass_dev = (mass - mass_expected) / mass_expected if mass_expected else None
     return Weighing(vessel=vessel, mass=mass, volume_expected=expected, volume_weighed=weighed,
-                    relative_deviation=dev)
+                    relative_deviation=dev, mass_expected=mass_expected, mass_deviation=mass_dev)
+
+
+def planned_density(bench: Bench, flows: dict[str, float]) -> float | None:
+    """Density (g/cm³) of the mixture the pumps make at ``flows`` (pump → mL/s), from each
+    pump's stock density, assuming ideal mixing; ``None`` if a pump carries no stock."""
+    densities = {st.pump: st.density for st in bench.config.stocks}
+    total = sum(flows.values())
+    if total <= 0 or any(p not in densities for p in flows):
+        return None
+    return sum(f * densities[p] for p, f in flows.items()) / total
 
 
 def record_weighing(rec: JobRecord, gravimetric: GravimetricRecord, bench: Bench) -> None:

@@ -3,8 +3,11 @@
 The rule (used by :func:`asab.actions.job.recover` after every failed job):
 
 1. every pump is stopped (``bus.stop_all`` and, if that fails, one by one) and each pump's
-   ``is_pumping()`` is read back — a pump that still moves or cannot be read leaves the bench
-   unsafe;
+   ``is_pumping()`` and ``in_fault()`` are read back — a pump that still moves, whose drive
+   has a fault latched, or that cannot be read leaves the bench unsafe. A latched drive fault
+   (e.g. a plunger overload) usually means a blocked line or a closed route: the bench is
+   taken out of service on purpose, so that an unattended bench does not push against it
+   again; an operator checks the line and calls :func:`reset_faults`;
 2. the valve positions are read back and every valve that connects a *source* (a stock
    reservoir or the solvent bottle) past its own port is turned to its parking position
    (:func:`asab.tubing.parking_positions`: a blind port where there is one);
@@ -18,14 +21,18 @@ checks the valves as they are.
 Anything that fails in these steps is collected and raised together as one
 :class:`SafetyError`; the caller marks the bench out of service. Only reads are repeated
 (the drivers retry status queries a bounded number of times); moves are never retried.
+
+:func:`reset_faults` is the operator's way back into service: it clears the latched drive
+faults (SDK ``clear_fault`` + enable), runs the rule again and lifts ``out_of_service`` only
+when every step passes.
 """
 
 from __future__ import annotations
 
 import logging
 
-from asab.actions.bench import Bench
-from asab.errors import AsabError, DeviceError
+from asab.actions.bench import Bench, EmergencyStopped
+from asab.errors import AsabError, DeviceBusy, DeviceError
 from asab.tubing import joins, parking_positions
 
 log = logging.getLogger(__name__)
@@ -71,14 +78,25 @@ def read_positions(bench: Bench, problems: list[str] | None = None) -> dict[str,
     return out
 
 
+DRIVE_FAULT_ADVICE = "drive fault latched: check the line, then clear it"
+"""Problem text for a pump whose drive reports a fault after the stop (see the module rule)."""
+
+
 def confirm_stopped(bench: Bench) -> list[str]:
-    """Stop every pump and read back that none moves; return the problems found (none: [])."""
+    """Stop every pump and read back that none moves and none has a drive fault latched.
+
+    Returns:
+        The problems found, one line each, e.g. ``"pump D0.0: drive fault latched: check the
+        line, then clear it"``; ``[]`` when every pump is stopped and fault-free.
+    """
     bench.stop_all()
     problems = []
     for name, pump in sorted(bench.pumps.items()):
         try:
             if pump.is_pumping():
                 problems.append(f"pump {name} still moving after stop")
+            if pump.in_fault():
+                problems.append(f"pump {name}: {DRIVE_FAULT_ADVICE}")
         except AsabError as exc:
             problems.append(f"pump {name}: cannot confirm it stopped ({exc})")
     return problems
@@ -138,3 +156,63 @@ def make_safe(bench: Bench) -> str:
         return "pumps stopped; emergency stop latched: valves not moved"
     parked = ", ".join(f"{k}→{v}" for k, v in sorted(moved.items())) or "none needed"
     return f"pumps stopped; valves parked: {parked}"
+
+
+RESET_LOCK_TIMEOUT = 5.0
+"""s :func:`reset_faults` waits for the bench lock (held by an action moving liquid) before it
+gives up; a reset is an operator's action on an idle bench (design choice)."""
+
+
+def reset_faults(bench: Bench) -> str:
+    """Put the bench back in service after an operator has dealt with the cause.
+
+    Clears the drive fault of every pump that reports one (``pump.clear_fault()``: SDK
+    ``clear_fault`` then enable, nothing moves), then runs :func:`make_safe` again. Only when
+    all of that passes is ``bench.out_of_service`` lifted. The lines' content is unknown after
+    an intervention, so every pump counts as unprimed and every mixing line as dry.
+
+    Returns:
+        What was done, e.g. ``"drive faults cleared: D0.0; pumps stopped; valves parked:
+        none needed"``.
+
+    Raises:
+        EmergencyStopped: the emergency stop is latched (reset it first); nothing was done.
+        DeviceBusy: an action holds the bench for more than :data:`RESET_LOCK_TIMEOUT` s.
+        SafetyError: a fault could not be cleared or the bench is still unsafe; the bench
+            stays (or is put) out of service with these problems as the reason.
+    """
+    if bench.estop is not None:
+        raise EmergencyStopped(bench.estop)
+    if not bench.lock.acquire(timeout=RESET_LOCK_TIMEOUT):
+        raise DeviceBusy("bench", "busy", "an action holds the bench; reset refused")
+    try:
+        return _reset_locked(bench)
+    finally:
+        bench.lock.release()
+
+
+def _reset_locked(bench: Bench) -> str:
+    problems: list[str] = []
+    cleared = []
+    for name, pump in sorted(bench.pumps.items()):
+        try:
+            if pump.in_fault():
+                pump.clear_fault()
+                cleared.append(name)
+        except AsabError as exc:
+            problems.append(f"pump {name}: cannot clear its drive fault ({exc})")
+    bench.primed.clear()
+    bench.wet_lines.clear()
+    done = f"drive faults cleared: {', '.join(cleared) or 'none'}"
+    try:
+        done += "; " + make_safe(bench)
+    except SafetyError as exc:
+        problems += exc.problems
+    if problems:
+        bench.out_of_service = "reset failed: " + "; ".join(problems)
+        log.error("bench stays out of service: %s", bench.out_of_service)
+        raise SafetyError(problems)
+    if bench.out_of_service is not None:
+        log.warning("bench back in service (was: %s): %s", bench.out_of_service, done)
+    bench.out_of_service = None
+    return done

@@ -54,6 +54,16 @@ class SyringePump(Protocol):
     def stop(self) -> None:
         """Stop the plunger now (idempotent)."""
 
+    def in_fault(self) -> bool:
+        """True while the drive has a fault latched (a safe status read)."""
+
+    def clear_fault(self) -> None:
+        """Clear a latched drive fault and re-enable the drive (operator action).
+
+        Raises:
+            DeviceFault: the drive still reports a fault afterwards.
+        """
+
     def wait_until_done(self, timeout: float) -> None:
         """Poll until the move has finished.
 

@@ -219,8 +219,26 @@ class CetoniPump:
         return bool(self._guard.query(self.name, self._handle.is_pumping))
 
     def in_fault(self) -> bool:
-        """True if the drive reports a fault state."""
+        """True if the drive reports a fault state (a safe read, retried)."""
         return bool(self._guard.query(self.name, self._handle.is_in_fault_state))
+
+    def clear_fault(self) -> None:
+        """Clear a latched drive fault and enable the drive again; nothing moves.
+
+        SDK ``clear_fault()`` then ``enable(True)``, as at bus start-up (device_protocols.md,
+        CETONI start-up order); the fault state is read back afterwards.
+
+        Raises:
+            DeviceError: cause "sdk error" if the SDK refuses.
+            DeviceFault: cause "drive fault" if the drive still reports a fault.
+        """
+        logger.warning("%s: clearing the drive fault and enabling the drive", self.name)
+        self._move = None
+        self._guard.device(self.name, self._handle.clear_fault)
+        self._guard.device(self.name, self._handle.enable, True)
+        if self.in_fault():
+            raise DeviceFault(self.name, "drive fault", "the drive still reports a fault "
+                              "after clear_fault; check the drive and the line")
 
     def aspirate(self, volume: float, flow: float) -> None:
         """Start drawing ``volume`` mL at ``flow`` mL/s.
@@ -229,6 +247,7 @@ class CetoniPump:
             DeviceError: cause "flow out of range" (outside [flow_min, flow_max]) or
                 "volume out of range" (≤ 0, or fill + volume > volume_max); nothing moves.
             DeviceBusy: the pump is still moving.
+            DeviceFault: cause "drive fault": the drive has a fault latched (clear it first).
         """
         self._check_flow(flow)
         self._check_positive(volume)
@@ -252,6 +271,7 @@ class CetoniPump:
             DeviceError: cause "flow out of range" or "volume out of range" (≤ 0, or more
                 than the fill level); nothing moves.
             DeviceBusy: the pump is still moving.
+            DeviceFault: cause "drive fault": the drive has a fault latched (clear it first).
         """
         self._check_flow(flow)
         self._check_positive(volume)
@@ -274,6 +294,7 @@ class CetoniPump:
             DeviceError: cause "flow out of range" (``|flow|`` outside the drive limits) or
                 "volume out of range" (nothing left to dispense or no room to aspirate).
             DeviceBusy: the pump is still moving.
+            DeviceFault: cause "drive fault": the drive has a fault latched (clear it first).
         """
         self._check_flow(abs(flow))
         fill = self._check_idle_fill()
@@ -346,6 +367,10 @@ class CetoniPump:
             raise DeviceError(self.name, "volume out of range", f"volume {volume:g} mL must be > 0")
 
     def _check_idle_fill(self) -> float:
+        """Before a move: no drive fault latched, not moving; returns the fill level (mL)."""
+        if self.in_fault():
+            raise DeviceFault(self.name, "drive fault", "the drive has a fault latched; "
+                              "check the line, then clear the fault before moving")
         if self.is_pumping():
             raise DeviceBusy(self.name, "busy", "pump is still moving")
         return self.fill_level()

@@ -1,5 +1,6 @@
 """The actions server: formulate (a plan, answered at once) and the long actions as jobs —
-prime, mix, deliver, measure, drain, clean, calibrate (a pump, on the balance).
+prime, mix, deliver, measure, drain, clean, calibrate (a pump, on the balance) — and the
+operator's ``POST /bench/reset`` that puts an out-of-service bench back in service.
 
 Mix and deliver plan the composition exactly as ``asab run`` does
 (:func:`asab.formulation.plan_formulation`, then the stock check of
@@ -241,4 +242,20 @@ def create_actions_app(ctx: ServerContext) -> FastAPI:
         return jobs.submit("calibrate", lambda job: calibrate_pump(
             bench, body.pump, body.volume, body.repeats), steps=("calibrate",))
 
+    @app.post("/bench/reset", tags=["safety"])
+    def post_bench_reset() -> ResetResponse:
+        """After an operator has dealt with the cause (e.g. freed a blocked line): clear latched
+        pump drive faults, make the bench safe again and lift its out-of-service mark
+        (:meth:`asab.actions.bench.Bench.reset_faults`). 409 while a job runs, while the
+        emergency stop is latched, or when the bench is still unsafe (it stays out of service)."""
+        with jobs.claim(RESOURCES, motion=True):
+            done = bench.reset_faults()
+        return ResetResponse(done=done, out_of_service=bench.out_of_service)
+
     return app
+
+
+class ResetResponse(BaseModel):
+    done: str = Field(description="what the reset did, e.g. 'drive faults cleared: D0.0; pumps "
+                      "stopped; valves parked: none needed'")
+    out_of_service: str | None = Field(description="null: the bench is back in service")
