@@ -63,3 +63,16 @@ def test_reset_of_a_still_unsafe_bench_keeps_it_out_of_service(served):
     assert (error["type"], error["device"], error["cause"]) == ("SafetyError", "bench", "unsafe")
     assert "valve V3" in error["message"]
     assert ctx.bench.out_of_service.startswith("reset failed: valve V3")
+
+
+def test_typed_client_resets_the_bench(served):
+    """The typed client's ``reset_bench`` speaks the same route (TestClient is an httpx client,
+    so its transport carries the typed client's calls in-process)."""
+    from asab.servers.client import ActionsClient
+    from tests._servers_support import TOKEN
+
+    ctx, test_client = served
+    _latch_overload(ctx)
+    client = ActionsClient("http://testserver", TOKEN, transport=test_client._transport)
+    answer = client.reset_bench()
+    assert answer.out_of_service is None and ctx.bench.out_of_service is None

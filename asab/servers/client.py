@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 from asab.config.models import ServerSettings
 from asab.drivers.base import BalanceReading
 from asab.errors import AsabError, TransportTimeout
-from asab.servers.actions import FormulationResponse
+from asab.servers.actions import FormulationResponse, ResetResponse
 from asab.servers.balance import BalanceInfo
 from asab.servers.common import EstopResponse, StatusResponse
 from asab.servers.densimeter import DensimeterInfo
@@ -205,6 +205,12 @@ class ActionsClient(_Client):
     def calibrate(self, pump: str, volume: float = 1.0, repeats: int = 3) -> JobInfo:
         return self._call("POST", "/calibrate", JobInfo,
                           {"pump": pump, "volume": volume, "repeats": repeats})
+
+    def reset_bench(self) -> ResetResponse:
+        """``POST /bench/reset`` after the operator dealt with the cause of an out-of-service
+        bench; raises :class:`ApiError` (409) while a job runs, the e-stop is latched, or the
+        bench is still unsafe."""
+        return self._call("POST", "/bench/reset", ResetResponse)
 
 
 class BenchClient:
