@@ -149,6 +149,19 @@ def new_record(bench: Bench, job_id: str, request_id: str, request: Any) -> JobR
                      bench=bench.config.name, started=_now(), request=request)
 
 
+def stepper(bench: Bench, rec: RunRecord, progress=None):
+    """Start ``rec``'s bench clock and return ``step(name)``: records when each step of the
+    job began (bench seconds from the start) and tells ``progress(name)`` if given."""
+    t0 = rec.bench_start = bench.clock.now()
+
+    def step(name: str) -> None:
+        rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
+        if progress:
+            progress(name)
+
+    return step
+
+
 def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
                     sample: str | None = None) -> JobRecord:
     """Run one job; never raises for job-level problems — they end up in the record.
@@ -173,14 +186,8 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
     """
     rec = new_record(bench, job_id, job.request_id, job.raw)
     rec.sample = sample or job_id
-    t0 = rec.bench_start = bench.clock.now()
     refused = bench.out_of_service is not None
-
-    def step(name: str) -> None:
-        rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
-        if progress:
-            progress(name)
-
+    step = stepper(bench, rec, progress)
     rec.requested = by_name(job.formulation, bench.config)
     rec.temperature_requested = job.temperature
     try:
@@ -198,7 +205,7 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
             moved = len(rec.steps) > 1  # liquid may have moved
             step("recover")
             rec.recovery = recover(bench, drain_lines=moved)
-    rec.bench_seconds = bench.clock.now() - t0
+    rec.bench_seconds = bench.clock.now() - rec.bench_start
     rec.finished = _now()
     return rec
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
 from asab.actions.fluidics import Ledger, empty, push
-from asab.actions.job import RunRecord, StepTime, check_stock
+from asab.actions.job import RunRecord, check_stock, stepper
 from asab.actions.safety import SafetyError, make_safe
 from asab.actions.sample import PushRecord, prime
 from asab.actions.vial_state import VialOccupant, VialRegistry
@@ -194,14 +194,8 @@ def run_flow_job(bench: Bench, job: FlowJob, job_id: str, vials: VialRegistry, *
         bench recovered by :func:`recover_flow` unless it was out of service already).
     """
     rec = new_flow_record(bench, job, job_id)
-    t0 = rec.bench_start = bench.clock.now()
     refused = bench.out_of_service is not None
-
-    def step(name: str) -> None:
-        rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
-        if progress:
-            progress(name)
-
+    step = stepper(bench, rec, progress)
     rec.requested = by_name(job.formulation, bench.config)
     try:
         _run(bench, job, rec, vials, policy, step)
@@ -218,7 +212,7 @@ def run_flow_job(bench: Bench, job: FlowJob, job_id: str, vials: VialRegistry, *
         if not refused:  # a bench already out of service is not touched
             step("recover")
             rec.recovery = recover_flow(bench, rec)
-    rec.bench_seconds = bench.clock.now() - t0
+    rec.bench_seconds = bench.clock.now() - rec.bench_start
     rec.finished = _now()
     return rec
 
