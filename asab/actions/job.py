@@ -13,7 +13,7 @@ import asab
 from asab.actions.bench import Bench
 from asab.actions.fluidics import Ledger, reserve
 from asab.actions.gravimetric import GravimetricRecord
-from asab.actions.safety import SafetyError, make_safe
+from asab.actions.safety import conclude_recovery
 from asab.actions.sample import (
     PushRecord,
     Summary,
@@ -243,18 +243,7 @@ def recover(bench: Bench, drain_lines: bool = True) -> str:
     if drain_lines:  # what the lines hold is unknown now: prime again, mixing lines are dry
         bench.primed.clear()
         bench.wet_lines.clear()
-    try:
-        done += "; " + make_safe(bench)
-    except SafetyError as exc:
-        problems += exc.problems
-    except Exception as exc:  # noqa: BLE001 - an unexpected failure is unsafe too
-        problems.append(f"making the bench safe: {exc!r}")
-    if problems:
-        bench.stop_all()
-        bench.out_of_service = "recovery failed: " + "; ".join(problems)
-        log.error("bench out of service: %s", bench.out_of_service)
-        return bench.out_of_service
-    return done
+    return conclude_recovery(bench, done, problems)
 
 
 def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:

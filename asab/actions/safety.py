@@ -216,3 +216,30 @@ def _reset_locked(bench: Bench) -> str:
         log.warning("bench back in service (was: %s): %s", bench.out_of_service, done)
     bench.out_of_service = None
     return done
+
+
+def conclude_recovery(bench: Bench, done: str, problems: list[str]) -> str:
+    """Last step of every recovery after a failed job: :func:`make_safe`, then — if it or any
+    earlier step of the recovery (``problems``) failed — stop every pump and mark the bench
+    out of service.
+
+    Args:
+        bench: the bench the job failed on.
+        done: what the recovery did so far (e.g. "cell and lines drained and cleaned").
+        problems: what went wrong so far (extended in place).
+
+    Returns:
+        ``done`` plus what :func:`make_safe` did, or the out-of-service reason.
+    """
+    try:
+        done += "; " + make_safe(bench)
+    except SafetyError as exc:
+        problems += exc.problems
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure is unsafe too
+        problems.append(f"making the bench safe: {exc!r}")
+    if not problems:
+        return done
+    bench.stop_all()
+    bench.out_of_service = "recovery failed: " + "; ".join(problems)
+    log.error("bench out of service: %s", bench.out_of_service)
+    return bench.out_of_service

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from asab.actions.bench import Bench
 from asab.actions.fluidics import Ledger, empty, push
 from asab.actions.job import RunRecord, check_stock, stepper
-from asab.actions.safety import SafetyError, make_safe
+from asab.actions.safety import conclude_recovery
 from asab.actions.sample import PushRecord, prime
 from asab.actions.vial_state import VialOccupant, VialRegistry
 from asab.config import BenchConfig
@@ -367,18 +367,7 @@ def recover_flow(bench: Bench, rec: FlowRecord) -> str:
             problems.append(f"rinse/dry: {exc}")
         bench.primed.clear()
         bench.wet_lines.clear()
-    try:
-        done += "; " + make_safe(bench)
-    except SafetyError as exc:
-        problems += exc.problems
-    except Exception as exc:  # noqa: BLE001 - an unexpected failure is unsafe too
-        problems.append(f"making the bench safe: {exc!r}")
-    if not problems:
-        return done
-    bench.stop_all()
-    bench.out_of_service = "recovery failed: " + "; ".join(problems)
-    log.error("bench out of service: %s", bench.out_of_service)
-    return bench.out_of_service
+    return conclude_recovery(bench, done, problems)
 
 
 def _push_record(purpose: str, flows, volume: float, routes, sink: str) -> PushRecord:
