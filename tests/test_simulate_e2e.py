@@ -1,4 +1,4 @@
-"""End to end: the simulated bench in its own process on loopback (``python -m simulators``),
+"""End to end: the simulated bench in its own process on loopback (``asab simulate``),
 the unchanged hardware path (``asab run --hardware``) in another, compared with the in-process
 wiring on the same requests.
 
@@ -84,8 +84,8 @@ def test_loopback_bench_matches_the_in_process_bench(bench_config, tmp_path) -> 
     t0 = time.monotonic()
     with log.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "simulators", "--config", str(HIU_2023), "--workdir", str(work),
-             "--speed", str(SPEED), "--seed", "0", "--ready-file", str(ready_file)],
+            _asab("simulate", "--config", str(HIU_2023), "--workdir", str(work),
+                 "--speed", str(SPEED), "--seed", "0", "--ready-file", str(ready_file)),
             stdout=subprocess.DEVNULL, stderr=err)
         try:
             ready = _wait_ready(proc, ready_file, log)
