@@ -60,6 +60,7 @@ import jsonschema
 
 from asab.actions.job import JobRecord
 from asab.actions.vial import FlowRecord
+from asab.broker.validation import non_finite_path
 from asab.config import BenchConfig
 from asab.errors import AsabError
 from asab.requests import capability_schema
@@ -125,20 +126,16 @@ def rating(success: bool, invalid: int, distance: float | None, tolerance: float
     return max(1, min(5, 5 - max(0, int(invalid)) - distance_band(distance, tolerance)))
 
 
-def assert_finite(payload: Any, path: str = "") -> None:
+def assert_finite(payload: Any) -> None:
     """Refuse NaN and ±Infinity anywhere in ``payload`` (the broker would store null).
 
     Raises:
-        ResultError: naming the JSON path of the first non-finite number.
+        ResultError: naming the JSON path of the first non-finite number
+            (:func:`asab.broker.validation.non_finite_path`).
     """
-    if isinstance(payload, float) and not math.isfinite(payload):
-        raise ResultError(f"non-finite number {payload!r} at {path or '/'}")
-    if isinstance(payload, dict):
-        for key, value in payload.items():
-            assert_finite(value, f"{path}/{key}")
-    elif isinstance(payload, (list, tuple)):
-        for i, value in enumerate(payload):
-            assert_finite(value, f"{path}/{i}")
+    where = non_finite_path(payload)
+    if where is not None:
+        raise ResultError(f"non-finite number at {where}")
 
 
 def validate_result(quantity: str, method: str, parameters: Any, data: Any) -> None:
