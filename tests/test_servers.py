@@ -4,6 +4,7 @@ auth, error mapping, jobs, busy, cancellation and the emergency stop."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -82,7 +83,8 @@ def test_every_route_needs_the_token(served):
                 assert r.status_code == 401, ("?token= outside the docs", name, method, path)
 
 
-@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"])
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect",
+                                  "/docs/assets/swagger-ui-bundle.js", "/docs/assets/nope.js"])
 def test_docs_need_the_token_as_header_or_query(served, path):
     _, clients = served
     for name, client in clients.items():
@@ -90,17 +92,45 @@ def test_docs_need_the_token_as_header_or_query(served, path):
         for params in ({}, {"token": "wrong-token-0000"}, {"token": ""}):
             r = client.get(path, params=params, headers=no)
             assert r.status_code == 401, (name, path, params, r.status_code)
-        if path in ("/redoc", "/docs/oauth2-redirect"):  # not served at all
+        if path in ("/docs/oauth2-redirect", "/docs/assets/nope.js"):  # not served at all
             assert client.get(path).status_code == 404
             continue
         assert client.get(path).status_code == 200
         page = client.get(path, params={"token": TOKEN}, headers=no)
         assert page.status_code == 200, (name, path)
-        if path == "/docs":  # the page fetches the description with the same token
+        if path in ("/docs", "/redoc"):  # the page loads the description with the same token
             assert f"/openapi.json?token={TOKEN}" in page.text
             assert page.headers["referrer-policy"] == "no-referrer"
+            assert page.headers["cache-control"] == "no-store"
             spec = client.get("/openapi.json", params={"token": TOKEN}, headers=no).json()
             assert spec["info"]["title"] == f"asab {name} server"
+
+
+REFERENCE = re.compile(r"""(?:src|href|url)\s*[=:]\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_work_offline(served, page):
+    """The pages reference only the server itself, and every asset they load is served
+    (with the token the page was opened with) — a glovebox PC without internet sees them."""
+    _, clients = served
+    client = clients["actions"]
+    no = {"Authorization": ""}
+    html = client.get(page, params={"token": TOKEN}, headers=no).text
+    assert "://" not in html.replace("http://www.w3.org", ""), html
+    assert "fonts.googleapis" not in html and "cdn" not in html.lower()
+    refs = REFERENCE.findall(html)
+    assets = [r for r in refs if r.startswith("/docs/assets/")]
+    assert len(assets) >= 2, refs
+    for ref in refs:
+        assert ref.startswith("/"), ref
+    for ref in assets:
+        path, _, query = ref.partition("?")
+        assert query == f"token={TOKEN}", ref
+        r = client.get(path, params={"token": TOKEN}, headers=no)
+        assert r.status_code == 200 and len(r.content) > 1000, (ref, r.status_code)
+    if page == "/docs":
+        assert '"validatorUrl": null' in html  # no call to the public validator service
 
 
 def test_status_and_reads(served):

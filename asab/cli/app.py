@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+
+from asab.config.benches import CONFIG_ENV, choose_bench, require_bench_file
 
 #: exit code → meaning, for ``asab --help``, README.md and the tests.
 EXIT_CODES: dict[int, str] = {
@@ -43,25 +44,35 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 err_console = Console(stderr=True)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO_ROOT / "hardware_configs" / "hiu_2023"
-
 ConfigOpt = Annotated[Optional[Path], typer.Option(
     "--config", "-c", help="bench folder (with bench.toml) or bench.toml; "
-    "default $ASAB_CONFIG or the bundled hiu_2023 bench")]
+    f"default ${CONFIG_ENV}, else the bundled hiu_2023 bench")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 
 
 def config_path(path: Path | None) -> Path:
-    """The configuration to use: ``--config``, else ``$ASAB_CONFIG``, else the bundled bench."""
-    return path or Path(os.environ.get("ASAB_CONFIG", DEFAULT_CONFIG))
+    """The configuration to use: ``--config``, else ``$ASAB_CONFIG``, else the bundled bench
+    (:func:`asab.config.benches.choose_bench`)."""
+    return choose_bench(path).path
 
 
-def load(path: Path | None):
-    """Load the bench configuration chosen by :func:`config_path` (raises ConfigError)."""
+def bench_folder(path: Path | None) -> Path:
+    """The folder of the chosen bench (where demo requests, broker.toml, calibration live)."""
+    return choose_bench(path).folder
+
+
+def load(path: Path | None, *, first_wins: bool = False):
+    """Load the bench chosen by :func:`config_path`.
+
+    Raises:
+        ConfigError: no bench file where the choice points (the message says how the bench
+            was chosen and how to choose another), or the bench's problems.
+    """
     from asab.config.loader import load_bench
 
-    return load_bench(config_path(path))
+    choice = choose_bench(path)
+    require_bench_file(choice)
+    return load_bench(choice.path, first_wins=first_wins)
 
 
 def emit_json(data) -> None:

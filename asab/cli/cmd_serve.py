@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from asab.cli.app import ConfigOpt, app, config_path, err_console, fail, load
+from asab.cli.app import ConfigOpt, app, bench_folder, err_console, fail, load
 from asab.errors import ConfigError
 
 
@@ -71,7 +71,6 @@ def _open(cfg, config: Path | None, hardware: bool, speed: float, workdir: Path 
     from asab.cli.wiring import hardware_bench, simulated_bench
 
     if hardware:
-        chosen = config_path(config)
-        return hardware_bench(cfg, chosen if chosen.is_dir() else chosen.parent)
+        return hardware_bench(cfg, bench_folder(config))
     folder = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asab-serve-")))
     return simulated_bench(cfg, folder, speed=speed)

@@ -26,7 +26,7 @@ import typer
 from rich.table import Table
 
 from asab.cli.app import (
-    ConfigOpt, JsonOpt, app, config_path, console, emit_json, err_console, fail, load,
+    ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail, load,
 )
 
 StateOpt = Annotated[Path, typer.Option(
@@ -55,8 +55,7 @@ def _settings(config: Path | None, credentials: Path | None, broker: str | None)
 def _bench(cfg, state: Path, hardware: bool, speed: float, config: Path | None = None) -> Iterator:
     from asab.cli.wiring import hardware_bench, simulated_bench
 
-    where = config_path(config)  # calibration file relative to the bench folder
-    bench_dir = where if where.is_dir() else where.parent
+    bench_dir = bench_folder(config)  # the calibration file is in the bench folder
     opened = hardware_bench(cfg, bench_dir) if hardware else simulated_bench(cfg, state / "instruments",
                                                                   speed=speed)
     with opened as bench:

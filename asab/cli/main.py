@@ -14,42 +14,57 @@ import typer
 from rich.table import Table
 
 from asab.cli.app import (  # noqa: F401 - re-exported for tests and other command modules
-    DEFAULT_CONFIG, REPO_ROOT, ConfigOpt, JsonOpt, app, config_path, console, emit_json,
-    err_console, fail, load,
+    ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail,
+    load,
 )
+from asab.config.benches import choose_bench, require_bench_file
 from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
 
 @app.command("check-config")
 def check_config(path: Annotated[Optional[Path], typer.Argument(
-        help="bench folder or bench.toml (default: the bundled bench)")] = None,
-        first_wins: Annotated[bool, typer.Option(help="accept duplicate edge labels, first row wins")] = False,
+        help="bench folder or bench.toml (default: $ASAB_CONFIG, else the bundled bench)")] = None,
+        first_wins: Annotated[bool, typer.Option(
+            "--first-wins", help="accept duplicate edge labels, first row wins")] = False,
         as_json: JsonOpt = False) -> None:
-    """Load a bench configuration and print a summary, or every problem found (exit 1).
+    """Load a bench and prove it can work: every route a job needs exists.
+
+    Prints a summary and any warnings (exit 0), or every problem found (exit 1): what does
+    not parse or resolve, and every stock, instrument, solvent, gas or vial route the router
+    cannot find (asab/tubing/operability.py lists them).
 
     Example: asab check-config hardware_configs/hiu_2023
     """
-    from asab.config.loader import load_bench, summarize
+    from asab.config.loader import load_bench_report, summarize
+    from asab.tubing.operability import check_operable
 
-    folder = config_path(path)
+    choice = choose_bench(path)
+    folder = choice.path
     try:
         if folder.is_dir() and not (folder / "bench.toml").exists() and (folder / "edges.csv").exists():
             _check_layout_only(folder, first_wins, as_json)  # a bare ASAB CSV layout
             return
-        cfg = load_bench(folder, first_wins=first_wins)
+        require_bench_file(choice)
+        loaded = load_bench_report(folder, first_wins=first_wins)
+        report = check_operable(loaded.config, stock_file=loaded.stock_file,
+                                stock_lines=dict(loaded.stock_lines))
+        warnings = list(loaded.warnings) + report.warnings
+        if report.problems:
+            raise ConfigError(report.problems)
     except ConfigError as exc:
         if as_json:
-            emit_json({"ok": False, "problems": [
-                {"file": p.file, "row": p.row, "reason": p.reason} for p in exc.problems]})
+            emit_json({"ok": False, "problems": [_problem_json(p) for p in exc.problems]})
         else:
-            err_console.print(f"[bold red]{len(exc.problems)} problem(s) in {config_path(path)}:[/]")
+            err_console.print(f"[bold red]{len(exc.problems)} problem(s) in {folder}:[/]")
             for p in exc.problems:
-                err_console.print(f"  - {p}")
+                err_console.print(f"  - {p}", markup=False)
         raise typer.Exit(1)
-    summary = summarize(cfg)
+    summary = summarize(loaded.config)
+    summary["routes_checked"] = report.routes_checked
     if as_json:
-        emit_json({"ok": True, "summary": summary})
+        emit_json({"ok": True, "summary": summary,
+                   "warnings": [_problem_json(p) for p in warnings]})
         return
-    table = Table(title=f"bench {cfg.name}", show_header=True)
+    table = Table(title=f"bench {loaded.config.name}", show_header=True)
     table.add_column("part")
     table.add_column("count", justify="right")
     table.add_column("names")
@@ -60,6 +75,15 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
         else:
             table.add_row(key, str(value), "")
     console.print(table)
+    console.print(f"every job route exists ({report.routes_checked} routes checked)")
+    if warnings:
+        err_console.print(f"[bold yellow]{len(warnings)} warning(s):[/]")
+        for w in warnings:
+            err_console.print(f"  - {w}", markup=False)
+
+
+def _problem_json(p) -> dict:
+    return {"file": p.file, "row": p.row, "reason": p.reason}
 
 
 def _check_layout_only(folder: Path, first_wins: bool, as_json: bool) -> None:
@@ -256,9 +280,9 @@ def run(config: ConfigOpt = None,
     from asab.requests import load_jobs
     from asab.runner import run_jobs
 
-    cfg_dir = config_path(config)
     cfg = load(config)
-    jobs_path = jobs or (cfg_dir if cfg_dir.is_dir() else cfg_dir.parent) / "demo_requests.json"
+    bench_dir = bench_folder(config)
+    jobs_path = jobs or bench_dir / "demo_requests.json"
     try:
         requests = load_jobs(jobs_path)
     except RequestError as exc:
@@ -270,7 +294,6 @@ def run(config: ConfigOpt = None,
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"cannot create run folder {run_dir}: {exc}")
-    bench_dir = cfg_dir if cfg_dir.is_dir() else cfg_dir.parent
     opened = hardware_bench(cfg, bench_dir) if hardware else simulated_bench(cfg, run_dir / "instruments",
                                                                   speed=speed)
     with opened as bench:

@@ -253,7 +253,7 @@ def _report_duplicates(
     if first_wins:
         if duplicates:
             logger.warning(
-                "%s: %d edge label(s) defined twice; the first row wins (first_wins=True): %s",
+                "%s: %d edge label(s) defined twice; the first row wins (--first-wins): %s",
                 file, len(duplicates), _describe(duplicates),
             )
         return
@@ -261,8 +261,9 @@ def _report_duplicates(
         differ = _differences(a, b)
         detail = (f"with different properties: lines {a.line} and {b.line} differ in "
                   f"{', '.join(differ)}") if differ else (
-            f"with identical properties (lines {a.line} and {b.line}); "
-            "a label must name one tube (first_wins=True accepts it)")
+            f"with identical properties (lines {a.line} and {b.line})")
+        detail += ("; a label names one tube: give one of the rows a new label, or accept "
+                   "the first row with the --first-wins option")
         problems.append(Problem(file, b.line, f"edge label {a.label!r} defined twice {detail}"))
 
 
@@ -359,3 +360,54 @@ def _to_edge(row: EdgeRow, start: str, end: str) -> TubingEdge:
         inner_diameter=row.inner_diameter, dead_volume=row.dead_volume,
         directed=row.directed, fixed=row.flexibility == "fixed", note=row.note,
     )
+
+
+# ---------------------------------------------------------------------- tube dead volumes
+DEAD_VOLUME_RTOL = 0.05
+"""A drawer tube's ``dead_volume`` may differ from its geometric volume by this fraction …"""
+DEAD_VOLUME_ATOL = 0.001
+"""… or by this many mL, whichever is larger, before :func:`tube_volume_warnings` warns.
+(5 % covers the two-significant-digit rounding of the 2023 table, e.g. 0.02 mL written for a
+0.0194 mL tube; 1 µL covers the shortest connectors.)"""
+
+
+def tube_volume(length: float, inner_diameter: float) -> float:
+    """Geometric volume of a tube, mL: length × π(d/2)² with length and d in mm (1 mL =
+    1000 mm³)."""
+    return length * math.pi * (inner_diameter / 2.0) ** 2 / 1000.0
+
+
+def tube_volume_warnings(edges_path: Path) -> list[Problem]:
+    """Drawer tubes whose ``dead_volume`` disagrees with their length and inner diameter.
+
+    Only drawer tubes (``available`` rows) are checked: a ``fixed`` row is a channel inside
+    a component, whose volume is not a plain tube's. A tube whose length was edited but whose
+    dead volume was not is the usual cause.
+
+    Args:
+        edges_path: the ``edges.csv`` file.
+
+    Returns:
+        One problem per disagreeing row (its physical line), naming both volumes; empty when
+        the file cannot be read (its problems are reported by the loader).
+    """
+    try:
+        table = read_table(edges_path)
+        cols = table.require(EDGE_COLUMNS)
+    except ConfigError:
+        return []
+    cols["note"] = len(table.header)
+    warnings: list[Problem] = []
+    for line in table.rows:
+        row = _parse_edge_row(table.file, line, cols, [])
+        if row is None or row.flexibility != "available":
+            continue
+        geometric = tube_volume(row.length, row.inner_diameter)
+        if abs(row.dead_volume - geometric) > max(DEAD_VOLUME_RTOL * geometric, DEAD_VOLUME_ATOL):
+            warnings.append(Problem(table.file, row.line, (
+                f"tube {row.label!r}: dead_volume {row.dead_volume:g} mL disagrees with "
+                f"length × π(d/2)² = {row.length:g} mm × π × ({row.inner_diameter:g} mm / 2)² "
+                f"= {geometric:.4g} mL (tolerance {DEAD_VOLUME_RTOL:.0%} or "
+                f"{DEAD_VOLUME_ATOL * 1000:g} µL); correct the length, the diameter or the "
+                "dead volume")))
+    return warnings

@@ -7,12 +7,11 @@ import logging
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
@@ -20,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import asab
 from asab.actions.bench import Bench
+from asab.servers.docs import add_docs_routes, is_docs_path
 from asab.servers.errors import ERROR_RESPONSES, install_error_handlers
 from asab.servers.jobs import JobInfo, JobManager
 
@@ -142,11 +142,6 @@ def bearer(ctx: ServerContext):
     return check
 
 
-DOCS_PATHS = frozenset({"/docs", "/openapi.json"})
-"""The API description: the only paths that also take the token as ``?token=`` (a browser
-cannot add a header to a page it opens). Every other path needs the header."""
-
-
 def _token_ok(header: bytes, token: str) -> bool:
     scheme, _, credentials = header.partition(b" ")
     return scheme.lower() == b"bearer" and secrets.compare_digest(credentials.strip(),
@@ -161,13 +156,14 @@ def _query_token_ok(query: bytes, token: str) -> bool:
 def _authorized(scope: Scope, token: str) -> bool:
     if _token_ok(dict(scope["headers"]).get(b"authorization", b""), token):
         return True
-    return scope["path"] in DOCS_PATHS and _query_token_ok(scope.get("query_string", b""), token)
+    return is_docs_path(scope["path"]) and _query_token_ok(scope.get("query_string", b""), token)
 
 
 class BearerAuthMiddleware:
     """ASGI middleware: 401 for every request without the right bearer token, before the
     body is read or validated (so an unauthenticated caller learns nothing about it).
-    ``/docs`` and ``/openapi.json`` also accept the token as ``?token=``."""
+    The documentation pages, their assets and ``/openapi.json`` also accept the token as
+    ``?token=`` (:func:`asab.servers.docs.is_docs_path`); every other path needs the header."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app, self.token = app, token
@@ -184,28 +180,16 @@ class BearerAuthMiddleware:
 def make_app(ctx: ServerContext, name: str, description: str) -> FastAPI:
     """A FastAPI app with auth on every route (:class:`BearerAuthMiddleware`, also declared
     as the OpenAPI security scheme), the shared error mapping, and the status, jobs and
-    emergency-stop routes; docs at ``/docs?token=...`` (token needed there too)."""
+    emergency-stop routes; offline docs at ``/docs?token=...`` and ``/redoc?token=...`` (token
+    needed there too; :mod:`asab.servers.docs`)."""
     app = FastAPI(title=f"asab {name} server", version=asab.__version__, description=description,
                   dependencies=[Depends(bearer(ctx))], responses=ERROR_RESPONSES,
                   docs_url=None, redoc_url=None)
     app.add_middleware(BearerAuthMiddleware, token=ctx.token)
     install_error_handlers(app)
     app.include_router(_shared_routes(ctx, name))
-    app.add_route("/docs", _docs_page(app.title), include_in_schema=False)
+    add_docs_routes(app, app.title)
     return app
-
-
-def _docs_page(title: str):
-    """The Swagger UI page; it fetches ``/openapi.json`` with the ``?token=`` it was opened
-    with (the middleware has checked it). Not cached, and no referrer leaves the page."""
-    async def docs(request: Request) -> HTMLResponse:
-        token = request.query_params.get("token")
-        url = f"/openapi.json?token={quote(token, safe='')}" if token else "/openapi.json"
-        page = get_swagger_ui_html(openapi_url=url, title=f"{title} - docs")
-        page.headers["Cache-Control"] = "no-store"
-        page.headers["Referrer-Policy"] = "no-referrer"
-        return page
-    return docs
 
 
 def job_or_404(ctx: ServerContext, job_id: str) -> JobInfo:
