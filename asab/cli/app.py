@@ -61,18 +61,33 @@ def bench_folder(path: Path | None) -> Path:
     return choose_bench(path).folder
 
 
-def load(path: Path | None, *, first_wins: bool = False):
+def load(path: Path | None, *, first_wins: bool = False, operable: bool = False):
     """Load the bench chosen by :func:`config_path`.
+
+    Args:
+        path: the ``--config`` value.
+        first_wins: accept duplicate edge labels (the first row wins).
+        operable: also require every route a job needs (commands that run jobs), as
+            ``asab check-config`` checks (:func:`asab.tubing.operability.check_operable`).
 
     Raises:
         ConfigError: no bench file where the choice points (the message says how the bench
-            was chosen and how to choose another), or the bench's problems.
+            was chosen and how to choose another), the bench's problems, or (``operable``)
+            every route a job needs that does not exist.
     """
-    from asab.config.loader import load_bench
+    from asab.config.loader import load_bench_report
+    from asab.errors import ConfigError
+    from asab.tubing.operability import check_operable
 
     choice = choose_bench(path)
     require_bench_file(choice)
-    return load_bench(choice.path, first_wins=first_wins)
+    loaded = load_bench_report(choice.path, first_wins=first_wins)
+    if operable:
+        report = check_operable(loaded.config, stock_file=loaded.stock_file,
+                                stock_lines=dict(loaded.stock_lines))
+        if report.problems:
+            raise ConfigError(report.problems)
+    return loaded.config
 
 
 def emit_json(data) -> None:

@@ -109,7 +109,7 @@ def serve_broker(config: Path | None, broker: str | None, credentials: Path | No
     from asab.broker.journal import Journal
     from asab.broker.tenant import Tenant
 
-    cfg = load(config)
+    cfg = load(config, operable=True)
     settings, tenant_settings = _settings(config, credentials, broker)
     updates = {k: v for k, v in (("poll_interval", poll), ("max_failures", max_failures),
                                  ("max_interruptions", max_interruptions)) if v is not None}

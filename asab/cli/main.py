@@ -280,7 +280,7 @@ def run(config: ConfigOpt = None,
     from asab.requests import load_jobs
     from asab.runner import run_jobs
 
-    cfg = load(config)
+    cfg = load(config, operable=True)
     bench_dir = bench_folder(config)
     jobs_path = jobs or bench_dir / "demo_requests.json"
     try:

@@ -114,8 +114,10 @@ def require_bench_file(choice: BenchChoice) -> Path:
         BenchSource.ENVIRONMENT: f"given by ${CONFIG_ENV}={choice.path}",
         BenchSource.BUNDLED: "the bundled bench",
     }[choice.source]
+    missing = (f"no bench file at {candidate}" if choice.path.exists()
+               else f"no bench at {choice.path}: no such folder or file")
     reason = (
-        f"no bench file at {candidate} ({how}). A bench is a folder holding {BENCH_FILE} "
+        f"{missing} ({how}). A bench is a folder holding {BENCH_FILE} "
         f"(or that file itself): choose one with --config DIR, or set ${CONFIG_ENV}; "
         f"without either the bundled {BUNDLED_BENCH} bench is used")
     raise ConfigError([Problem(BENCH_FILE, None, reason)])
