@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from asab.errors import ConfigError, Problem
+from asab.names import did_you_mean
 
 ENVIRONMENT = {
     "ASAB_BROKER_URL": "url",
@@ -80,12 +81,13 @@ class BrokerSettings(BaseModel):
             ConfigError: unreadable TOML, unknown fields, or a missing/invalid field (the
                 password is never echoed).
         """
-        source = "environment"
+        source = "environment (no broker file given)"
         values: dict[str, object] = {}
         if path is not None:
             file = Path(path)
             if file.is_dir():
                 file = file / BROKER_FILE
+                source = f"environment (no {BROKER_FILE} in {path})"
             if file.is_file() or not Path(path).is_dir():
                 values, source = _read_toml(file), file.name
         for var, field in ENVIRONMENT.items():
@@ -95,8 +97,29 @@ class BrokerSettings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError([Problem(source, None, f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
-                               for e in exc.errors()]) from None
+            raise ConfigError([Problem(source, None, _reason(e)) for e in exc.errors()]) from None
+
+
+_VARIABLE = {field: var for var, field in ENVIRONMENT.items()}
+
+
+def _reason(error: Mapping) -> str:
+    """One validation error as a sentence that says where the value can be given."""
+    field = ".".join(map(str, error["loc"]))
+    where = f"`{field} = \"...\"` under [broker] in {BROKER_FILE}"
+    if field in _VARIABLE:
+        where = f"${_VARIABLE[field]}, or {where}"
+    if error["type"] == "missing":
+        return f"{field}: not given; set {where}"
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(cls_fields())
+        return f"{field}: not a broker setting{did_you_mean(field, cls_fields())}; known: {known}"
+    return f"{field}: {error['msg']} (set {where})"
+
+
+def cls_fields() -> list[str]:
+    """The settings keys of [broker] in broker.toml."""
+    return list(BrokerSettings.model_fields)
 
 
 def _read_toml(file: Path) -> dict[str, object]:

@@ -25,6 +25,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from asab.config.benches import CONFIG_ENV, choose_bench, require_bench_file
 
@@ -97,7 +98,7 @@ def emit_json(data) -> None:
 
 def fail(message: str, code: int = 1) -> None:
     """Print ``message`` as an error on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from asab.cli.app import (  # noqa: F401 - re-exported for tests and other command modules
@@ -322,8 +323,8 @@ def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
     except ConfigError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(1)
     except AsabError as exc:
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}")
         sys.exit(1)

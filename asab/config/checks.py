@@ -15,6 +15,7 @@ from typing import Any
 
 from asab.config.models import BenchConfig
 from asab.errors import Problem
+from asab.names import did_you_mean, known_names
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def summarize(config: BenchConfig) -> dict[str, Any]:
 def _missing_node(file: str, what: str, node: str, nodes: set[str]) -> list[Problem]:
     if node in nodes:
         return []
-    return [Problem(file, None, f"{what}: {node!r} is not a node of the tubing layout")]
+    return [Problem(file, None, f"{what}: {node!r} is not a node of the tubing layout"
+                    f"{did_you_mean(node, nodes)}")]
 
 
 def _check_unique_names(config: BenchConfig, file: str) -> list[Problem]:
@@ -112,6 +114,7 @@ def _check_pumps(config: BenchConfig, nodes: set[str], file: str) -> list[Proble
         if pump.syringe not in syringes:
             reason = (
                 f"pump {pump.name!r} without syringe: syringe {pump.syringe!r} is not configured"
+                f"{did_you_mean(pump.syringe, syringes)}; {known_names(syringes, '[[syringes]]')}"
             )
             problems.append(Problem(file, None, reason))
     return problems
@@ -152,11 +155,12 @@ def _check_stocks(config: BenchConfig, nodes: set[str], origin: Origin) -> list[
         if stock.reservoir not in nodes:
             reason = (
                 f"stock {stock.name!r}: reservoir {stock.reservoir!r} is not a node of the "
-                "tubing layout"
+                f"tubing layout{did_you_mean(stock.reservoir, nodes)}"
             )
             problems.append(Problem(origin.stocks, line, reason))
         if stock.pump not in pumps:
-            reason = f"stock {stock.name!r}: pump {stock.pump!r} is not configured"
+            reason = (f"stock {stock.name!r}: pump {stock.pump!r} is not configured"
+                      f"{did_you_mean(stock.pump, pumps)}; {known_names(pumps, '[[pumps]]')}")
             problems.append(Problem(origin.stocks, line, reason))
     return problems
 
@@ -173,12 +177,16 @@ def _check_settings(config: BenchConfig, nodes: set[str], file: str) -> list[Pro
     pumps = {p.name for p in config.pumps}
     for key, pump in (("solvent_pump", s.solvent_pump), ("gas_pump", s.gas_pump)):
         if pump and pump not in pumps:
-            reason = f"settings.{key}: pump {pump!r} is not configured"
+            reason = (f"settings.{key}: pump {pump!r} is not configured"
+                      f"{did_you_mean(pump, pumps)}; {known_names(pumps, '[[pumps]]')}")
             problems.append(Problem(file, None, reason))
     try:
         config.chemical(s.solvent_chemical)
     except KeyError:
-        reason = f"settings.solvent_chemical: {s.solvent_chemical!r} is not a configured chemical"
+        names = [c.name for c in config.chemicals]
+        reason = (f"settings.solvent_chemical: {s.solvent_chemical!r} is not a configured "
+                  f"chemical{did_you_mean(s.solvent_chemical, names)}; "
+                  f"{known_names(names, 'chemicals')}")
         problems.append(Problem(file, None, reason))
     return problems
 
@@ -189,7 +197,9 @@ def _check_devices(config: BenchConfig, nodes: set[str], file: str) -> list[Prob
         problems += _missing_node(file, "balance.vessel", config.balance.vessel, nodes)
     if config.densimeter is not None:
         instrument = config.densimeter.instrument
-        if instrument not in {i.name for i in config.instruments}:
-            reason = f"densimeter.instrument: {instrument!r} is not a configured instrument"
+        names = [i.name for i in config.instruments]
+        if instrument not in names:
+            reason = (f"densimeter.instrument: {instrument!r} is not a configured instrument"
+                      f"{did_you_mean(instrument, names)}; {known_names(names, '[[instruments]]')}")
             problems.append(Problem(file, None, reason))
     return problems

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from asab.names import UnknownName, did_you_mean, known_names
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -354,7 +356,8 @@ class BenchConfig(_Model):
         for c in self.chemicals:
             if key == c.inchikey or key.lower() == c.name.lower():
                 return c
-        raise KeyError(f"unknown chemical {key!r}")
+        raise UnknownName(f"unknown chemical {key!r}{did_you_mean(key, [c.name for c in self.chemicals])}; "
+                       + known_names([c.name for c in self.chemicals], "chemicals"))
 
     def pump(self, name: str) -> Pump:
         return _find(self.pumps, name, "pump")
@@ -379,4 +382,6 @@ def _find(items, name: str, what: str):
     for item in items:
         if item.name == name:
             return item
-    raise KeyError(f"unknown {what} {name!r}")
+    names = [item.name for item in items]
+    raise UnknownName(f"unknown {what} {name!r}{did_you_mean(name, names)}; "
+                   + known_names(names, f"{what}s"))

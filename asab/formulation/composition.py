@@ -15,6 +15,7 @@ import numpy as np
 
 from asab.config.models import BenchConfig, StockSolution
 from asab.errors import RequestError
+from asab.names import did_you_mean, known_names
 from asab.formulation.stocks import StockModel
 
 logger = logging.getLogger(__name__)
@@ -187,14 +188,16 @@ def _inchikey(label: str, config: BenchConfig) -> str:
     for chem in config.chemicals:
         if label.lower() == chem.name.lower() or label.upper() == chem.inchikey.upper():
             return chem.inchikey
-    raise RequestError(f"unknown chemical {label!r}")
+    names = [c.name for c in config.chemicals]
+    raise RequestError(f"unknown chemical {label!r}{did_you_mean(label, names)}; "
+                       + known_names(names, "chemicals (name or InChIKey)"))
 
 
 def _chemical_name(key: str, config: BenchConfig) -> str:
     try:
         return config.chemical(key).name
     except KeyError as exc:
-        raise RequestError(f"unknown chemical {key!r}") from exc
+        raise RequestError(exc.args[0]) from exc
 
 
 def _fraction(label: str, raw: object) -> float:

@@ -33,6 +33,7 @@ import networkx as nx
 
 from asab.config.models import BenchConfig
 from asab.errors import ValveConflictError
+from asab.names import did_you_mean
 from asab.tubing.graph import TubingGraph
 from asab.tubing.route import Route
 
@@ -114,7 +115,8 @@ def resolve_positions(graph: TubingGraph, given: Mapping[str, int | str]) -> dic
     for name, position in given.items():
         valve = graph.valves.get(name)
         if valve is None:
-            raise ValueError(f"unknown valve {name!r}; valves: {', '.join(sorted(graph.valves))}")
+            raise ValueError(f"unknown valve {name!r}{did_you_mean(name, graph.valves)}; "
+                             f"valves: {', '.join(sorted(graph.valves))}")
         if isinstance(position, str) and position in valve.positions:
             resolved[name] = valve.positions[position]
             continue

@@ -78,12 +78,14 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 
 from asab.errors import ConfigError, NoRouteError, ValveConflictError
+from asab.names import did_you_mean
 from asab.tubing.route import Route
 
 log = logging.getLogger(__name__)
@@ -99,9 +101,11 @@ class UnknownNodeError(NoRouteError):
         nodes: the unknown node names, in request order.
     """
 
-    def __init__(self, nodes: tuple[str, ...]):
+    def __init__(self, nodes: tuple[str, ...], known: Iterable[str] = ()):
         self.nodes = nodes
-        super().__init__(f"unknown tubing node(s): {', '.join(map(repr, nodes))}")
+        known = tuple(known)
+        named = ", ".join(f"{n!r}{did_you_mean(n, known)}" for n in nodes)
+        super().__init__(f"unknown tubing node(s): {named}")
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ def _resolve(
     requested = (source, *via, target)
     unknown = tuple(dict.fromkeys(n for n in (*requested, *avoid) if n not in net.index))
     if unknown:
-        raise UnknownNodeError(unknown)
+        raise UnknownNodeError(unknown, net.names)
     clash = [n for n in requested if n in set(avoid)]
     if clash:
         raise ValueError(f"route endpoints or via nodes inside avoid: {sorted(set(clash))}")
