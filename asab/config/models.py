@@ -338,10 +338,12 @@ class BenchConfig(_Model):
     name: str
     chemicals: tuple[Chemical, ...]
     stocks: tuple[StockSolution, ...]
-    syringes: tuple[Syringe, ...]
-    pumps: tuple[Pump, ...]
+    syringes: tuple[Syringe, ...] = ()
+    pumps: tuple[Pump, ...] = Field(default=(), description=(
+        "may be empty while a bench is being described (asab check-config reports it)"))
     valves: tuple[Valve, ...]
-    instruments: tuple[Instrument, ...]
+    instruments: tuple[Instrument, ...] = Field(default=(), description=(
+        "may be empty while a bench is being described (asab check-config reports it)"))
     tubing: Tubing
     settings: BenchSettings = BenchSettings()
     cetoni: CetoniSettings = CetoniSettings()

@@ -17,9 +17,10 @@ the first waste) and "the cell" = each instrument of kind ``density_viscosity``:
 * gas: ``gas_nodes[0]`` → the gas pump; gas pump → mixer → the cell → sink;
 * each vial: mixer → vial (passing no instrument).
 
-Parts the configuration does not have at all (no measuring instrument, no densimeter, no
-cleaning pump) are problems naming the ``bench.toml`` key to fill; a missing balance is only a
-warning (jobs then run without the weighing check).
+Parts the configuration does not have at all (no pump, no measuring instrument, no
+densimeter, no balance, no cleaning pump, no stock) are problems naming the ``bench.toml`` key
+to fill: a bench imported from the original ASAB project (``asab import-legacy``) lacks them
+until the operator fills them in.
 """
 
 from __future__ import annotations
@@ -114,9 +115,12 @@ def _measuring_cells(c: _Checker) -> list[Instrument]:
                   "lims_output_dir, or 'rs232' with [densimeter.serial] url), method and "
                   "temperature")
     if cfg.balance is None:
-        c.report.warnings.append(Problem(BENCH_FILE, None, (
-            "no [balance] section: samples are not verified by weighing; add [balance] with "
-            "vessel (the node on the pan) and [balance.serial] url")))
+        c.problem("no [balance] section: every sample is verified by weighing; add [balance] "
+                  "with vessel (the node on the pan) and [balance.serial] with url (the serial "
+                  "port) and the balance's serial settings")
+    if not cfg.pumps:
+        c.problem("no [[pumps]]: add one per syringe pump with name, node, syringe (a "
+                  "[[syringes]] name) and device (its name in the Qmix configuration)")
     return cells
 
 
