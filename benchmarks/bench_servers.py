@@ -15,6 +15,9 @@ Client and server share the machine's cores, so each load is run twice: with htt
 AsyncClient (the client costs about three times the server's CPU per request) and with a
 minimal asyncio HTTP/1.1 keep-alive client (what the server alone can do).
 Target: median < 50 ms with 50 clients (status is what an operator's dashboard polls).
+
+Needs the ``bench`` extra (psutil, for the server's CPU time):
+``python -m pip install -c constraints.txt -e ".[bench]"``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ import sys
 import time
 
 import httpx
-import psutil
+
+try:
+    import psutil
+except ModuleNotFoundError:  # pragma: no cover - a message instead of a traceback
+    sys.exit('bench_servers.py needs psutil: python -m pip install -c constraints.txt -e ".[bench]"')
 
 TOKEN = "bench-token-0123456789"
 TARGET_MS = 50.0

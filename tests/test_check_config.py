@@ -84,7 +84,7 @@ def test_a_broken_bench_is_refused_with_one_located_problem(bench: Path, kind: s
     code, problems, _ = check(bench)
     assert code == 1
     hits = [p for p in problems if all(w in p["reason"] for w in words)]
-    assert len(hits) == 1, problems
+    assert len(hits) == 1 and len(problems) == 1, problems  # the cause, no follow-on noise
     if file == "stockSolutions.csv":
         assert hits[0]["file"] == "stockSolutions.csv" and hits[0]["row"] == 5
 

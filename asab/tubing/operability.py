@@ -5,13 +5,15 @@ on a reservoir its pump cannot reach, a cell whose outlet leads nowhere. :func:`
 asks the router for each route the density and vial jobs use (the same requests as
 :mod:`asab.actions.sample`, :mod:`asab.actions.vial` and :mod:`asab.actions.gravimetric`) and
 turns every failure into one :class:`~asab.errors.Problem` naming the stock or node and the
-router's reason (for a valve conflict: the valves that would need two positions).
+router's reason (for a valve conflict: the valves that would need two positions). A broken
+instrument is one problem: the routes through it are not asked again for every stock.
 
 The routes, with ``mixer`` = ``settings.mixer_outlet``, ``sink`` = the balance vessel (else
 the first waste) and "the cell" = each instrument of kind ``density_viscosity``:
 
 * each stock: reservoir → its pump; pump → mixer → first waste; pump → mixer → the cell → sink;
-* mixer → each instrument's inlet; each instrument's outlet → one of the wastes;
+* mixer → each instrument's inlet; inlet → outlet; each instrument's outlet → one of the
+  wastes (and, for the cell, → the balance vessel);
 * cleaning solvent: ``solvent_node`` → ``solvent_pump``; solvent pump → mixer → the cell →
   first waste;
 * gas: ``gas_nodes[0]`` → the gas pump; gas pump → mixer → the cell → sink;
@@ -87,8 +89,9 @@ def check_operable(config: BenchConfig, *, stock_file: str = "stockSolutions.csv
     """
     c = _Checker(config, stock_file, stock_lines or {})
     cells = _measuring_cells(c)
+    working = _check_instruments(c)
+    cells = [cell for cell in cells if cell.name in working]  # one problem per broken cell
     _check_stocks(c, cells)
-    _check_instruments(c)
     _check_cleaning(c, cells)
     _check_vials(c)
     return c.report
@@ -144,19 +147,29 @@ def _check_stocks(c: _Checker, cells: list[Instrument]) -> None:
                     avoid=_inlets(cfg, cell), **where)
 
 
-def _check_instruments(c: _Checker) -> None:
+def _check_instruments(c: _Checker) -> set[str]:
+    """Each instrument's own routes; returns the names of those whose routes all exist (the
+    routes through a broken cell are then not asked again, stock by stock)."""
     cfg, s = c.config, c.config.settings
+    working: set[str] = set()
     for inst in cfg.instruments:
         if inst.inlet == inst.outlet:
             c.problem(f"instrument {inst.name!r}: inlet and outlet are the same node "
                       f"{inst.inlet!r}; give the cell's two ends")
             continue
-        c.route(f"instrument {inst.name!r}: no sample reaches its inlet from the mixer",
-                s.mixer_outlet, inst.inlet, avoid=_inlets(cfg, inst))
-        reachable = [w for w in s.waste_nodes if _quiet(c, inst.outlet, w)]
-        if not reachable:
-            c.route(f"instrument {inst.name!r}: its outlet leads to no waste",
-                    inst.outlet, s.waste_nodes[0])
+        ok = c.route(f"instrument {inst.name!r}: no sample reaches its inlet from the mixer",
+                     s.mixer_outlet, inst.inlet, avoid=_inlets(cfg, inst))
+        ok &= c.route(f"instrument {inst.name!r}: no route through the cell",
+                      inst.inlet, inst.outlet)
+        if not any(_quiet(c, inst.outlet, w) for w in s.waste_nodes):
+            ok &= c.route(f"instrument {inst.name!r}: its outlet leads to no waste",
+                          inst.outlet, s.waste_nodes[0])
+        if ok and inst.kind == "density_viscosity" and cfg.balance is not None:
+            ok &= c.route(f"instrument {inst.name!r}: its outlet does not reach the balance "
+                          "vessel", inst.outlet, cfg.balance.vessel)
+        if ok:
+            working.add(inst.name)
+    return working
 
 
 def _quiet(c: _Checker, source: str, target: str) -> bool:
