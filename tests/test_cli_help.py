@@ -18,7 +18,7 @@ from asab.cli.main import app
 
 runner = CliRunner()
 #: commands whose example is cheap enough to run here (others: only checked to exist).
-RUN_EXAMPLES = ("check-config", "route", "formulate", "limits", "run", "draw")
+RUN_EXAMPLES = ("check-config", "route", "formulate", "limits", "run", "draw", "import-legacy")
 #: commands a script would drive: they must offer --json.
 JSON_COMMANDS = RUN_EXAMPLES
 

@@ -10,6 +10,9 @@ from typing import Any
 from asab.clock import Clock
 from asab.config import BenchConfig
 from asab.drivers.base import Balance, DensityViscosityMeter, PumpBus, SelectorValve, SyringePump
+from asab.drivers.interlock import EmergencyStopped, Interlock
+
+__all__ = ["Bench", "EmergencyStopped", "OperationCancelled", "open_bench"]
 from asab.errors import AsabError, DeviceError
 from asab.tubing import TubingGraph
 
@@ -18,14 +21,6 @@ log = logging.getLogger(__name__)
 
 class OperationCancelled(AsabError):
     """A long action was cancelled (``bench.cancel`` set); its pumps were stopped."""
-
-
-class EmergencyStopped(DeviceError):
-    """The emergency stop is latched: every motion is refused until :meth:`Bench.reset_estop`."""
-
-    def __init__(self, reason: str):
-        super().__init__("bench", "emergency stop",
-                         f"emergency stop active ({reason}); reset it before moving liquid")
 
 
 @dataclass
@@ -48,7 +43,9 @@ class Bench:
         out_of_service: why the bench refuses further wet work (``None`` when fine).
         cancel: cancel token of the action that holds the bench; set it (then call
             :meth:`stop_all`) to make that action stop at its next :meth:`checkpoint`.
-        estop: reason of the latched emergency stop (``None`` when not latched).
+        estop: reason of the latched emergency stop (``None`` when not latched); the latch
+            is the bus's :class:`~asab.drivers.interlock.Interlock`, which every motion
+            command passes atomically.
         delivery_factors: pump → calibrated delivered/commanded volume ratio (absent = 1);
             :func:`asab.actions.fluidics.push` commands wanted / factor
             (:mod:`asab.actions.calibration`).
@@ -68,8 +65,24 @@ class Bench:
     drawn: dict[str, float] = field(default_factory=dict)
     out_of_service: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
-    estop: str | None = None
     delivery_factors: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def interlock(self) -> Interlock:
+        """The e-stop latch of the bus (checked by the drivers with every motion command)."""
+        return self.bus.interlock
+
+    @property
+    def estop(self) -> str | None:
+        """Reason of the latched emergency stop, ``None`` when motion is allowed."""
+        return self.interlock.reason
+
+    @estop.setter
+    def estop(self, reason: str | None) -> None:
+        if reason is None:
+            self.interlock.release()
+        else:
+            self.interlock.latch(reason)
 
     def checkpoint(self) -> None:
         """Cooperative cancel point, called by every motion before and after it moves.
@@ -84,14 +97,21 @@ class Bench:
             raise OperationCancelled("operation cancelled; pumps stopped")
 
     def emergency_stop(self, reason: str = "emergency stop") -> None:
-        """Latch the emergency stop and stop every pump at once (without waiting for the lock)."""
-        self.estop = reason
+        """Stop every pump, latch the emergency stop, stop every pump again.
+
+        Never waits for the bench lock. The first stop is at once; latching waits at most for
+        one motion command being sent (:class:`~asab.drivers.interlock.Interlock`); the second
+        stop catches a move sent just before the latch. When this returns, no motion command
+        is sent until :meth:`reset_estop`.
+        """
+        self.stop_all()
+        self.interlock.latch(reason)
         log.warning("EMERGENCY STOP: %s", reason)
         self.stop_all()
 
     def reset_estop(self) -> None:
         """Release the emergency-stop latch (pumps stay stopped)."""
-        self.estop = None
+        self.interlock.release()
 
     def reset_faults(self) -> str:
         """Clear latched pump drive faults and put the bench back in service if it is safe.

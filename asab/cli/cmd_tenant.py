@@ -56,8 +56,8 @@ def _bench(cfg, state: Path, hardware: bool, speed: float, config: Path | None =
     from asab.cli.wiring import hardware_bench, simulated_bench
 
     bench_dir = bench_folder(config)  # the calibration file is in the bench folder
-    opened = hardware_bench(cfg, bench_dir) if hardware else simulated_bench(cfg, state / "instruments",
-                                                                  speed=speed)
+    opened = (hardware_bench(cfg, bench_dir, state=state) if hardware
+              else simulated_bench(cfg, state / "instruments", speed=speed, state=state))
     with opened as bench:
         yield bench
 

@@ -295,8 +295,8 @@ def run(config: ConfigOpt = None,
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"cannot create run folder {run_dir}: {exc}")
-    opened = hardware_bench(cfg, bench_dir) if hardware else simulated_bench(cfg, run_dir / "instruments",
-                                                                  speed=speed)
+    opened = (hardware_bench(cfg, bench_dir, state=run_dir) if hardware
+              else simulated_bench(cfg, run_dir / "instruments", speed=speed, state=run_dir))
     with opened as bench:
         from asab.cli.display import RunDisplay
 

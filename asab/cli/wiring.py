@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from asab.actions.bench import Bench, open_bench
+from asab.actions.local_estop import listening
 from asab.config import BenchConfig
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,12 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
-                    seed: int = 0) -> Iterator[Bench]:
+                    seed: int = 0, state: Path | None = None) -> Iterator[Bench]:
     """Start the simulators for ``config``, open the real drivers on them, yield the bench.
 
-    On exit every pump is stopped, the bus closed and the simulators detached.
+    While it is open, ``asab estop`` reaches it (:mod:`asab.actions.local_estop`; ``state``
+    is the run or tenant folder it is registered under). On exit every pump is stopped, the
+    bus closed and the simulators detached.
     """
     from simulators.bench import start_simulation
 
@@ -30,7 +33,8 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
         bench = open_bench(sim.config, sim.clock, cetoni_sdk=sim.sdk)
         bench.simulation = sim  # type: ignore[attr-defined]  # for inspection in tests/demos
         try:
-            yield bench
+            with listening(bench, state=state):
+                yield bench
         finally:
             bench.close()
     finally:
@@ -38,11 +42,13 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
 
 
 @contextlib.contextmanager
-def hardware_bench(config: BenchConfig, bench_dir: Path | None = None) -> Iterator[Bench]:
+def hardware_bench(config: BenchConfig, bench_dir: Path | None = None, *,
+                   state: Path | None = None) -> Iterator[Bench]:
     """Open the real instruments named in ``config`` on the wall clock (vendor SDKs needed).
 
     With ``bench_dir`` (the folder of bench.toml), the pump calibration file
     (``settings.calibration_file``, written by the calibration action) is applied when present.
+    While it is open, ``asab estop`` reaches it (``state``: as for :func:`simulated_bench`).
 
     Raises:
         TransportError: the vendor's ``qmixsdk`` is not installed, or a port does not open.
@@ -56,6 +62,7 @@ def hardware_bench(config: BenchConfig, bench_dir: Path | None = None) -> Iterat
         if bench_dir is not None and calibration_path(config, bench_dir).is_file():
             factors = apply_calibration(bench, calibration_path(config, bench_dir))
             log.info("pump calibration applied: %s", factors)
-        yield bench
+        with listening(bench, state=state):
+            yield bench
     finally:
         bench.close()

@@ -329,7 +329,14 @@ class ServerSettings(_Model):
                              description="bearer token; prefer the environment variable")
     token_env: str = Field(default="ASAB_SERVER_TOKEN",
                            description="environment variable holding the token")
-    max_jobs: int = Field(default=200, ge=1, description="finished jobs kept in memory")
+    max_jobs: int = Field(default=200, ge=1, le=100_000, description="finished jobs kept in memory")
+    head_timeout: float = Field(default=5.0, gt=0, le=600, description=(
+        "s a client has to send a complete request head; slower connections are closed"))
+    keep_alive: int = Field(default=5, ge=1, le=600, description=(
+        "s an idle keep-alive connection is kept between requests"))
+    max_connections: int = Field(default=1000, ge=16, le=100_000, description=(
+        "connections each server holds at most (lowered to fit the open-file limit); "
+        "beyond it the oldest idle connection is closed"))
 
 
 class BenchConfig(_Model):

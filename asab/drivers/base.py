@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from asab.drivers.interlock import Interlock
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -94,7 +96,13 @@ class SelectorValve(Protocol):
 
 
 class PumpBus(Protocol):
-    """The bus that owns a set of pumps and valves (CETONI: the Qmix bus)."""
+    """The bus that owns a set of pumps and valves (CETONI: the Qmix bus).
+
+    ``interlock`` is the e-stop latch its drivers check atomically with every motion command
+    (:class:`asab.drivers.interlock.Interlock`).
+    """
+
+    interlock: Interlock
 
     def stop_all(self) -> None:
         """Stop every pump on the bus at once."""

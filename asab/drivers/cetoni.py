@@ -30,6 +30,7 @@ from asab.errors import (
     TransportTimeout,
 )
 
+from asab.drivers.interlock import Interlock
 from asab.drivers.cetoni_devices import (
     BUS_DEVICE,
     UNIT_CHECK_TOLERANCE,
@@ -72,12 +73,15 @@ class CetoniBus:
         self._sdk = sdk
         self._bus = bus
         self._guard = guard
+        self.interlock = guard.interlock
+        """The e-stop latch every motion command of this bus passes."""
         self.pumps = pumps
         self.valves = valves
         self._closed = False
 
     @classmethod
-    def open(cls, config: BenchConfig, clock: Clock, sdk: Any = None) -> "CetoniBus":
+    def open(cls, config: BenchConfig, clock: Clock, sdk: Any = None,
+             interlock: Interlock | None = None) -> "CetoniBus":
         """Open the bus and bring every CETONI device up in the documented start-up order.
 
         Calibration runs the drives to their reference position (on real hardware this can
@@ -87,6 +91,8 @@ class CetoniBus:
             config: the bench; uses ``cetoni``, ``pumps``, ``valves``, ``syringes``, ``settings``.
             clock: every wait is polled on it every ``settings.poll_interval`` s.
             sdk: namespace with ``qmixbus``, ``qmixpump``, ``qmixvalve``; default: the vendor's.
+            interlock: the bench's e-stop latch every motion command passes (default: a new
+                one, :attr:`interlock`).
 
         Raises:
             TransportError: SDK missing, or the bus cannot be opened or started.
@@ -98,7 +104,7 @@ class CetoniBus:
         sdk = sdk if sdk is not None else load_vendor_sdk(config.cetoni.sdk_path)
         _warn_unchecked()
         bus = sdk.qmixbus.Bus()
-        guard = SdkGuard(sdk, bus)
+        guard = SdkGuard(sdk, bus, interlock)
         paths = config.cetoni.device_config_path, config.cetoni.plugin_search_path
         guard.transport(bus.open, *paths)
         try:
@@ -207,7 +213,7 @@ def _calibrate(
     """
     timeout = config.cetoni.calibration_timeout
     for name, handle in handles.items():
-        guard.device(name, handle.calibrate)
+        guard.motion(name, handle.calibrate)
     pending = dict(handles)
     deadline = clock.now() + timeout
     while True:

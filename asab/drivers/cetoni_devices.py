@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from asab.clock import Clock
 from asab.config.models import Syringe
+from asab.drivers.interlock import Interlock
 from asab.errors import (
     DeviceBusy,
     DeviceError,
@@ -109,11 +110,24 @@ def _use_sdk_folder(folder: Path) -> None:
 
 
 class SdkGuard:
-    """Calls into the SDK and turns its ``qmixbus.DeviceError`` into asab errors."""
+    """Calls into the SDK and turns its ``qmixbus.DeviceError`` into asab errors; motion
+    commands pass the bench's :class:`~asab.drivers.interlock.Interlock` (:meth:`motion`)."""
 
-    def __init__(self, sdk: Any, bus: Any) -> None:
+    def __init__(self, sdk: Any, bus: Any, interlock: Interlock | None = None) -> None:
         self._error: type[BaseException] = sdk.qmixbus.DeviceError
         self._bus = bus
+        self.interlock = interlock if interlock is not None else Interlock()
+
+    def motion(self, device: str, fn: Callable[..., T], *args: Any) -> T:
+        """Send a command that moves liquid or a valve: refused once the e-stop is latched,
+        checked atomically with sending it.
+
+        Raises:
+            EmergencyStopped: the latch is set (nothing is sent).
+            DeviceError: cause "sdk error".
+        """
+        with self.interlock.motion(device):
+            return self.device(device, fn, *args)
 
     def device(self, device: str, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn(*args)``; an SDK failure becomes :class:`DeviceError` (cause "sdk error")."""
@@ -261,7 +275,7 @@ class CetoniPump:
             )
         logger.debug("%s: aspirate %g mL at %g mL/s", self.name, volume, flow)
         self._move = None
-        self._guard.device(self.name, self._handle.aspirate, volume, flow)
+        self._guard.motion(self.name, self._handle.aspirate, volume, flow)
         self._move = (volume, fill + volume)
 
     def dispense(self, volume: float, flow: float) -> None:
@@ -282,7 +296,7 @@ class CetoniPump:
             )
         logger.debug("%s: dispense %g mL at %g mL/s", self.name, volume, flow)
         self._move = None
-        self._guard.device(self.name, self._handle.dispense, volume, flow)
+        self._guard.motion(self.name, self._handle.dispense, volume, flow)
         self._move = (volume, fill - volume)
 
     def generate_flow(self, flow: float) -> None:
@@ -304,7 +318,7 @@ class CetoniPump:
             raise DeviceError(self.name, "volume out of range", f"syringe is {what}")
         logger.debug("%s: continuous flow %g mL/s", self.name, flow)
         self._move = None
-        self._guard.device(self.name, self._handle.generate_flow, flow)
+        self._guard.motion(self.name, self._handle.generate_flow, flow)
 
     def stop(self) -> None:
         """Stop the plunger now (idempotent). Raises DeviceError if the SDK call fails."""
@@ -426,7 +440,7 @@ class CetoniValve:
                 f"position {position} not in 0…{self._count - 1}",
             )
         logger.debug("%s: switch to %d", self.name, position)
-        self._guard.device(self.name, self._handle.switch_valve_to_position, position)
+        self._guard.motion(self.name, self._handle.switch_valve_to_position, position)
         deadline = self._clock.now() + self._timeout
         while (actual := self.position()) != position:
             remaining = deadline - self._clock.now()

@@ -3,9 +3,11 @@ factory, the token-protected API description, and the status, jobs and emergency
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -21,6 +23,7 @@ import asab
 from asab.actions.bench import Bench
 from asab.servers.docs import add_docs_routes, is_docs_path
 from asab.servers.errors import ERROR_RESPONSES, install_error_handlers
+from asab.servers.limits import MAX_BODY, BodyLimitMiddleware
 from asab.servers.jobs import JobInfo, JobManager
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,10 @@ class ServerContext:
     bench: Bench
     jobs: JobManager
     token: str
+    estop_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="asab-estop"))
+    """A thread of its own for ``POST /estop``: never queued behind requests in the shared
+    thread pool."""
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         return f"ServerContext(bench={self.bench.config.name!r})"
@@ -185,6 +192,7 @@ def make_app(ctx: ServerContext, name: str, description: str) -> FastAPI:
     app = FastAPI(title=f"asab {name} server", version=asab.__version__, description=description,
                   dependencies=[Depends(bearer(ctx))], responses=ERROR_RESPONSES,
                   docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimitMiddleware, default=MAX_BODY, per_path={"/estop": None})
     app.add_middleware(BearerAuthMiddleware, token=ctx.token)
     install_error_handlers(app)
     app.include_router(_shared_routes(ctx, name))
@@ -245,7 +253,9 @@ def _shared_routes(ctx: ServerContext, name: str) -> APIRouter:
         that is not a valid :class:`EstopRequest` only costs its reason (the default is
         latched and ``reason_ignored`` says why).
         """
-        cancelled = await run_in_threadpool(ctx.jobs.emergency_stop, ESTOP_DEFAULT_REASON)
+        loop = asyncio.get_running_loop()
+        cancelled = await loop.run_in_executor(ctx.estop_executor, ctx.jobs.emergency_stop,
+                                               ESTOP_DEFAULT_REASON)
         reason, problem = estop_reason(await _read_body(request, ESTOP_BODY_LIMIT))
         if problem is not None:
             log.warning("emergency stop: reason not used (%s)", problem)

@@ -23,6 +23,7 @@ from asab.servers.balance import create_balance_app
 from asab.servers.common import ServerContext
 from asab.servers.densimeter import create_densimeter_app
 from asab.servers.jobs import JobManager
+from asab.servers.limits import connection_budget, guarded_protocol
 from asab.servers.pumps import create_pumps_app
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,15 @@ class _Server(uvicorn.Server):
 
 def build_servers(apps: Mapping[str, FastAPI], settings: ServerSettings,
                   log_level: str = "warning") -> list[uvicorn.Server]:
-    """One uvicorn server per app on ``settings.host`` and its port from ``settings.ports``."""
+    """One uvicorn server per app on ``settings.host`` and its port from ``settings.ports``,
+    each with the request-head timeout, keep-alive time and connection cap of ``settings``
+    (:mod:`asab.servers.limits`; the caps together stay below the open-file limit)."""
     ports = settings.ports.model_dump()
+    budget = connection_budget(len(apps), settings.max_connections)
+    protocol = guarded_protocol(settings.head_timeout, budget)
     return [_Server(uvicorn.Config(app, host=settings.host, port=ports[name],
-                                   log_level=log_level, access_log=False, lifespan="off"))
+                                   log_level=log_level, access_log=False, lifespan="off",
+                                   http=protocol, timeout_keep_alive=settings.keep_alive))
             for name, app in apps.items()]
 
 

@@ -1,0 +1,199 @@
+"""The e-stop is linearizable with motion: once it has latched, no pump or valve command
+reaches a device. Every motion command the simulated SDK receives is recorded in order with
+the moment the latch returned; the race is repeated at random instants of running actions
+(in-process ≥ 1000 times, over HTTP ≥ 50 times) and must show 0 commands after the latch.
+Also: the local e-stop (``asab estop``) reaches a bench with no HTTP at all."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from asab.actions.bench import Bench, EmergencyStopped, OperationCancelled
+from asab.actions.fluidics import Ledger, empty, fill
+from asab.actions.local_estop import LocalEstopError, listening, stop_all
+from asab.errors import AsabError
+from tests._servers_support import AUTH, served_bench
+
+PUMP_COMMANDS = ("aspirate", "dispense", "generate_flow", "calibrate")
+VALVE_COMMANDS = ("switch_valve_to_position",)
+
+
+class MotionLog:
+    """Every motion command sent to the SDK stand-in, and the latch, in one total order."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.events: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        for name, drv in bench.pumps.items():
+            self._wrap(drv._handle, name, PUMP_COMMANDS)
+        for name, drv in bench.valves.items():
+            self._wrap(drv._handle, name, VALVE_COMMANDS)
+        interlock = bench.interlock
+        original = interlock.latch
+
+        def latch(reason: str) -> None:
+            original(reason)
+            self.record("LATCHED", reason)  # after latch() returned
+        interlock.latch = latch  # type: ignore[method-assign]
+
+    def _wrap(self, handle, device: str, commands: tuple[str, ...]) -> None:
+        for command in commands:
+            original = getattr(handle, command, None)
+            if original is None:
+                continue
+
+            def recorded(*args, _original=original, _what=f"{device}.{command}"):
+                self.record("COMMAND", _what)
+                return _original(*args)
+            setattr(handle, command, recorded)
+
+    def record(self, kind: str, what: str) -> None:
+        with self._lock:
+            self.events.append((kind, what))
+
+    def after_latch(self) -> list[str]:
+        """Commands recorded after the most recent latch."""
+        kinds = [k for k, _ in self.events]
+        if "LATCHED" not in kinds:
+            return []
+        last = len(kinds) - 1 - kinds[::-1].index("LATCHED")
+        return [w for k, w in self.events[last + 1:] if k == "COMMAND"]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.events.clear()
+
+
+def _moves(bench: Bench, stop: threading.Event) -> None:
+    """Fill and empty pumps (valves switch for every route) until told to stop or refused."""
+    ledger = Ledger()
+    pumps = ["A0.0", "B0.0", "F0.0"]
+    sources = {"A0.0": "Reservoir6", "B0.0": "Reservoir5", "F0.0": "Solvent"}
+    try:
+        while not stop.is_set():
+            for p in pumps:
+                fill(bench, p, sources[p], 0.05, ledger)
+                empty(bench, p, "waste_1", ledger)
+    except (EmergencyStopped, OperationCancelled):
+        return
+    except AsabError:
+        return
+
+
+def test_no_motion_command_after_the_latch_in_process(sim_bench: Bench) -> None:
+    log = MotionLog(sim_bench)
+    rng = random.Random(20261206)
+    trials, commanded, violations = 1000, 0, []
+    for trial in range(trials):
+        sim_bench.reset_estop()
+        sim_bench.cancel.clear()
+        log.clear()
+        stop = threading.Event()
+        mover = threading.Thread(target=_moves, args=(sim_bench, stop))
+        mover.start()
+        time.sleep(rng.uniform(0, 0.004))
+        sim_bench.emergency_stop(f"trial {trial}")
+        late = log.after_latch()  # right when estop returned, and again after the mover ends
+        stop.set()
+        mover.join(10)
+        assert not mover.is_alive()
+        late = log.after_latch()
+        commanded += sum(1 for k, _ in log.events if k == "COMMAND")
+        if late:
+            violations.append((trial, late))
+        assert not any(p.is_pumping() for p in sim_bench.pumps.values())
+    assert violations == []
+    assert commanded > trials  # the race really ran: motion was under way at most instants
+
+
+def test_no_motion_command_after_the_latch_over_http() -> None:
+    rng = random.Random(7)
+    with served_bench() as (ctx, apps):
+        log = MotionLog(ctx.bench)
+        pumps = TestClient(apps["pumps"], headers=AUTH)
+        actions = TestClient(apps["actions"], headers=AUTH)
+        violations, started = [], 0
+        for trial in range(50):
+            assert pumps.post("/estop/reset").status_code == 200
+            log.clear()
+            body = {"source": "Reservoir6", "volume": 0.2}
+            r = pumps.post("/pumps/A0.0/aspirate", json=body)
+            if r.status_code == 202:
+                started += 1
+            time.sleep(rng.uniform(0, 0.01))
+            r = actions.post("/estop", json={"reason": f"trial {trial}"})
+            assert r.status_code == 200
+            time.sleep(0.02)  # anything the job would still send arrives now
+            if log.after_latch():
+                violations.append((trial, log.after_latch()))
+            for job in pumps.get("/jobs").json():
+                assert job["state"] != "running" or job["cancel_requested"]
+            with ctx.bench.lock:  # the job ended (a running job holds the bench lock)
+                pass
+            ctx.bench.stop_all()
+            dispense = {"target": "waste_1"}
+            pumps.post("/estop/reset")
+            r = pumps.post("/pumps/A0.0/dispense", json=dispense)
+            if r.status_code == 202:
+                _wait_idle(pumps)
+            pumps.post("/estop", json={})
+        assert violations == [] and started >= 40
+
+
+def _wait_idle(client: TestClient, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(j["state"] != "running" for j in client.get("/jobs").json()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("job still running")
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "run"
+    monkeypatch.setenv("ASAB_RUNTIME_DIR", str(folder))
+    return folder
+
+
+def test_the_local_estop_stops_a_moving_pump_without_http(sim_bench: Bench, runtime: Path,
+                                                         tmp_path: Path) -> None:
+    drv = sim_bench.pumps["A0.0"]
+    with listening(sim_bench, state=tmp_path / "state") as path:
+        assert path is not None and oct(path.stat().st_mode & 0o777) == "0o600"
+        sim_bench.set_valves(sim_bench.graph.route("Reservoir6", "A0.0").valve_settings)
+        drv.aspirate(1.0, drv.flow_min * 10)  # a slow move: still running when we stop it
+        assert drv.is_pumping()
+        stopped = stop_all("leak at V3", state=tmp_path / "state")
+        assert [s.bench for s in stopped] == ["hiu_2023"]
+        assert not drv.is_pumping()
+        assert sim_bench.estop == "local e-stop (asab estop): leak at V3"
+        with pytest.raises(EmergencyStopped):
+            drv.aspirate(0.1, drv.flow_min * 10)
+        with pytest.raises(LocalEstopError, match="no running asab process on state folder"):
+            stop_all(state=tmp_path / "other")
+    assert not list(runtime.glob("estop-*"))  # unregistered when the bench closes
+
+
+def test_asab_estop_command_reports_nothing_to_stop(runtime: Path) -> None:
+    from typer.testing import CliRunner
+
+    from asab.cli.main import app
+    result = CliRunner().invoke(app, ["estop"])
+    assert result.exit_code == 1
+    assert "no running asab process answered" in " ".join(result.stderr.split())
+
+
+def test_an_unsafe_runtime_folder_is_refused(runtime: Path) -> None:
+    runtime.mkdir(mode=0o777)
+    runtime.chmod(0o777)
+    with pytest.raises(LocalEstopError, match="not a private folder"):
+        stop_all()
