@@ -66,8 +66,10 @@ def test_the_guesses_are_printed_with_their_lines(tmp_path: Path) -> None:
     assert notes[("nodes.csv", 154)].startswith("settings.waste_nodes = ['waste_1', 'waste_2']")
     assert notes[("nodes.csv", 148)].startswith("settings.solvent_node = 'Solvent1'")
     assert "also present: Solvent2" in notes[("nodes.csv", 148)]
-    assert notes[("edges.csv", 236)].startswith("left out: edge label '2622-NT-2' defined again "
-                                                "(first defined on line 195")
+    assert notes[("edges.csv", 236)] == (
+        "left out: edge label '2622-NT-2' defined again as a DIFFERENT tube (other properties); "
+        "the row on line 195 is kept (--first-wins)")
+    assert "defined again as the same tube" in notes[("edges.csv", 238)]
     assert any(n["text"].startswith("valve 'Av': common = 'A0.1'") and n["row"] == 1
                for n in doc["notes"])
     assert any(g.startswith("[[pumps]]") and "A0.0, B0.0" in g for g in doc["gaps"])
@@ -78,7 +80,8 @@ def test_check_config_lists_each_gap_naming_the_key(imported: Path) -> None:
     assert result.exit_code == 1
     reasons = [p["reason"] for p in json.loads(result.stdout)["problems"]]
     for key in ("no [[instruments]] entry", "no [densimeter] section", "no [balance] section",
-                "no [[pumps]]", "no stock solutions", "settings.solvent_pump is not set"):
+                "no [[pumps]]", "no stock solutions", "settings.solvent_pump is not set",
+                "valves without a device name: V10, V1, V2"):
         assert sum(r.startswith(key) for r in reasons) == 1, (key, reasons)
 
 
@@ -138,6 +141,49 @@ def test_a_valve_dict_of_the_wrong_shape_is_located(tmp_path: Path) -> None:
     assert (problem.file, problem.row) == ("valvePositionDict.txt", 2)
     assert "valve 'V2': expected {port node: position index" in problem.reason
     assert not (tmp_path / "out").exists()
+
+
+def _source(tmp_path: Path, valves: str) -> Path:
+    src = tmp_path / "src"
+    src.mkdir(parents=True)
+    for name in ("nodes.csv", "edges.csv", "tubing.csv", "syringes.txt"):
+        (src / name).write_bytes((LAYOUT_2022 / name).read_bytes())
+    (src / "valvePositionDict.txt").write_text(valves)
+    return src
+
+
+def test_valves_missing_from_the_dict_are_gaps_not_plain_tubes(tmp_path: Path) -> None:
+    """Without a valve entry, V1's channels would be plain tubes and V1.1 → V1.0 → V1.5 a
+    'route': the importer names every valve-like hub it has no valve for."""
+    valves = (LAYOUT_2022 / "valvePositionDict.txt").read_text()
+    text = valves.replace("'V1': {'V1.1': 0, 'V1.2': 1, 'V1.3': 2, 'V1.4': 3, 'V1.5': 4, "
+                          "'V1.6': 5, 'V1.7': 6, 'V1.8': 7, 'V1.9': 8, 'V1.10': 9}, ", "")
+    assert text != valves
+    result = import_legacy(_source(tmp_path, text), tmp_path / "out", first_wins=True)
+    gaps = [g for g in result.gaps if g.startswith("[[valves]] for V1:")]
+    assert len(gaps) == 1 and "node V1.0 is joined by fixed edges to V1.1, V1.10" in gaps[0]
+    empty = import_legacy(_source(tmp_path / "e", "{}"), tmp_path / "out2", first_wins=True)
+    assert sum(g.startswith("[[valves]] for ") for g in empty.gaps) == 10
+
+
+def test_an_unclear_common_port_is_a_gap_and_the_rest_imports(tmp_path: Path) -> None:
+    text = "{'Av': {'Av.0': 0, 'Av.1': 1},\n \"Qv\": {\"V1.1\": 0, \"V1.2\": 1}}"
+    # V1.1 and V1.2 are both joined to V1.0 and (through the valve's own hub) nothing else
+    result = import_legacy(_source(tmp_path, text), tmp_path / "out", first_wins=True)
+    assert [n.text.split(":")[0] for n in result.notes if n.file == "valvePositionDict.txt"] == [
+        "valve 'Av'", "valve 'Qv'"]
+    assert [n.line for n in result.notes if n.file == "valvePositionDict.txt"] == [1, 2]
+
+
+def test_a_port_that_is_not_a_node_is_named_with_the_closest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        import_legacy(_source(tmp_path, "{'Av': {'Av.0': 0, 'Avv.1': 1}}"), tmp_path / "out",
+                      first_wins=True)
+    assert info.value.problems[0].reason.startswith(
+        "valve 'Av': port 'Avv.1' is not a node of nodes.csv (did you mean 'Av.1'")
+    with pytest.raises(ConfigError, match="two ports share one position index"):
+        import_legacy(_source(tmp_path / "d", "{'Av': {'Av.0': 0, 'Av.1': 0}}"), tmp_path / "o",
+                      first_wins=True)
 
 
 def test_an_output_folder_that_is_not_empty_is_refused(tmp_path: Path) -> None:

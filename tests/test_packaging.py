@@ -90,5 +90,5 @@ def test_a_missing_bench_says_how_to_choose_one(wheel_env: Path, tmp_path: Path)
     result = _run(wheel_env, ["route", "A0.0", "M1.0", "--config", "nowhere"], tmp_path)
     assert result.returncode == 1
     message = " ".join(result.stderr.split())
-    assert "no bench at nowhere: no such folder or file (given with --config nowhere)" in message
+    assert "no bench at nowhere: no such folder or file (given as --config nowhere)" in message
     assert "--config DIR" in message and "$ASAB_CONFIG" in message

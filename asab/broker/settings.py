@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from asab.errors import ConfigError, Problem
-from asab.names import did_you_mean
+from asab.names import did_you_mean, known_names
 
 ENVIRONMENT = {
     "ASAB_BROKER_URL": "url",
@@ -112,14 +112,10 @@ def _reason(error: Mapping) -> str:
     if error["type"] == "missing":
         return f"{field}: not given; set {where}"
     if error["type"] == "extra_forbidden":
-        known = ", ".join(cls_fields())
-        return f"{field}: not a broker setting{did_you_mean(field, cls_fields())}; known: {known}"
+        keys = list(BrokerSettings.model_fields)
+        return (f"{field}: not a broker setting{did_you_mean(field, keys)}; "
+                f"{known_names(keys, 'known')}")
     return f"{field}: {error['msg']} (set {where})"
-
-
-def cls_fields() -> list[str]:
-    """The settings keys of [broker] in broker.toml."""
-    return list(BrokerSettings.model_fields)
 
 
 def _read_toml(file: Path) -> dict[str, object]:

@@ -91,6 +91,21 @@ def load(path: Path | None, *, first_wins: bool = False, operable: bool = False)
     return loaded.config
 
 
+def print_problems(problems, where, *, as_json: bool) -> None:
+    """Every problem of a refused input: as JSON on stdout, or a counted list on stderr."""
+    if as_json:
+        emit_json({"ok": False, "problems": [problem_json(p) for p in problems]})
+        return
+    err_console.print(f"[bold red]{len(problems)} problem(s) in {escape(str(where))}:[/]")
+    for p in problems:
+        err_console.print(f"  - {p}", markup=False)
+
+
+def problem_json(p) -> dict:
+    """A :class:`~asab.errors.Problem` as JSON: file, row (line or null), reason."""
+    return {"file": p.file, "row": p.row, "reason": p.reason}
+
+
 def emit_json(data) -> None:
     """Write ``data`` (JSON text or a JSON-ready object) to stdout, unwrapped and uncoloured."""
     typer.echo(data if isinstance(data, str) else json.dumps(data, indent=2))

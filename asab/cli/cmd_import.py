@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from asab.cli.app import JsonOpt, app, console, emit_json, err_console
+from asab.cli.app import JsonOpt, app, console, emit_json, print_problems
 from asab.errors import ConfigError
 
 
@@ -39,13 +39,7 @@ def import_legacy(
     try:
         result = run_import(src, out, first_wins=first_wins)
     except ConfigError as exc:
-        if as_json:
-            emit_json({"ok": False, "problems": [
-                {"file": p.file, "row": p.row, "reason": p.reason} for p in exc.problems]})
-        else:
-            err_console.print(f"[bold red]{len(exc.problems)} problem(s) in {src}:[/]")
-            for p in exc.problems:
-                err_console.print(f"  - {p}", markup=False)
+        print_problems(exc.problems, src, as_json=as_json)
         raise typer.Exit(1)
     if as_json:
         emit_json({"ok": True, "out": str(result.out), "files": result.files,

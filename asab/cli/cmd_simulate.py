@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from asab.cli.app import ConfigOpt, app, config_path, fail
+from asab.cli.app import ConfigOpt, app, fail
+from asab.config.benches import choose_bench, require_bench_file
 
 
 @app.command()
@@ -63,6 +64,8 @@ def simulate(
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     try:
         faults = tuple(parse_fault_spec(f) for f in fault or ())
-        serve(LaunchOptions(config_path(config), workdir, speed, seed, host, faults, ready_file))
+        choice = choose_bench(config)
+        require_bench_file(choice)
+        serve(LaunchOptions(choice.path, workdir, speed, seed, host, faults, ready_file))
     except (ConfigError, ValueError, KeyError, OSError) as exc:
         fail(f"cannot start the simulated bench: {exc}")

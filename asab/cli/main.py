@@ -16,7 +16,7 @@ from rich.table import Table
 
 from asab.cli.app import (  # noqa: F401 - re-exported for tests and other command modules
     ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail,
-    load,
+    load, print_problems, problem_json,
 )
 from asab.config.benches import choose_bench, require_bench_file
 from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
@@ -33,12 +33,12 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
     not parse or resolve, and every stock, instrument, solvent, gas or vial route the router
     cannot find (asab/tubing/operability.py lists them).
 
-    Example: asab check-config hardware_configs/hiu_2023
+    Example: asab check-config --json
     """
     from asab.config.loader import load_bench_report, summarize
     from asab.tubing.operability import check_operable
 
-    choice = choose_bench(path)
+    choice = choose_bench(path, given_as="PATH")
     folder = choice.path
     try:
         if folder.is_dir() and not (folder / "bench.toml").exists() and (folder / "edges.csv").exists():
@@ -52,18 +52,13 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
         if report.problems:
             raise ConfigError(report.problems)
     except ConfigError as exc:
-        if as_json:
-            emit_json({"ok": False, "problems": [_problem_json(p) for p in exc.problems]})
-        else:
-            err_console.print(f"[bold red]{len(exc.problems)} problem(s) in {folder}:[/]")
-            for p in exc.problems:
-                err_console.print(f"  - {p}", markup=False)
+        print_problems(exc.problems, folder, as_json=as_json)
         raise typer.Exit(1)
     summary = summarize(loaded.config)
     summary["routes_checked"] = report.routes_checked
     if as_json:
         emit_json({"ok": True, "summary": summary,
-                   "warnings": [_problem_json(p) for p in warnings]})
+                   "warnings": [problem_json(p) for p in warnings]})
         return
     table = Table(title=f"bench {loaded.config.name}", show_header=True)
     table.add_column("part")
@@ -81,10 +76,6 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
         err_console.print(f"[bold yellow]{len(warnings)} warning(s):[/]")
         for w in warnings:
             err_console.print(f"  - {w}", markup=False)
-
-
-def _problem_json(p) -> dict:
-    return {"file": p.file, "row": p.row, "reason": p.reason}
 
 
 def _check_layout_only(folder: Path, first_wins: bool, as_json: bool) -> None:

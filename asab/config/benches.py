@@ -42,10 +42,13 @@ class BenchChoice:
     Attributes:
         path: the folder holding ``bench.toml``, or the ``bench.toml`` file itself.
         source: how it was chosen.
+        given_as: the command-line name of what gave it (``--config``, or ``PATH`` for a
+            command that takes the bench as its argument).
     """
 
     path: Path
     source: BenchSource
+    given_as: str = "--config"
 
     @property
     def folder(self) -> Path:
@@ -79,12 +82,14 @@ def bundled_bench(name: str = BUNDLED_BENCH) -> Path:
     return folder
 
 
-def choose_bench(option: Path | None, environ: Mapping[str, str] | None = None) -> BenchChoice:
+def choose_bench(option: Path | None, environ: Mapping[str, str] | None = None, *,
+                 given_as: str = "--config") -> BenchChoice:
     """The bench a command uses: ``--config``, else ``$ASAB_CONFIG``, else the bundled one.
 
     Args:
         option: the value of ``--config`` (``None`` when not given).
         environ: the environment (default ``os.environ``); an empty value counts as unset.
+        given_as: how the command line calls ``option`` (for messages).
 
     Returns:
         The choice; its path is not checked here (see :func:`require_bench_file`).
@@ -94,10 +99,17 @@ def choose_bench(option: Path | None, environ: Mapping[str, str] | None = None) 
     """
     env = os.environ if environ is None else environ
     if option is not None:
-        return BenchChoice(Path(option), BenchSource.OPTION)
+        return BenchChoice(Path(option), BenchSource.OPTION, given_as)
     if env.get(CONFIG_ENV, "").strip():
         return BenchChoice(Path(env[CONFIG_ENV].strip()), BenchSource.ENVIRONMENT)
     return BenchChoice(bundled_bench(), BenchSource.BUNDLED)
+
+
+def missing_bench(path: Path) -> str:
+    """What is missing at ``path``: the folder itself, or the bench file in it."""
+    if not path.exists():
+        return f"no bench at {path}: no such folder or file"
+    return f"no bench file at {path / BENCH_FILE if path.is_dir() else path}"
 
 
 def require_bench_file(choice: BenchChoice) -> Path:
@@ -110,14 +122,12 @@ def require_bench_file(choice: BenchChoice) -> Path:
     if candidate.is_file():
         return candidate
     how = {
-        BenchSource.OPTION: f"given with --config {choice.path}",
+        BenchSource.OPTION: f"given as {choice.given_as} {choice.path}",
         BenchSource.ENVIRONMENT: f"given by ${CONFIG_ENV}={choice.path}",
         BenchSource.BUNDLED: "the bundled bench",
     }[choice.source]
-    missing = (f"no bench file at {candidate}" if choice.path.exists()
-               else f"no bench at {choice.path}: no such folder or file")
     reason = (
-        f"{missing} ({how}). A bench is a folder holding {BENCH_FILE} "
-        f"(or that file itself): choose one with --config DIR, or set ${CONFIG_ENV}; "
-        f"without either the bundled {BUNDLED_BENCH} bench is used")
+        f"{missing_bench(choice.path)} ({how}). A bench is a folder holding {BENCH_FILE} "
+        f"(or that file itself): choose one with {choice.given_as} DIR, or set "
+        f"${CONFIG_ENV}; without either the bundled {BUNDLED_BENCH} bench is used")
     raise ConfigError([Problem(BENCH_FILE, None, reason)])

@@ -36,6 +36,7 @@ from asab.config.csvio import read_table
 from asab.config.legacy_csv import load_legacy_layout
 from asab.config.models import Tubing
 from asab.errors import ConfigError, Problem
+from asab.names import did_you_mean
 
 SYRINGES_FILE = "syringes.txt"
 VALVES_FILE = "valvePositionDict.txt"
@@ -143,9 +144,10 @@ def read_literal(path: Path) -> Any:
             f"evaluated): {type(exc).__name__}"))]) from None
 
 
-def _line_of(text: str, needle: str) -> int | None:
-    at = text.find(needle)
-    return text.count("\n", 0, at) + 1 if at >= 0 else None
+def _line_of(text: str, name: str) -> int | None:
+    """Line of the first dict key ``name`` in ``text``, quoted either way."""
+    hits = [at for q in ("'", '"') if (at := text.find(f"{q}{name}{q}")) >= 0]
+    return text.count("\n", 0, min(hits)) + 1 if hits else None
 
 
 # ------------------------------------------------------------------------- bench data
@@ -219,7 +221,7 @@ def _syringes(path: Path, raw: Any, result: ImportResult) -> list[dict[str, Any]
 
 
 def _syringe(file: str, text: str, name: str, entry: Any, result: ImportResult) -> dict[str, Any]:
-    line = _line_of(text, repr(name))
+    line = _line_of(text, name)
     keys = ("inner_dia_mm", "piston_stroke_mm", "minimum_volume_mL")
     if not isinstance(entry, dict) or any(not _number(entry.get(k)) for k in keys):
         raise ConfigError([Problem(file, line, (
@@ -245,34 +247,66 @@ def _valves(path: Path, raw: Any, tubing: Tubing, result: ImportResult) -> list[
         raise ConfigError([Problem(path.name, 1, "expected a dict: valve → {port node: position}")])
     text = path.read_text(encoding="utf-8-sig")
     neighbours = _neighbours(tubing)
-    return [_valve(path.name, text, str(name), positions, neighbours, result)
-            for name, positions in raw.items()]
+    nodes = {n.name for n in tubing.nodes}
+    valves = [v for name, positions in raw.items()
+              if (v := _valve(path.name, text, str(name), positions, neighbours, nodes, result))]
+    _unlisted_valves(path.name, valves, neighbours, result)
+    return valves
+
+
+def _unlisted_valves(file: str, valves: list[dict[str, Any]],
+                     neighbours: Mapping[str, set[str]], result: ImportResult) -> None:
+    """A node joined by undirected fixed edges to ``<same prefix>.k`` ports looks like a
+    valve's common port (a passive mixer's channels are directed, into its outlet); without
+    a valve entry its channels would be plain tubes, and routes through two of them at once
+    would look possible. Each such node is a gap, not a guess."""
+    commons = {v["common"] for v in valves}
+    for node, near in sorted(neighbours.items()):
+        prefix, dot, index = node.rpartition(".")
+        ports = sorted(n for n in near if dot and n.rpartition(".")[0] == prefix and n != node)
+        if index == "0" and len(ports) >= 2 and node not in commons:
+            result.gaps.append(
+                f"[[valves]] for {prefix}: node {node} is joined by fixed edges to "
+                f"{', '.join(ports)} like a valve's common port, but {file} has no valve "
+                "for it; until it has one, routes may pass two of its ports at once")
 
 
 def _neighbours(tubing: Tubing) -> dict[str, set[str]]:
+    """Node → the nodes it is joined to by undirected fixed edges (valve channels)."""
     out: dict[str, set[str]] = {}
     for e in tubing.edges:
-        if e.fixed:
+        if e.fixed and not e.directed:
             out.setdefault(e.start, set()).add(e.end)
             out.setdefault(e.end, set()).add(e.start)
     return out
 
 
 def _valve(file: str, text: str, name: str, positions: Any, neighbours: Mapping[str, set[str]],
-           result: ImportResult) -> dict[str, Any]:
-    line = _line_of(text, repr(name))
+           nodes: set[str], result: ImportResult) -> dict[str, Any] | None:
+    """The valve entry, or ``None`` (and a gap) when its common port is not clear."""
+    line = _line_of(text, name)
     if (not isinstance(positions, dict) or not positions
             or not all(isinstance(k, str) and type(v) is int and 0 <= v < 1000
                        for k, v in positions.items())):
         raise ConfigError([Problem(file, line, (
             f"valve {name!r}: expected {{port node: position index (0-based int)}}"))])
+    unknown = [p for p in positions if p not in nodes]
+    if unknown:
+        raise ConfigError([Problem(file, line, (
+            f"valve {name!r}: port {p!r} is not a node of nodes.csv{did_you_mean(p, nodes)}"))
+            for p in unknown])
+    if len(set(positions.values())) != len(positions):
+        raise ConfigError([Problem(file, line, (
+            f"valve {name!r}: two ports share one position index ({positions})"))])
     ports = set(positions)
     common = sorted(n for n, near in neighbours.items() if ports <= near and n not in ports)
     if len(common) != 1:
         found = ", ".join(common) or "none"
-        raise ConfigError([Problem(file, line, (
-            f"valve {name!r}: its common port must be the one node joined by fixed edges of "
-            f"edges.csv to every port ({', '.join(sorted(ports))}); found: {found}"))])
+        result.gaps.append(
+            f"[[valves]] {name}: common port not clear from edges.csv (the node joined by "
+            f"fixed edges to every port {', '.join(sorted(ports))}; found: {found}); add the "
+            f"valve with common = \"<node>\" and its positions from {file} line {line}")
+        return None
     kind = "rotary" if len(ports) > 2 else "pump_valve"
     result.notes.append(ImportNote(file, line, (
         f"valve {name!r}: common = {common[0]!r} (the node joined to all its ports by fixed "
@@ -290,7 +324,8 @@ def _gaps(nodes: Mapping[str, int], syringes: list[dict[str, Any]], result: Impo
         "[[instruments]]: name, kind, inlet and outlet nodes and measuring_volume of each cell",
         "[densimeter]: instrument, interface (lims or rs232) and its folders or serial line",
         "[balance] and [balance.serial]: the vessel on the pan and the serial settings",
-        "settings.solvent_pump and settings.gas_pump: the pumps for cleaning solvent and gas",
+        "settings.solvent_pump: the pump for cleaning solvent (and settings.gas_pump if gas "
+        "is pushed by another pump)",
         "device names (pumps[].device, valves[].device) as in the Qmix configuration, "
         "for --hardware",
     ]
@@ -327,23 +362,26 @@ def _write_edges(src: Path, dest: Path, first_wins: bool, result: ImportResult) 
     kept = [raw for number, raw in enumerate(lines, start=1) if number not in drop]
     dest.write_bytes(b"".join(kept))
     result.files.append(dest.name)
-    for number, (label, first) in sorted(drop.items()):
+    for number, (label, first, same) in sorted(drop.items()):
+        how = "the same tube" if same else "a DIFFERENT tube (other properties)"
         result.notes.append(ImportNote(src.name, number, (
-            f"left out: edge label {label!r} defined again (first defined on line {first}; "
-            "--first-wins)")))
+            f"left out: edge label {label!r} defined again as {how}; the row on line {first} "
+            "is kept (--first-wins)")))
 
 
-def _later_duplicates(path: Path) -> dict[int, tuple[str, int]]:
+def _later_duplicates(path: Path) -> dict[int, tuple[str, int, bool]]:
+    """Physical line → (label, line of its first row, same cells after the label?)."""
     table = read_table(path)
     col = table.require(("edge",))["edge"]
-    first: dict[str, int] = {}
-    drop: dict[int, tuple[str, int]] = {}
+    first: dict[str, tuple[int, tuple[str, ...]]] = {}
+    drop: dict[int, tuple[str, int, bool]] = {}
     for row in table.rows:
         label = row.cell(col)
+        cells = tuple(c for i, c in enumerate(row.fields) if i != col)
         if label in first:
-            drop[row.line] = (label, first[label])
+            drop[row.line] = (label, first[label][0], first[label][1] == cells)
         else:
-            first[label] = row.line
+            first[label] = (row.line, cells)
     return drop
 
 

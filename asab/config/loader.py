@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from asab.config.benches import BENCH_FILE
+from asab.config.benches import BENCH_FILE, missing_bench
 from asab.config.bench_toml import (
     BenchDocument, build_checkable, build_config, locate, read_bench_toml,
 )
@@ -128,7 +128,7 @@ def _bench_file(path: Path) -> Path:
     candidate = path / BENCH_FILE if path.is_dir() else path
     if not candidate.is_file():
         raise ConfigError([Problem(candidate.name, None, (
-            f"no bench file at {candidate}: a bench is a folder holding {BENCH_FILE} "
+            f"{missing_bench(path)}: a bench is a folder holding {BENCH_FILE} "
             "(or that file itself)"))])
     return candidate
 

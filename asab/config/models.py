@@ -261,8 +261,10 @@ class DensimeterSettings(_Model):
 class BenchSettings(_Model):
     """What the CSV layout does not hold."""
 
-    waste_nodes: tuple[str, ...] = ("waste_1",)
-    gas_nodes: tuple[str, ...] = ("ambient",)
+    waste_nodes: tuple[str, ...] = Field(default=("waste_1",), min_length=1, description=(
+        "waste nodes; the first takes first portions and rinses"))
+    gas_nodes: tuple[str, ...] = Field(default=("ambient",), min_length=1, description=(
+        "gas sources; the first is drawn to drain lines"))
     solvent_node: str = "Solvent"
     solvent_chemical: str = Field(default="EMC", description="name of the cleaning solvent")
     solvent_pump: str = Field(default="", description="pump used for cleaning solvent")

@@ -30,11 +30,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from asab.config.benches import BENCH_FILE
 from asab.config.models import BenchConfig, Instrument
 from asab.errors import Problem, RoutingError
 from asab.tubing.graph import TubingGraph
-
-BENCH_FILE = "bench.toml"
 
 
 @dataclass
@@ -94,6 +93,7 @@ def check_operable(config: BenchConfig, *, stock_file: str = "stockSolutions.csv
     _check_stocks(c, cells)
     _check_cleaning(c, cells)
     _check_vials(c)
+    _check_device_names(c)
     return c.report
 
 
@@ -198,6 +198,18 @@ def _check_cleaning(c: _Checker, cells: list[Instrument]) -> None:
         for cell in cells:
             c.route(f"{what} pump {pump} cannot push {what} through {cell.name}", node, sink,
                     via=[s.mixer_outlet, cell.inlet, cell.outlet], avoid=_inlets(cfg, cell))
+
+
+def _check_device_names(c: _Checker) -> None:
+    """The CETONI driver finds each pump and valve by its name in the Qmix configuration."""
+    cfg = c.config
+    for what, names in (("pumps", [p.name for p in cfg.pumps if not p.device]),
+                        ("valves", [v.name for v in cfg.valves
+                                    if v.driver == "cetoni" and not v.device])):
+        if names:
+            c.problem(f"{what} without a device name: {', '.join(names)}; set {what}[].device "
+                      "to each one's name in the Qmix device configuration (the driver opens "
+                      "them by that name)")
 
 
 def _check_vials(c: _Checker) -> None:
