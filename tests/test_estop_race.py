@@ -167,7 +167,7 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_the_local_estop_stops_a_moving_pump_without_http(sim_bench: Bench, runtime: Path,
                                                          tmp_path: Path) -> None:
     drv = sim_bench.pumps["A0.0"]
-    with listening(sim_bench, state=tmp_path / "state") as path:
+    with listening(sim_bench, name="hiu_2023", state=tmp_path / "state") as path:
         assert path is not None and oct(path.stat().st_mode & 0o777) == "0o600"
         sim_bench.set_valves(sim_bench.graph.route("Reservoir6", "A0.0").valve_settings)
         drv.aspirate(1.0, drv.flow_min * 10)  # a slow move: still running when we stop it

@@ -81,8 +81,13 @@ def runtime_dir() -> Path:
 
 
 @contextlib.contextmanager
-def listening(bench: Bench, *, state: Path | None = None) -> Iterator[Path | None]:
+def listening(bench: Bench, *, name: str = "", state: Path | None = None) -> Iterator[Path | None]:
     """Listen for local e-stops while the block runs; yields the socket path.
+
+    Args:
+        bench: stopped (:meth:`Bench.emergency_stop`) on each request.
+        name: the bench's name, shown by ``asab estop``.
+        state: the run or tenant folder this process works on (``asab estop --state``).
 
     A process that cannot listen (no Unix sockets on this platform, an unsafe runtime
     folder) logs why and goes on: the HTTP e-stop and SIGTERM still work.
@@ -100,11 +105,11 @@ def listening(bench: Bench, *, state: Path | None = None) -> Iterator[Path | Non
     path = folder / f"estop-{os.getpid()}.sock"
     info = folder / f"estop-{os.getpid()}.json"
     server = _bind(path)
-    info.write_text(json.dumps({"pid": os.getpid(), "bench": bench.config.name,
+    info.write_text(json.dumps({"pid": os.getpid(), "bench": name,
                                 "command": " ".join(sys.argv[:3]),
                                 "state": str(state.resolve()) if state else None}))
     stop = threading.Event()
-    thread = threading.Thread(target=_serve, args=(server, bench, stop), daemon=True,
+    thread = threading.Thread(target=_serve, args=(server, bench, name, stop), daemon=True,
                               name="asab-local-estop")
     thread.start()
     try:
@@ -133,7 +138,7 @@ def _bind(path: Path) -> socket.socket:
     return server
 
 
-def _serve(server: socket.socket, bench: Bench, stop: threading.Event) -> None:
+def _serve(server: socket.socket, bench: Bench, name: str, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             conn, _ = server.accept()
@@ -142,10 +147,10 @@ def _serve(server: socket.socket, bench: Bench, stop: threading.Event) -> None:
         except OSError:
             return  # closed
         with conn:
-            _answer(conn, bench)
+            _answer(conn, bench, name)
 
 
-def _answer(conn: socket.socket, bench: Bench) -> None:
+def _answer(conn: socket.socket, bench: Bench, name: str) -> None:
     """Stop first, then read the reason (a slow or silent client costs only its reason)."""
     bench.emergency_stop(LOCAL_REASON)
     bench.cancel.set()
@@ -153,7 +158,7 @@ def _answer(conn: socket.socket, bench: Bench) -> None:
     if reason:
         bench.estop = f"{LOCAL_REASON}: {reason}"
     log.warning("local e-stop: pumps stopped (%s)", reason or "no reason given")
-    reply = {"stopped": True, "pid": os.getpid(), "bench": bench.config.name}
+    reply = {"stopped": True, "pid": os.getpid(), "bench": name}
     with contextlib.suppress(OSError):
         conn.sendall(json.dumps(reply).encode() + b"\n")
 

@@ -33,7 +33,7 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
         bench = open_bench(sim.config, sim.clock, cetoni_sdk=sim.sdk)
         bench.simulation = sim  # type: ignore[attr-defined]  # for inspection in tests/demos
         try:
-            with listening(bench, state=state):
+            with listening(bench, name=config.name, state=state):
                 yield bench
         finally:
             bench.close()
@@ -62,7 +62,7 @@ def hardware_bench(config: BenchConfig, bench_dir: Path | None = None, *,
         if bench_dir is not None and calibration_path(config, bench_dir).is_file():
             factors = apply_calibration(bench, calibration_path(config, bench_dir))
             log.info("pump calibration applied: %s", factors)
-        with listening(bench, state=state):
+        with listening(bench, name=config.name, state=state):
             yield bench
     finally:
         bench.close()

@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from asab.config.models import BenchConfig, Chemical, StockSolution, Tubing
+from asab.config.models import MAX_VALVE_PORTS, BenchConfig, Chemical, StockSolution, Tubing
+from asab.config.csvio import MAX_TABLE_BYTES
 from asab.config.problems import format_location, validation_reasons
 from asab.errors import ConfigError, Problem
 from asab.units import to_canonical
@@ -89,6 +90,9 @@ def read_bench_toml(path: Path) -> BenchDocument:
             collected in the returned document).
     """
     try:
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise ConfigError([Problem(path.name, None, (
+                f"larger than {MAX_TABLE_BYTES:,} bytes: not a bench description"))])
         text = path.read_text(encoding="utf-8-sig")
         data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
@@ -281,8 +285,10 @@ def _expand_valves(data: dict[str, Any], file: str, problems: list[Problem]) -> 
         if has_positions:
             reason = f"{label}: give either `ports` or `positions`, not both"
             problems.append(Problem(file, None, reason))
-        elif not isinstance(ports, int) or isinstance(ports, bool) or ports < 1:
-            problems.append(Problem(file, None, f"{label}.ports: {ports!r} is not a count >= 1"))
+        elif (not isinstance(ports, int) or isinstance(ports, bool)
+              or not 1 <= ports <= MAX_VALVE_PORTS):
+            problems.append(Problem(file, None, (
+                f"{label}.ports: {ports!r} is not a count of 1 … {MAX_VALVE_PORTS}")))
             valve["positions"] = {}
         elif isinstance(valve.get("name"), str):
             valve["positions"] = ports_positions(valve["name"], ports)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from asab.config.models import BenchConfig
+from asab.config.models import BenchConfig, Tubing
 from asab.errors import Problem
 from asab.names import did_you_mean, known_names
 
@@ -53,7 +53,39 @@ def check_bench(config: BenchConfig, *, origin: Origin | None = None) -> list[Pr
     problems += _check_stocks(config, nodes, origin)
     problems += _check_settings(config, nodes, origin.bench)
     problems += _check_devices(config, nodes, origin.bench)
+    problems += _check_valve_hubs(config, origin.bench)
     return problems
+
+
+def valve_hubs(tubing: Tubing) -> dict[str, list[str]]:
+    """Nodes that look like a rotary valve's common port: ``X.0`` joined by undirected fixed
+    edges to two or more ``X.k`` nodes (a passive mixer's channels are directed into its
+    outlet, so a mixer is not one). Returns hub → its ports, sorted."""
+    near: dict[str, set[str]] = {}
+    for e in tubing.edges:
+        if e.fixed and not e.directed:
+            near.setdefault(e.start, set()).add(e.end)
+            near.setdefault(e.end, set()).add(e.start)
+    hubs: dict[str, list[str]] = {}
+    for node, others in near.items():
+        prefix, dot, index = node.rpartition(".")
+        ports = sorted(n for n in others if dot and n.rpartition(".")[0] == prefix)
+        if index == "0" and len(ports) >= 2:
+            hubs[node] = ports
+    return dict(sorted(hubs.items()))
+
+
+def _check_valve_hubs(config: BenchConfig, file: str) -> list[Problem]:
+    """A valve channel of the layout without its [[valves]] entry would be routed as a plain
+    tube: two of its ports open at once, which the valve cannot do."""
+    commons = {v.common for v in config.valves}
+    claimed = {port for v in config.valves for port in v.positions}  # a wrong common: reported
+    return [Problem(file, None, (
+        f"node {hub} is joined by fixed edges to {', '.join(ports)} like a valve's common "
+        f"port, but no [[valves]] entry has common = {hub!r}; add the valve (name, common, "
+        "ports or positions, device)"))
+        for hub, ports in valve_hubs(config.tubing).items()
+        if hub not in commons and not claimed.intersection(ports)]
 
 
 def summarize(config: BenchConfig) -> dict[str, Any]:
@@ -181,7 +213,12 @@ def _check_settings(config: BenchConfig, nodes: set[str], file: str) -> list[Pro
                       f"{did_you_mean(pump, pumps)}; {known_names(pumps, '[[pumps]]')}")
             problems.append(Problem(file, None, reason))
     try:
-        config.chemical(s.solvent_chemical)
+        solvent = config.chemical(s.solvent_chemical)
+        if solvent.density is None or solvent.density_temperature is None:
+            problems.append(Problem("chemicals.csv", None, (
+                f"solvent chemical {solvent.name!r} has no density (columns density_g_per_cm3 "
+                "and density_temperature_K): cleaning, calibration and the simulated bench "
+                "need it")))
     except KeyError:
         names = [c.name for c in config.chemicals]
         reason = (f"settings.solvent_chemical: {s.solvent_chemical!r} is not a configured "

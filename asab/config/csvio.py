@@ -20,6 +20,9 @@ from pathlib import Path
 from asab.errors import ConfigError, Problem
 
 DELIMITER = ";"
+MAX_TABLE_BYTES = 5_000_000
+"""A table larger than this is refused at once (the 2023 tables are under 20 kB; a bench of
+thousands of tubes stays far below it)."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,17 @@ def read_table(path: Path) -> CsvTable:
         records are skipped but counted in the line numbers.
 
     Raises:
-        ConfigError: the file cannot be read or decoded, is not valid CSV, or is empty.
+        ConfigError: the file cannot be read or decoded, is not valid CSV, is empty, or is
+            larger than :data:`MAX_TABLE_BYTES`.
     """
     rows: list[CsvRow] = []
     header: tuple[str, ...] | None = None
     try:
+        size = path.stat().st_size
+        if size > MAX_TABLE_BYTES:
+            raise ConfigError([Problem(path.name, None, (
+                f"{size:,} bytes: larger than the {MAX_TABLE_BYTES:,} bytes a bench table "
+                "may have (is this the right file?)"))])
         with path.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh, delimiter=DELIMITER)
             previous_end = 0

@@ -27,7 +27,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from asab.config.csvio import CsvRow, CsvTable, parse_number, read_table
+from asab.config.problems import validation_reasons
 from asab.config.models import Tubing, TubingEdge, TubingNode
 from asab.errors import ConfigError, Problem
 
@@ -229,6 +232,8 @@ def _parse_edge_row(
             numbers[column] = parse_number(row.cell(cols[column]), column, positive=positive)
         except ValueError as exc:
             reasons.append(str(exc))
+    if not reasons:
+        reasons += _out_of_bounds(numbers)
     problems.extend(Problem(file, row.line, f"edge {label!r}: {r}") for r in reasons)
     if reasons:
         return None
@@ -239,6 +244,16 @@ def _parse_edge_row(
         dead_volume=numbers["dead_volume"], directed=RESTRICTIONS[restriction],
         note=row.cell(cols["note"]),
     )
+
+
+def _out_of_bounds(numbers: Mapping[str, float]) -> list[str]:
+    """The physical bounds of :class:`TubingEdge` (length, diameter, dead volume)."""
+    try:
+        TubingEdge(label="x", start="a", end="b", length=numbers["length"],
+                   inner_diameter=numbers["diameter"], dead_volume=numbers["dead_volume"])
+    except ValidationError as exc:
+        return validation_reasons(exc)
+    return []
 
 
 def _report_duplicates(

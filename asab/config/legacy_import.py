@@ -32,6 +32,7 @@ from typing import Any
 import tomli_w
 
 from asab.config.benches import bundled_bench
+from asab.config.checks import valve_hubs
 from asab.config.csvio import read_table
 from asab.config.legacy_csv import load_legacy_layout
 from asab.config.models import Tubing
@@ -250,25 +251,14 @@ def _valves(path: Path, raw: Any, tubing: Tubing, result: ImportResult) -> list[
     nodes = {n.name for n in tubing.nodes}
     valves = [v for name, positions in raw.items()
               if (v := _valve(path.name, text, str(name), positions, neighbours, nodes, result))]
-    _unlisted_valves(path.name, valves, neighbours, result)
-    return valves
-
-
-def _unlisted_valves(file: str, valves: list[dict[str, Any]],
-                     neighbours: Mapping[str, set[str]], result: ImportResult) -> None:
-    """A node joined by undirected fixed edges to ``<same prefix>.k`` ports looks like a
-    valve's common port (a passive mixer's channels are directed, into its outlet); without
-    a valve entry its channels would be plain tubes, and routes through two of them at once
-    would look possible. Each such node is a gap, not a guess."""
     commons = {v["common"] for v in valves}
-    for node, near in sorted(neighbours.items()):
-        prefix, dot, index = node.rpartition(".")
-        ports = sorted(n for n in near if dot and n.rpartition(".")[0] == prefix and n != node)
-        if index == "0" and len(ports) >= 2 and node not in commons:
+    for hub, ports in valve_hubs(tubing).items():  # each also a check-config problem
+        if hub not in commons:
             result.gaps.append(
-                f"[[valves]] for {prefix}: node {node} is joined by fixed edges to "
-                f"{', '.join(ports)} like a valve's common port, but {file} has no valve "
-                "for it; until it has one, routes may pass two of its ports at once")
+                f"[[valves]] for {hub.rpartition('.')[0]}: node {hub} is joined by fixed edges "
+                f"to {', '.join(ports)} like a valve's common port, but {path.name} has no "
+                "valve for it; until it has one, routes may pass two of its ports at once")
+    return valves
 
 
 def _neighbours(tubing: Tubing) -> dict[str, set[str]]:

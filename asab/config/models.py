@@ -16,7 +16,11 @@ from asab.names import UnknownName, did_you_mean, known_names
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every number is finite (``allow_inf_nan=False``) and, field by field, within the
+    physical range its ``Field`` gives (``gt``/``ge``/``le``): a bound keeps a mistyped value
+    from reaching a driver or hanging a loop (e.g. ``drain_factor = inf``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- chemicals & stocks
@@ -26,11 +30,11 @@ class Chemical(_Model):
     name: str = Field(description="short name used in configs and on the command line, e.g. 'EC'")
     inchikey: str = Field(description="standard InChIKey, the identifier used by FINALES2")
     smiles: str
-    molar_mass: float = Field(gt=0, description="molar mass in g/mol")
-    density: float | None = Field(default=None, gt=0, description="density in g/cm³")
-    density_temperature: float | None = Field(default=None, gt=0, description="K")
-    viscosity: float | None = Field(default=None, gt=0, description="dynamic viscosity in mPa·s")
-    viscosity_temperature: float | None = Field(default=None, gt=0, description="K")
+    molar_mass: float = Field(gt=0, le=10_000, description="molar mass in g/mol")
+    density: float | None = Field(default=None, gt=0, le=30, description="density in g/cm³")
+    density_temperature: float | None = Field(default=None, gt=0, le=1000, description="K")
+    viscosity: float | None = Field(default=None, gt=0, le=1e6, description="dynamic viscosity in mPa·s")
+    viscosity_temperature: float | None = Field(default=None, gt=0, le=1000, description="K")
     notes: str = ""
     source: str = ""
 
@@ -38,8 +42,8 @@ class Chemical(_Model):
 class ComponentMass(_Model):
     """Mass of one component weighed into a stock solution."""
 
-    mass: float = Field(ge=0, description="g")
-    uncertainty: float = Field(default=0.0, ge=0, description="g (standard uncertainty)")
+    mass: float = Field(ge=0, le=100_000, description="g")
+    uncertainty: float = Field(default=0.0, ge=0, le=100_000, description="g (standard uncertainty)")
 
 
 class StockSolution(_Model):
@@ -53,11 +57,11 @@ class StockSolution(_Model):
     uuid: str = ""
     reservoir: str = Field(description="tubing node of the reservoir, e.g. 'Reservoir6'")
     pump: str = Field(description="name of the pump that draws this stock, e.g. 'A0.0'")
-    total_mass: float = Field(gt=0, description="g")
-    total_mass_uncertainty: float = Field(default=0.0, ge=0, description="g")
-    density: float = Field(gt=0, description="g/cm³ at density_temperature")
-    density_uncertainty: float = Field(default=0.0, ge=0, description="g/cm³")
-    density_temperature: float = Field(default=298.15, gt=0, description="K")
+    total_mass: float = Field(gt=0, le=100_000, description="g")
+    total_mass_uncertainty: float = Field(default=0.0, ge=0, le=100_000, description="g")
+    density: float = Field(gt=0, le=30, description="g/cm³ at density_temperature")
+    density_uncertainty: float = Field(default=0.0, ge=0, le=30, description="g/cm³")
+    density_temperature: float = Field(default=298.15, gt=0, le=1000, description="K")
     components: dict[str, ComponentMass] = Field(description="InChIKey → component mass")
     batch: str = ""
     manufacturer: str = ""
@@ -77,8 +81,8 @@ class Syringe(_Model):
     lowest usable fill level 15 % of V_max."""
 
     name: str
-    inner_diameter: float = Field(gt=0, description="mm")
-    stroke: float = Field(gt=0, description="maximum piston stroke in mm")
+    inner_diameter: float = Field(gt=0, le=100, description="mm")
+    stroke: float = Field(gt=0, le=1000, description="maximum piston stroke in mm")
     min_fill_fraction: float = Field(default=0.15, ge=0, lt=1, description="fraction of V_max")
 
     @property
@@ -112,6 +116,10 @@ class Pump(_Model):
     driver: Literal["cetoni"] = "cetoni"
 
 
+MAX_VALVE_PORTS = 64
+"""Most outer ports a valve may have (CETONI Qmix valves have at most 12; 64 leaves room)."""
+
+
 class Valve(_Model):
     """A valve: ``common`` is joined to exactly one of ``positions`` at a time.
 
@@ -122,7 +130,8 @@ class Valve(_Model):
     name: str
     kind: Literal["rotary", "solenoid", "pump_valve"] = "rotary"
     common: str = Field(description="tubing node of the common port")
-    positions: dict[str, int] = Field(description="outer-port node → position index")
+    positions: dict[str, int] = Field(max_length=MAX_VALVE_PORTS,
+                                      description="outer-port node → position index")
     device: str = Field(default="", description="device name in the vendor configuration")
     driver: Literal["cetoni", "none"] = Field(
         default="cetoni", description="'none' = no driver yet (routes through it are planned only)"
@@ -130,6 +139,8 @@ class Valve(_Model):
 
     @model_validator(mode="after")
     def _distinct_positions(self) -> "Valve":
+        if any(not 0 <= i < MAX_VALVE_PORTS for i in self.positions.values()):
+            raise ValueError(f"valve {self.name}: position indexes are 0 … {MAX_VALVE_PORTS - 1}")
         if len(set(self.positions.values())) != len(self.positions):
             raise ValueError(f"valve {self.name}: two ports share one position index")
         return self
@@ -142,7 +153,7 @@ class Instrument(_Model):
     kind: Literal["density_viscosity", "other"] = "density_viscosity"
     inlet: str = Field(description="tubing node where liquid enters the cell")
     outlet: str = Field(description="tubing node where liquid leaves the cell")
-    measuring_volume: float = Field(default=1.0, gt=0, description="mL needed to fill the cell")
+    measuring_volume: float = Field(default=1.0, gt=0, le=1000, description="mL needed to fill the cell")
 
 
 # --------------------------------------------------------------------------- tubing
@@ -157,9 +168,9 @@ class TubingEdge(_Model):
     label: str
     start: str
     end: str
-    length: float = Field(ge=0, description="mm")
-    inner_diameter: float = Field(gt=0, description="mm")
-    dead_volume: float = Field(ge=0, description="mL")
+    length: float = Field(ge=0, le=100_000, description="mm")
+    inner_diameter: float = Field(gt=0, le=100, description="mm")
+    dead_volume: float = Field(ge=0, le=1000, description="mL")
     directed: bool = False
     fixed: bool = Field(default=False, description="channel inside a component (not a drawer tube)")
     note: str = ""
@@ -178,11 +189,11 @@ class SerialSettings(_Model):
     or any pyserial URL handler."""
 
     url: str
-    baudrate: int = 9600
+    baudrate: int = Field(default=9600, ge=50, le=4_000_000)
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "O"
     stopbits: Literal[1, 2] = 1
-    timeout: float = Field(default=1.0, gt=0, description="s, per read")
+    timeout: float = Field(default=1.0, gt=0, le=600, description="s, per read")
     record: str | None = Field(
         default=None, description="JSON-lines file to append every exchange to (golden traffic)")
 
@@ -192,7 +203,7 @@ class CetoniSettings(_Model):
 
     device_config_path: str = Field(default="", description="Qmix device-configuration folder")
     plugin_search_path: str = Field(default="", description="QmixSDK plugin folder")
-    calibration_timeout: float = Field(default=60.0, gt=0, description="s")
+    calibration_timeout: float = Field(default=60.0, gt=0, le=3600, description="s")
     sdk_path: str = Field(
         default="", description="folder holding the vendor's 'qmixsdk' Python package, put on "
         "sys.path before it is imported (empty: it must already be importable)")
@@ -205,8 +216,8 @@ class BalanceSettings(_Model):
     model: Literal["sartorius_entris_ii"] = "sartorius_entris_ii"
     serial: SerialSettings
     vessel: str = Field(description="tubing node whose content sits on the pan")
-    stable_timeout: float = Field(default=30.0, gt=0, description="s to wait for a stable value")
-    readability: float = Field(default=0.0001, gt=0, description="g")
+    stable_timeout: float = Field(default=30.0, gt=0, le=3600, description="s to wait for a stable value")
+    readability: float = Field(default=0.0001, gt=0, le=1, description="g")
 
 
 class DensimeterSettings(_Model):
@@ -225,16 +236,19 @@ class DensimeterSettings(_Model):
     lims_output_dir: str | None = Field(
         default=None, description="folder the instrument exports results into (lims)")
     serial: SerialSettings | None = Field(default=None, description="serial line (rs232)")
-    method: str = Field(default="Density_Viscosity", description="instrument method name")
+    method: str = Field(default="Density_Viscosity", min_length=1, max_length=64,
+                        pattern=r"^[A-Za-z0-9_. -]+$", description="instrument method name")
     method_number: int | None = Field(
-        default=None, ge=0, description="rs232: number sent as `start <n>`; none: plain `start`")
-    temperature: float = Field(default=298.15, gt=0, description="K, the method's temperature")
+        default=None, ge=0, le=9999,
+        description="rs232: number sent as `start <n>`; none: plain `start`")
+    temperature: float = Field(default=298.15, ge=253.15, le=423.15, description=(
+        "K, the method's temperature (-20 … 150 °C, wider than any DMA 4100 M method)"))
     temperature_tolerance: float = Field(
-        default=0.1, gt=0, description=(
+        default=0.1, gt=0, le=10, description=(
             "largest accepted |reported − set| cell temperature difference, kelvin (a plain "
             "number: a difference, not a temperature quantity)"))
-    repetitions: int = Field(default=3, ge=1)
-    result_timeout: float = Field(default=900.0, gt=0, description="s to wait for the export")
+    repetitions: int = Field(default=3, ge=1, le=100)
+    result_timeout: float = Field(default=900.0, gt=0, le=86_400, description="s to wait for the export")
 
     @model_validator(mode="before")
     @classmethod
@@ -270,29 +284,29 @@ class BenchSettings(_Model):
     solvent_pump: str = Field(default="", description="pump used for cleaning solvent")
     mixer_outlet: str = Field(default="M1.0", description="node where the stocks have merged")
     vial_nodes: tuple[str, ...] = ()
-    vial_capacity: float = Field(default=20.0, gt=0, description="mL one vial takes")
-    total_flow: float = Field(default=0.05, gt=0, description="mL/s, total flow when mixing")
+    vial_capacity: float = Field(default=20.0, gt=0, le=1000, description="mL one vial takes")
+    total_flow: float = Field(default=0.05, gt=0, le=100, description="mL/s, total flow when mixing")
     first_portion_factor: float = Field(
-        default=2.0, ge=1, description="first portion to waste = factor × mixing dead volume"
+        default=2.0, ge=1, le=100, description="first portion to waste = factor × mixing dead volume"
     )
     flush_factor: float = Field(
-        default=1.5, ge=1, description="sample pushed = factor × (line + cell dead volume)"
+        default=1.5, ge=1, le=100, description="sample pushed = factor × (line + cell dead volume)"
     )
-    aspirate_flow: float = Field(default=0.1, gt=0, description="mL/s when filling syringes")
+    aspirate_flow: float = Field(default=0.1, gt=0, le=100, description="mL/s when filling syringes")
     gas_pump: str = Field(default="", description="pump that pushes gas to drain lines")
-    gas_flow: float = Field(default=0.2, gt=0, description="mL/s when pushing gas or solvent")
+    gas_flow: float = Field(default=0.2, gt=0, le=100, description="mL/s when pushing gas or solvent")
     drain_factor: float = Field(
-        default=1.5, ge=1, description="gas pushed = factor × dead volume of the drained route"
+        default=1.5, ge=1, le=100, description="gas pushed = factor × dead volume of the drained route"
     )
     clean_factor: float = Field(
-        default=1.2, ge=0, description="solvent pushed = factor × dead volume of the cleaned route"
+        default=1.2, ge=0, le=100, description="solvent pushed = factor × dead volume of the cleaned route"
     )
     weighing_tolerance: float = Field(
-        default=0.05, gt=0, description="largest relative deviation of the weighed sample volume")
-    pump_timeout: float = Field(default=600.0, gt=0, description="s, longest single pump move")
-    poll_interval: float = Field(default=0.5, gt=0, description="s between status polls")
+        default=0.05, gt=0, le=1, description="largest relative deviation of the weighed sample volume")
+    pump_timeout: float = Field(default=600.0, gt=0, le=86_400, description="s, longest single pump move")
+    poll_interval: float = Field(default=0.5, ge=0.001, le=60, description="s between status polls")
     makeable_tolerance: float = Field(
-        default=1e-4, ge=0, description="mole-fraction distance still counted as makeable"
+        default=1e-4, ge=0, le=0.5, description="mole-fraction distance still counted as makeable"
     )
     not_makeable_policy: Literal["reject", "closest"] = "reject"
     calibration_file: str = Field(default="calibration.json", description=(

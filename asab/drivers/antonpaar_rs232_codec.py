@@ -190,10 +190,16 @@ def parse_layout(head_line: str, unit_line: str, device: str = "densimeter") -> 
     return Layout(tuple(head), index, parsed)
 
 
+_UNIT_TEXT = re.compile(r"[A-Za-z°µ³·/*^ 0-9]+")
+"""What a unit cell of the instrument's table may hold (e.g. ``g/cm3``, ``mPa·s``, ``°C``)."""
+
+
 def _unit(text: str, kind: str, column: str, device: str) -> pint.Unit:
     try:
         if _NO_VALUE.fullmatch(text.strip()):
             raise ValueError("no unit")
+        if len(text) > 32 or not _UNIT_TEXT.fullmatch(text.strip()):
+            raise ValueError("not a unit name")  # nothing odd reaches pint's parser
         unit = ureg.parse_units(text.replace("cm3", "cm³").replace("m3", "m³"))
         ureg.Quantity(1.0, unit).to(CANONICAL[kind])
     except (pint.errors.PintError, ValueError, TypeError, AttributeError, AssertionError) as exc:

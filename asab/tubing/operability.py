@@ -11,7 +11,8 @@ instrument is one problem: the routes through it are not asked again for every s
 The routes, with ``mixer`` = ``settings.mixer_outlet``, ``sink`` = the balance vessel (else
 the first waste) and "the cell" = each instrument of kind ``density_viscosity``:
 
-* each stock: reservoir → its pump; pump → mixer → first waste; pump → mixer → the cell → sink;
+* each stock: reservoir → its pump; pump → first waste (priming); pump → mixer → first waste;
+  pump → mixer → the cell → sink;
 * mixer → each instrument's inlet; inlet → outlet; each instrument's outlet → one of the
   wastes (and, for the cell, → the balance vessel);
 * cleaning solvent: ``solvent_node`` → ``solvent_pump``; solvent pump → mixer → the cell →
@@ -139,6 +140,8 @@ def _check_stocks(c: _Checker, cells: list[Instrument]) -> None:
         who = f"stock {stock.name!r}"
         c.route(f"{who}: its pump {stock.pump} cannot draw from its reservoir",
                 stock.reservoir, node, **where)
+        c.route(f"{who}: pump {stock.pump} cannot empty into waste (priming)",
+                node, s.waste_nodes[0], **where)
         c.route(f"{who}: pump {stock.pump} cannot push through the mixer to waste",
                 node, s.waste_nodes[0], via=[s.mixer_outlet], avoid=_inlets(cfg), **where)
         for cell in cells:
