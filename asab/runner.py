@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from asab.actions.bench import Bench
 from asab.actions.job import JobRecord, new_record, run_density_job
 from asab.errors import RequestError, describe
-from asab.requests import parse_density_request
+from asab.requests import item_problem, parse_density_request, safe_copy
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,13 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
     return summary
 
 
-def _run_one(bench: Bench, info: Any, job_id: str, sample: str, step) -> JobRecord:
+def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step) -> JobRecord:
+    info = safe_copy(item)  # what the record keeps: always storable
     try:
+        problem = item_problem(item)
+        if problem is not None:
+            rid = str(info.get("uuid", ""))[:64] if isinstance(info, dict) else ""
+            raise RequestError(f"{rid}: {problem}" if rid else problem)
         job = parse_density_request(info, bench.config)
     except RequestError as exc:
         rid = str(info.get("uuid", "")) if isinstance(info, dict) else ""
