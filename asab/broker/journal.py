@@ -29,6 +29,7 @@ other processes too (WAL). Within the writer process the object may be shared by
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -121,8 +122,19 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+            verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {verdict}")
+            for (text,) in self._db.execute("SELECT payload FROM events"):
+                json.loads(text)
+        except (OSError, sqlite3.Error, ValueError) as exc:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            raise JournalError(
+                f"journal {self.path} is damaged ({exc}); nothing was served from it. The job "
+                "records in records/ remain the authority for what was measured: restore the "
+                "journal from a backup, or move the state folder aside and start a new one "
+                "(requests measured before will then be served again)") from None
 
     def __enter__(self) -> Journal:
         return self
@@ -168,6 +180,34 @@ class Journal:
                 raise
         return Event(id=cur.lastrowid, time=now, request_uuid=request_uuid, state=state,
                      payload=body)
+
+    def check_records(self, records_dir: Path) -> None:
+        """Refuse a journal that does not know the requests the job records name.
+
+        Every record in ``records_dir`` (``<job>.json`` with a ``request_id``) belongs to a
+        request the journal saw (a tenant that died after the job and before journalling
+        ``measured`` still has the request ``running``). A record whose request the journal
+        has never seen means the journal was lost or replaced (e.g. an empty file).
+
+        Raises:
+            JournalError: naming the records and what to do.
+        """
+        known = set(self.current_states())
+        unknown: list[str] = []
+        for path in sorted(Path(records_dir).glob("*.json")):
+            try:
+                request_id = json.loads(path.read_text(encoding="utf-8")).get("request_id")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if request_id and request_id not in known:
+                unknown.append(path.name)
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            raise JournalError(
+                f"journal {self.path} does not know the requests of {len(unknown)} job "
+                f"record(s) in {records_dir} ({shown}): it was lost or replaced. Not serving "
+                "on it: restore the journal from a backup (the records stay the authority "
+                "for what was measured), or move the state folder aside to start anew")
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Event]:
         with self._lock:

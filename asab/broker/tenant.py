@@ -165,6 +165,7 @@ class Tenant:
         self.tenant_uuid = client.settings.tenant_uuid
         (self.state_dir / "records").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "raw").mkdir(exist_ok=True)
+        journal.check_records(self.state_dir / "records")  # never serve on a lost journal
 
     # ------------------------------------------------------------------ loop
     def serve(self, stop: threading.Event | None = None, *, until_idle: bool = False,

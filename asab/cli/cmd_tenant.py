@@ -230,6 +230,7 @@ def journal(state: StateOpt = DEFAULT_STATE,
     if not path.is_file():
         fail(f"no journal at {path}")
     with Journal(path) as jr:
+        jr.check_records(state / "records")
         if request:
             events = [e.model_dump(mode="json") for e in jr.history(request)]
             if not events:
