@@ -35,6 +35,22 @@ _UNIT_POWER = r"(?:\*\*[0-9]|\^[0-9])?"
 _UNIT = re.compile(rf"{_UNIT_NAME}{_UNIT_POWER}(?:\s*[*/·]\s*{_UNIT_NAME}{_UNIT_POWER})*")
 
 
+def ascii_float(text: str) -> float:
+    """A decimal number written with ASCII digits only (``float()`` also takes '٣' or '３',
+    which no operator means), finite.
+
+    Raises:
+        ValueError: not such a number.
+    """
+    stripped = text.strip()
+    if not _NUMBER.fullmatch(stripped):
+        raise ValueError(f"{text!r} is not a number (ASCII digits, e.g. 0.07 or 1e-3)")
+    value = float(stripped)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
 def parse_quantity(text: str) -> tuple[float, str]:
     """Split ``"<number> <unit>"`` into a finite float and a unit expression, evaluating
     nothing: the number is ASCII digits (optional sign, decimals, exponent ≤ 3 digits); the

@@ -133,3 +133,24 @@ def test_plain_quantities_still_read() -> None:
     assert to_canonical("2 mPa·s", "viscosity") == pytest.approx(2.0)
     with pytest.raises(ValueError):
         to_canonical(float("inf"), "volume")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--volume", "1e300"], "more than the 1000 mL one formulation may have"),
+    (["--policy", ""], "--policy must be 'reject' or 'closest', not ''"),
+])
+def test_formulate_bounds_match_the_servers(args: list[str], words: str) -> None:
+    result = runner.invoke(app, ["formulate", "LiPF6=0.07,EC=0.29,EMC=0.64", *args])
+    assert result.exit_code == 1 and words in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("text", ["LiPF6=٠.07,EC=0.29,EMC=0.64", "LiPF6=０.07,EC=0.29,EMC=0.64"])
+def test_non_ascii_digits_are_not_numbers(text: str) -> None:
+    result = runner.invoke(app, ["formulate", text])
+    assert result.exit_code == 1 and "is not a number" in result.stderr
+
+
+def test_non_ascii_digits_in_a_table_are_not_numbers(bench: Path) -> None:
+    edit(bench / "edges.csv", ";0999-CC-4;not_fixed;not_fixed;CC;999;", ";0999-CC-4;not_fixed;not_fixed;CC;٩٩٩;")
+    code, problems, _ = check(bench)
+    assert code == 1 and any("'٩٩٩' is not a number" in p["reason"] for p in problems)

@@ -318,3 +318,9 @@ def test_cancel_stops_the_pumps_mid_move():
         time.sleep(0.2)  # ×20: 4 s of bench time at 0.01 mL/s would add 0.04 mL
         assert c.get("/pumps/F0.0").json()["fill_level"] == pytest.approx(level, abs=1e-6)
         assert c.post("/estop/reset").json()["estop"] is None
+
+
+@pytest.mark.parametrize("token", [" " * 8, " padded-token-123 ", "tab\tinside-token", "new\nline-token"])
+def test_blank_or_padded_tokens_are_refused(token):
+    with pytest.raises(ConfigError, match="must not contain spaces or control characters"):
+        resolve_token(ServerSettings(), environ={"ASAB_SERVER_TOKEN": token})

@@ -133,7 +133,7 @@ def formulate(composition: Annotated[str, typer.Argument(help='e.g. "LiPF6=0.07,
     from asab.formulation import parse_composition, plan_formulation
 
     cfg = load(config)
-    policy = policy or cfg.settings.not_makeable_policy
+    policy = cfg.settings.not_makeable_policy if policy is None else policy
     if policy not in ("reject", "closest"):
         fail(f"--policy must be 'reject' or 'closest', not {policy!r}")
     try:

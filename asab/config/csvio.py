@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asab.errors import ConfigError, Problem
+from asab.units import ascii_float
 
 DELIMITER = ";"
 MAX_TABLE_BYTES = 5_000_000
@@ -118,6 +119,11 @@ def _strip_trailing_empty(cells: tuple[str, ...]) -> tuple[str, ...]:
     return cells[:end]
 
 
+def _finite_text(text: str) -> bool:
+    """Not one of the words float() reads as non-finite (reported as such, not as text)."""
+    return text.strip().lower().lstrip("+-") not in ("inf", "infinity", "nan")
+
+
 def parse_number(text: str, column: str, *, positive: bool = False) -> float:
     """Parse a non-negative finite number from a cell.
 
@@ -133,7 +139,7 @@ def parse_number(text: str, column: str, *, positive: bool = False) -> float:
     if not text:
         raise ValueError(f"{column}: missing number")
     try:
-        value = float(text)
+        value = ascii_float(text) if _finite_text(text) else float(text)
     except ValueError:
         raise ValueError(f"{column}: {text!r} is not a number") from None
     if not math.isfinite(value):

@@ -16,6 +16,7 @@ import numpy as np
 from asab.config.models import BenchConfig, StockSolution
 from asab.errors import RequestError
 from asab.names import did_you_mean, known_names
+from asab.units import ascii_float
 from asab.formulation.stocks import StockModel
 
 logger = logging.getLogger(__name__)
@@ -204,8 +205,8 @@ def _fraction(label: str, raw: object) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (Real, str)):
         raise RequestError(f"fraction of {label!r} is not a number: {raw!r}")
     try:
-        value = float(raw)
-    except ValueError as exc:
+        value = ascii_float(raw) if isinstance(raw, str) else float(raw)
+    except (ValueError, OverflowError) as exc:
         raise RequestError(f"fraction of {label!r} is not a number: {raw!r}") from exc
     if not math.isfinite(value):
         raise RequestError(f"fraction of {label!r} is not finite: {raw!r}")

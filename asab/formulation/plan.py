@@ -71,7 +71,7 @@ def plan_formulation(
     Args:
         config: the bench configuration.
         request: composition text or mapping (see :func:`parse_composition`).
-        total_volume: mL of electrolyte to make (> 0).
+        total_volume: mL of electrolyte to make, in (0, :data:`MAX_TOTAL_VOLUME`].
         total_flow: mL/s through the mixer; default ``config.settings.total_flow``.
         tolerance: makeable tolerance (mole fraction); default
             ``config.settings.makeable_tolerance``.
@@ -92,6 +92,9 @@ def plan_formulation(
     settings = config.settings
     flow = _positive(settings.total_flow if total_flow is None else total_flow, "total flow")
     volume = _positive(total_volume, "total volume")
+    if volume > MAX_TOTAL_VOLUME:
+        raise RequestError(f"total volume {volume:g} mL is more than the {MAX_TOTAL_VOLUME:g} mL "
+                           "one formulation may have")
     tol = settings.makeable_tolerance if tolerance is None else tolerance
     pol = settings.not_makeable_policy if policy is None else policy
     _check_options(tol, pol, min_dose)
@@ -173,6 +176,10 @@ def _notes(
             notes.append(f"{model.names[j]}: needs {option.volumes[j]:.3g} mL, the reservoir "
                          f"was filled with {held:.3g} mL")
     return notes
+
+
+MAX_TOTAL_VOLUME = 1000.0
+"""mL one formulation may have (the servers' request bodies have the same bound)."""
 
 
 def _positive(value: float, what: str) -> float:

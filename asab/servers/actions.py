@@ -26,6 +26,7 @@ from asab.actions.sample import (
 from asab.config import Instrument
 from asab.errors import BelowResolutionError, DeviceError, RequestError
 from asab.formulation import by_name, plan_formulation
+from asab.formulation.plan import MAX_TOTAL_VOLUME
 from asab.servers.common import ServerContext, Strict, lookup, make_app
 from asab.servers.densimeter import MeasureRequest, submit_measure
 from asab.servers.jobs import RESOURCES, JobHandle, JobInfo
@@ -38,7 +39,8 @@ Composition = Field(min_length=1, max_length=20, description=(
 
 class FormulateRequest(Strict):
     composition: dict[ChemicalKey, Annotated[float, Field(ge=0, le=1)]] = Composition
-    volume: float = Field(default=1.0, gt=0, le=1000, description="mL of electrolyte to make")
+    volume: float = Field(default=1.0, gt=0, le=MAX_TOTAL_VOLUME,
+                          description="mL of electrolyte to make")
     policy: Literal["reject", "closest"] | None = Field(
         default=None, description="not makeable: reject (422) or aim at the closest; "
         "default settings.not_makeable_policy")

@@ -47,14 +47,19 @@ def resolve_token(settings: ServerSettings, environ: Mapping[str, str] | None = 
     """The bearer token: ``[servers] token`` if set, else ``$<token_env>``.
 
     Raises:
-        ConfigError: no token, or one shorter than :data:`MIN_TOKEN_LENGTH` characters.
+        ConfigError: no token, one shorter than :data:`MIN_TOKEN_LENGTH` characters, or one
+            holding white space or control characters (8 spaces would pass a length check
+            and lock everyone out).
     """
     env = os.environ if environ is None else environ
     token = settings.token.get_secret_value() or env.get(settings.token_env, "")
+    where = f"set ${settings.token_env} (or token in the servers section of bench.toml)"
+    if token != token.strip() or any(c.isspace() or not c.isprintable() for c in token):
+        raise ConfigError(f"the bearer token must not contain spaces or control characters "
+                          f"(a header cannot carry them reliably): {where}")
     if len(token) < MIN_TOKEN_LENGTH:
         raise ConfigError(f"servers need a bearer token of at least {MIN_TOKEN_LENGTH} "
-                          f"characters: set ${settings.token_env} (or token in the servers section "
-                          "of bench.toml)")
+                          f"characters: {where}")
     return token
 
 

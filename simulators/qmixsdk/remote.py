@@ -39,6 +39,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import secrets
 import socket
 import socketserver
 import threading
@@ -211,7 +212,9 @@ class _Session(socketserver.StreamRequestHandler):
             hello = json.loads(self.rfile.readline(MAX_LINE) or b"null")
         except ValueError:
             hello = None
-        if not isinstance(hello, dict) or hello.get("token") != self.owner.token:
+        offered = hello.get("token") if isinstance(hello, dict) else None
+        if not isinstance(offered, str) or not secrets.compare_digest(
+                offered.encode("utf-8", "surrogatepass"), self.owner.token.encode()):
             log.warning("qmixsdk simulator: refused client %s (bad token)", self.client_address)
             self._send({"ok": False, "error": "bad token"})
             return False
