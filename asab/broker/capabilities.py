@@ -101,8 +101,31 @@ def check_request(bench_or_config: Bench | BenchConfig, request_info: Any, *,
         policy: not-makeable policy; default ``settings.not_makeable_policy``.
 
     Returns:
-        :class:`Acceptance`; never raises for a bad request.
+        :class:`Acceptance`; never raises for a bad request. Each reason is at most
+        :data:`MAX_REASON` characters (a request's own text is cut, not echoed whole).
     """
+    acc = _assess(bench_or_config, request_info, vials, policy)
+    acc.reasons = [clip(r) for r in acc.reasons]
+    acc.notes = [clip(n) for n in acc.notes]
+    if not acc.accepted:
+        log.info("request %s refused: %s", acc.request_id, "; ".join(acc.reasons))
+    return acc
+
+
+MAX_REASON = 300
+"""Characters one refusal reason keeps (journal, logs, the message given to the broker)."""
+
+
+def clip(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 30]}… ({len(text) - limit + 30} more characters)"
+
+
+def _assess(bench_or_config: Bench | BenchConfig, request_info: Any,
+            vials: VialRegistry | None, policy: Literal["reject", "closest"] | None
+            ) -> Acceptance:
     bench = bench_or_config if isinstance(bench_or_config, Bench) else None
     config = bench.config if bench is not None else bench_or_config
     acc = Acceptance(accepted=False)
@@ -122,8 +145,6 @@ def check_request(bench_or_config: Bench | BenchConfig, request_info: Any, *,
     if acc.job is not None:
         acc.job.raw = request_info
     acc.accepted = not acc.reasons
-    if not acc.accepted:
-        log.info("request %s refused: %s", acc.request_id, "; ".join(acc.reasons))
     return acc
 
 
@@ -142,8 +163,8 @@ def _request_part(info: Any, acc: Acceptance) -> dict | None:
         if request.get("quantity") == quantity and isinstance(methods, list) and method in methods:
             acc.quantity, acc.method = quantity, method
             return request
-    acc.reasons.append(f"not a capability of this tenant: {request.get('quantity')!r} by "
-                       f"{methods!r} (served: "
+    acc.reasons.append(f"not a capability of this tenant: {request.get('quantity')!r:.40} by "
+                       f"{methods!r:.80} (served: "
                        + ", ".join(f"{q}/{m}" for q, m in CAPABILITIES) + ")")
     return None
 
@@ -183,7 +204,7 @@ def _formulation(params: dict, config: BenchConfig, acc: Acceptance) -> dict[str
         key, fraction = item["chemical"]["InChIKey"], item["fraction"]
         where = f"formulation/{i} ({key})"
         if item["fraction_type"] != "molPerMol":
-            acc.reasons.append(f"{where}: fraction_type {item['fraction_type']!r} is not "
+            acc.reasons.append(f"{where}: fraction_type {item['fraction_type']!r:.40} is not "
                                "supported (only molPerMol)")
         fraction = _number(item["fraction"])
         if fraction is None or not 0 <= fraction <= 1:
@@ -215,7 +236,7 @@ def _check_density(config: BenchConfig, params: dict, formulation: dict[str, flo
     elif (number := _number(temperature)) is None or number <= 0:
         acc.reasons.append(f"temperature {temperature!r:.40} K is not a temperature")
     elif abs(temperature - dens.temperature) > TEMPERATURE_TOLERANCE:
-        acc.reasons.append(f"temperature {temperature:.2f} K is not available: this bench "
+        acc.reasons.append(f"temperature {temperature:.6g} K is not available: this bench "
                            f"measures at {dens.temperature:.2f} K "
                            f"(±{TEMPERATURE_TOLERANCE} K, method {dens.method})")
     else:
@@ -233,7 +254,7 @@ def _check_flow(config: BenchConfig, params: dict, formulation: dict[str, float]
     if volume is None or volume <= 0:
         acc.reasons.append(f"volume {params['volume']!r:.40} mL is not a volume > 0")
     elif volume > capacity:
-        acc.reasons.append(f"volume {volume:.3f} mL is more than a vial takes "
+        acc.reasons.append(f"volume {volume:.6g} mL is more than a vial takes "
                            f"({capacity:.3f} mL)")
     if not config.settings.vial_nodes:
         acc.reasons.append("this bench has no vials configured (settings.vial_nodes)")

@@ -338,9 +338,11 @@ class FinalesClient:
         return self._one(ResultInfo, self._call("GET", f"/results/{rid}"), f"result {rid}")
 
     def update_result_status(self, result_id: str, new_status: NewResultStatus) -> str:
-        """Mark a result ``original``/``deleted``/``amended`` (query ``result_id`` counts)."""
-        if new_status not in ("original", "deleted", "amended"):
-            raise LocalValidationError(f"cannot set a result to {new_status!r}")
+        """Mark a result ``deleted`` or ``amended`` (query ``result_id`` counts). FINALES2
+        1.1.0 refuses ``original`` (400): a result cannot be set back."""
+        if new_status not in ("deleted", "amended"):
+            raise LocalValidationError(f"cannot set a result to {new_status!r} (the broker "
+                                       "takes 'deleted' or 'amended')")
         rid = _uuid(result_id)
         return self._call("POST", f"/results/{rid}/update_status/",
                           params={"result_id": rid, "new_status": new_status})

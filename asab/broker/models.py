@@ -24,7 +24,7 @@ RESULT_STATUSES = ("original", "deleted", "amended")
 
 NewRequestStatus = Literal["pending", "reserved", "retracted"]
 """The statuses a client may set with ``POST /requests/{id}/update_status/``."""
-NewResultStatus = Literal["original", "deleted", "amended"]
+NewResultStatus = Literal["deleted", "amended"]  # FINALES2 1.1.0 refuses "original"
 """The statuses a client may set with ``POST /results/{id}/update_status/``."""
 
 

@@ -279,8 +279,9 @@ def density_result(record: JobRecord, config: BenchConfig, *, tenant_uuid: str,
 # ---------------------------------------------------------------------- flow
 def vial_location(config: BenchConfig, vial: str | None, address: str | None = None) -> dict:
     """Location of a vial: ``{"address", "detail_1": bench name, "detail_2": vial node}``;
-    ``address`` defaults to the bench name (give the lab's address when registering)."""
-    return {"address": address or config.name, "detail_1": f"bench {config.name}",
+    ``address`` is the lab's postal address from ``[tenant] address`` — empty when none is
+    configured (the bench's name is not an address; it is in ``detail_1``)."""
+    return {"address": address or "", "detail_1": f"bench {config.name}",
             "detail_2": vial}
 
 

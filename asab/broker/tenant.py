@@ -326,7 +326,7 @@ class Tenant:
         last = self.journal.history(uid)[-1] if self.journal.state(uid) else None
         if last is None or last.state != S.REJECTED or last.payload.get("why") != why:
             self.journal.append(uid, S.REJECTED, {"why": why})
-        report.rejected.append(uid)
+            report.rejected.append(uid)  # a re-check with the same verdict is not counted
 
     def _run(self, uid: str, acc: Acceptance, report: CycleReport) -> None:
         attempt = attempts(self.journal, uid) + 1
@@ -355,7 +355,7 @@ class Tenant:
                                               "record": record.job_id})
         report.served.append(uid)
         try:
-            self._post(uid, body, reference, report)
+            self._post(uid, body, reference, report, first_attempt=True)
         except BrokerError as exc:  # the result waits in the journal for a later cycle
             report.broker_errors.append(str(exc))
             log.warning("posting %s deferred: %s", uid, exc)
@@ -390,8 +390,14 @@ class Tenant:
                 out.append(event)
         return out
 
-    def _post(self, uid: str, body: dict[str, Any], reference: str, report: CycleReport) -> None:
+    def _post(self, uid: str, body: dict[str, Any], reference: str, report: CycleReport, *,
+              first_attempt: bool = False) -> None:
         """Post ``body`` unless the broker already holds it; journal the outcome.
+
+        ``first_attempt``: this process journalled the result just now and has not tried to
+        post it, so the journal decides that the broker cannot hold it and no look-up is
+        made. Any other post (after a restart, a network error, a refusal) first asks the
+        broker (:meth:`_find_posted`).
 
         Raises:
             BrokerError: transient trouble; the result stays ``measured`` for a later cycle.
@@ -400,7 +406,7 @@ class Tenant:
         if fresh is not None and fresh.status == "retracted":
             self._retracted(uid, body, reference, report)
             return
-        found = self._find_posted(uid, body, reference)
+        found = None if first_attempt else self._find_posted(uid, body, reference)
         if found is not None:
             self.journal.append(uid, S.POSTED, {"result_uuid": found, "found_on_broker": True})
             report.posted.append(uid)
@@ -447,14 +453,24 @@ class Tenant:
         report.skipped.append(uid)
 
     def _find_posted(self, uid: str, body: dict[str, Any], reference: str) -> str | None:
-        """The uuid of a result on the broker for ``uid`` carrying our ``reference``, or None."""
+        """The uuid of a result on the broker for ``uid`` carrying our ``reference``, or None.
+
+        Asks for the request's own result (``GET /results_requested/{id}``, which answers the
+        FIRST result stored for the request, whatever its status): no result means ours was
+        not stored; the first one carrying our reference is ours. Only when the first result
+        is somebody else's (another tenant served it too, quirk 4) could ours be a later one:
+        then, and only then, the capability's whole result list is searched.
+        """
         if not reference:
             return None
+        first = self.client.result_for_request(uid)
+        if first is None:
+            return None
+        if _reference_of(first) == reference:
+            return first.uuid
         method = body["method"][0]
         for info in self.client.results_requested(body["quantity"], method):
-            result = info.result.model_dump(mode="json")
-            ref = (result.get("data") or {}).get("run_info", {}).get("internal_reference")
-            if result.get("request_uuid") == uid and ref == reference:
+            if info.result.request_uuid == uid and _reference_of(info) == reference:
                 return info.uuid
         return None
 
@@ -549,3 +565,9 @@ def _now() -> str:
 
 
 __all__ = ["CycleReport", "Tenant", "TenantSettings", "journal_summary", "new_run_id"]
+
+
+def _reference_of(info: Any) -> str | None:
+    """``run_info.internal_reference`` of a stored result, or None."""
+    result = info.result.model_dump(mode="json")
+    return (result.get("data") or {}).get("run_info", {}).get("internal_reference")
