@@ -18,9 +18,15 @@ non-exclusive reservation; results stored for any request, duplicates too; a pos
 resolves its request; a resolved request can be set back to pending; 500 text/plain for
 schema-invalid parameters on ``POST /requests/`` and ``POST /results/`` (vendored
 specification schemas); NaN stored as null; a trailing-slash mismatch answers 307.
-Assumptions where the docs are silent: an unknown id in ``update_status`` → 404 JSON; an
-unknown capability in ``POST /requests/`` → 500 text/plain; an unsolicited result is stored
-as given.
+Aligned with what FINALES2 1.1.0 answers where it matters to a client: 400 JSON for an
+unknown capability on ``POST /requests/``, an unknown id in ``update_status``, a status a
+client may not set (``resolved``; ``original`` for a result), a result for an unknown request
+and a request id that is not a UUID; ``WWW-Authenticate: Bearer`` on every 401; an integer
+JWT ``exp``; tokens that survive a restart (the signing secret is the broker's configuration);
+and after an unhandled 500 the connection is closed without ``Connection: close``, so the
+next request sent on it fails (live: a real closed socket; in-process: the next request
+raises the httpx error a reset gives). Results are indexed by request, as a database would,
+so look-ups per request do not scan. An unsolicited result is stored as given.
 """
 
 from __future__ import annotations
@@ -106,6 +112,10 @@ class FakeFinales:
                              for c in capabilities}
         self.requests: dict[str, dict[str, Any]] = {}
         self.results: list[dict[str, Any]] = []
+        self.results_by_request: dict[str, list[dict[str, Any]]] = {}
+        self.live = False  # set by LiveFinales: a 500 then closes the real connection
+        self._close_after = False
+        self._reset_next = False
         self.status_log: list[tuple[str, str, str]] = []
         self.calls: list[tuple[str, str]] = []
         self.logins = 0
@@ -154,7 +164,20 @@ class FakeFinales:
 
     def results_for(self, request_id: str) -> list[dict[str, Any]]:
         """Every stored result (ResultInfo dicts) for a request, in store order."""
-        return [r for r in self.results if r["result"]["request_uuid"] == request_id]
+        return list(self.results_by_request.get(request_id, []))
+
+    def store_result(self, body: dict[str, Any], status: str = "original") -> str:
+        """Store a result directly (as the broker does after its checks); returns its uuid."""
+        rid = str(uuidlib.uuid4())
+        info = {"uuid": rid, "ctime": self._now(), "status": status, "result": _nan_to_null(body)}
+        self.results.append(info)
+        self.results_by_request.setdefault(info["result"]["request_uuid"], []).append(info)
+        return rid
+
+    def server_error(self) -> PlainTextResponse:
+        """An unhandled server error: 500 text/plain, then the connection is closed."""
+        self._close_after = True
+        return PlainTextResponse("Internal Server Error", 500)
 
     def transport(self) -> httpx.BaseTransport:
         """A sync httpx transport that calls this app in-process."""
@@ -172,7 +195,8 @@ class FakeFinales:
 
     def _token(self, user: str) -> str:
         head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        claims = _b64(json.dumps({"sub": user, "exp": self.clock() + self.token_lifetime}).encode())
+        exp = int(self.clock() + self.token_lifetime)  # FINALES2: integer epoch seconds
+        claims = _b64(json.dumps({"sub": user, "exp": exp}).encode())
         sig = hmac.new(self._secret, f"{head}.{claims}".encode(), hashlib.sha256).digest()
         return f"{head}.{claims}.{_b64(sig)}"
 
@@ -182,9 +206,9 @@ class FakeFinales:
             good = hmac.new(self._secret, f"{head}.{claims}".encode(), hashlib.sha256).digest()
             data = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
         except ValueError:
-            raise HTTPException(401, BAD_LOGIN) from None
+            raise HTTPException(401, BAD_LOGIN, headers=BEARER) from None
         if not hmac.compare_digest(_b64(good), sig) or self.clock() >= data.get("exp", 0):
-            raise HTTPException(401, BAD_LOGIN)
+            raise HTTPException(401, BAD_LOGIN, headers=BEARER)
         if data.get("sub") not in self.users:
             raise HTTPException(404, NO_USER)
         return data["sub"]
@@ -216,6 +240,21 @@ class FakeFinales:
                                     (b"content-length", b"64")]})
             raise ConnectionDropped("fake FINALES2 dropped the connection after storing")
         await self.api(scope, receive, send)
+        if self._close_after:
+            self._close_after = False
+            if self.live:  # uvicorn closes a connection whose app raises after responding
+                raise ConnectionDropped("fake FINALES2 closed the connection after a 500")
+            self._reset_next = True
+
+
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+def _require_uuid(value: str) -> None:
+    try:
+        uuidlib.UUID(value)
+    except ValueError:
+        raise HTTPException(400, f"{value!r} is not a UUID.") from None
 
 
 def _build_api(fake: FakeFinales) -> FastAPI:
@@ -240,7 +279,7 @@ def _build_api(fake: FakeFinales) -> FastAPI:
         if user not in fake.users:
             raise HTTPException(404, NO_USER)
         if not hmac.compare_digest(fake.users[user], password):
-            raise HTTPException(401, BAD_LOGIN)
+            raise HTTPException(401, BAD_LOGIN, headers=BEARER)
         fake.logins += 1
         return {"access_token": fake._token(user), "token_type": "bearer"}
 
@@ -259,20 +298,24 @@ def _build_api(fake: FakeFinales) -> FastAPI:
 
     @app.get("/requests/{request_id}")
     def get_request(request_id: str, user: str = Depends(auth)) -> Any:
+        _require_uuid(request_id)
         return fake.requests.get(request_id)
 
     @app.post("/requests/")
     def post_request(body: RequestBody, user: str = Depends(auth)) -> Any:
+        if not all(f"{body.quantity}_{m}" in fake.capabilities for m in body.methods):
+            raise HTTPException(400, f"No capability {body.quantity} by {body.methods}.")
         if not all(fake._schema_ok(body.quantity, m, body.parameters.get(m)) for m in body.methods):
-            return PlainTextResponse("Internal Server Error", 500)
+            return fake.server_error()
         return fake._store_request(body.model_dump())
 
     @app.post("/requests/{path_id}/update_status/")
-    def update_status(path_id: str, request_id: str,
-                      new_status: Literal["pending", "reserved", "retracted"],
+    def update_status(path_id: str, request_id: str, new_status: str,
                       status_change_message: str = "", user: str = Depends(auth)) -> Any:
+        if new_status not in ("pending", "reserved", "retracted"):
+            raise HTTPException(400, f"Status {new_status} cannot be set.")
         if request_id not in fake.requests:
-            raise HTTPException(404, f"No request with uuid {request_id}.")
+            raise HTTPException(400, f"No request with uuid {request_id}.")
         fake.requests[request_id]["status"] = new_status  # no guard: resolved → pending works
         fake.status_log.append((request_id, new_status, status_change_message))
         return f"Successful change of status to {new_status}"
@@ -287,10 +330,8 @@ def _result_routes(app: FastAPI, fake: FakeFinales, auth: Any) -> None:
         method = body.method[0] if len(body.method) == 1 else None
         if method is None or not fake._schema_ok(body.quantity, method,
                                                  body.parameters.get(method)):
-            return PlainTextResponse("Internal Server Error", 500)
-        rid = str(uuidlib.uuid4())
-        fake.results.append({"uuid": rid, "ctime": fake._now(), "status": "original",
-                             "result": _nan_to_null(body.model_dump())})
+            return fake.server_error()
+        rid = fake.store_result(body.model_dump())
         request = fake.requests.get(body.request_uuid)
         if request is not None:  # any status, even retracted or resolved (quirk 3)
             request["status"] = "resolved"
@@ -298,6 +339,8 @@ def _result_routes(app: FastAPI, fake: FakeFinales, auth: Any) -> None:
 
     @app.post("/results/")
     def post_result(body: ResultBody, user: str = Depends(auth)) -> Any:
+        if body.request_uuid not in fake.requests:
+            raise HTTPException(400, f"No request with uuid {body.request_uuid}.")
         return store(body)
 
     @app.post("/results/post_unsolicited_result")
@@ -309,18 +352,21 @@ def _result_routes(app: FastAPI, fake: FakeFinales, auth: Any) -> None:
         return next((r for r in fake.results if r["uuid"] == result_id), None)
 
     @app.post("/results/{path_id}/update_status/")
-    def result_status(path_id: str, result_id: str,
-                      new_status: Literal["original", "deleted", "amended"],
+    def result_status(path_id: str, result_id: str, new_status: str,
                       user: str = Depends(auth)) -> Any:
+        if new_status not in ("deleted", "amended"):
+            raise HTTPException(400, f"Status {new_status} cannot be set.")
         found = next((r for r in fake.results if r["uuid"] == result_id), None)
         if found is None:
-            raise HTTPException(404, f"No result with uuid {result_id}.")
+            raise HTTPException(400, f"No result with uuid {result_id}.")
         found["status"], found["ctime"] = new_status, fake._now()
         return f"Successful change of status to {new_status}"
 
     @app.get("/results_requested/{request_id}")
     def first_result(request_id: str, user: str = Depends(auth)) -> Any:
-        return next(iter(fake.results_for(request_id)), None)
+        _require_uuid(request_id)
+        found = fake.results_by_request.get(request_id)
+        return found[0] if found else None
 
     @app.get("/results_requested/")
     def all_results(quantity: str | None = None, method: str | None = None,
@@ -361,11 +407,19 @@ class _InProcessTransport(httpx.BaseTransport):
         if self._fake.down == "refused":
             raise httpx.ConnectError("[Errno 111] Connection refused (fake FINALES2 down)",
                                      request=request)
+        if self._fake._reset_next:  # the server closed the kept-alive connection after a 500
+            self._fake._reset_next = False
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.",
+                                            request=request)
         try:
             return anyio.run(self._handle, request)
         except ConnectionDropped as exc:
             raise httpx.RemoteProtocolError(f"peer closed connection: {exc}",
                                             request=request) from None
+
+    def close(self) -> None:
+        """The client closed its connections: the next request goes on a fresh one."""
+        self._fake._reset_next = False
 
     async def _handle(self, request: httpx.Request) -> httpx.Response:
         response = await self._asgi.handle_async_request(request)
@@ -379,7 +433,7 @@ def make_fake_finales(*, users: dict[str, str] | None = None,
                       token_lifetime: float = 24 * 3600.0, clock: Any = time.time,
                       capabilities: tuple[str, ...] = ("density_vibrating_tube_densimetry",
                                                        "electrolyte_flow"),
-                      invalidate_tokens_on_restart: bool = True, seed: int = 0) -> FakeFinales:
+                      invalidate_tokens_on_restart: bool = False, seed: int = 0) -> FakeFinales:
     """A fresh fake broker.
 
     Args:
@@ -389,7 +443,8 @@ def make_fake_finales(*, users: dict[str, str] | None = None,
         token_lifetime: s from login to the token's ``exp`` (FINALES2 default 24 h).
         clock: epoch seconds (tests advance it to expire tokens).
         capabilities: vendored capability files (without ``.json``) the broker offers.
-        invalidate_tokens_on_restart: :meth:`FakeFinales.restart` changes the signing key.
+        invalidate_tokens_on_restart: :meth:`FakeFinales.restart` changes the signing key
+            (FINALES2 keeps it in its configuration, so by default tokens survive).
         seed: seed of the pending-list shuffle.
     """
     return FakeFinales(users=users or {"asab": "asab-password"},
@@ -427,6 +482,7 @@ class LiveFinales:
         config = uvicorn.Config(self.fake, lifespan="off", log_config=None, log_level="warning",
                                 timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
+        self.fake.live = True
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"fake-finales-{self.port}", daemon=True)
         self._thread.start()

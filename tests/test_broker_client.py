@@ -119,9 +119,17 @@ def test_token_renewed_before_expiry_without_a_401(client, fake, client_clock, s
     assert fake.logins == 2 and len(fake.calls) == 4  # login, /, login, /: no 401 round trip
 
 
-def test_restart_invalidates_tokens_client_recovers(client, fake):
+def test_tokens_survive_a_broker_restart(client, fake):
+    """FINALES2 keeps its signing secret in its configuration: no new login after a restart."""
     client.hello()
     fake.restart()
+    assert client.pending_requests() == []
+    assert fake.logins == 1
+
+
+def test_restart_invalidates_tokens_client_recovers(client, fake):
+    client.hello()
+    fake.restart(invalidate_tokens=True)  # e.g. the operator changed the broker's secret
     assert client.pending_requests() == []
     assert fake.logins == 2
 
@@ -129,7 +137,7 @@ def test_restart_invalidates_tokens_client_recovers(client, fake):
 def test_persistent_401_is_permanent_after_one_relogin(client, fake):
     client.hello()
     fake.users["asab"] = "changed"
-    fake.restart()
+    fake.restart(invalidate_tokens=True)
     with pytest.raises(BrokerError) as err:
         client.hello()
     assert err.value.status == 401 and err.value.permanent
@@ -410,4 +418,83 @@ def test_live_server_timeout_refusal_restart(sleeps):
                 c.hello()
             assert not err.value.permanent
             live.restart()
-            assert c.hello().startswith("Hello") and fake.logins == 2
+            assert c.hello().startswith("Hello") and fake.logins == 1  # tokens survive a restart
+
+
+# ---------------------------------------------------- the fake answers as FINALES2 1.1.0 does
+def _raw(fake, client) -> httpx.Client:
+    """A plain httpx client with a valid token, to see the broker's own answers."""
+    token = client.login()
+    return httpx.Client(base_url="http://broker", transport=fake.transport(),
+                        headers={"Authorization": f"Bearer {token}"})
+
+
+def test_the_fake_answers_400_where_finales2_does(client, fake):
+    raw = _raw(fake, client)
+    rid = fake.add_request(PARAMS)
+    unknown = "7f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+    request = {"quantity": "conductivity", "methods": ["x"], "parameters": {"x": {}},
+               "tenant_uuid": TENANT_UUID}
+    assert raw.post("/requests/", json=request).status_code == 400
+    assert raw.post(f"/requests/{unknown}/update_status/",
+                    params={"request_id": unknown, "new_status": "reserved"}).status_code == 400
+    assert raw.post(f"/requests/{rid}/update_status/",
+                    params={"request_id": rid, "new_status": "resolved"}).status_code == 400
+    assert raw.get("/requests/not-a-uuid").status_code == 400
+    stored = client.post_result(result_for(rid))
+    assert raw.post(f"/results/{stored}/update_status/",
+                    params={"result_id": stored, "new_status": "original"}).status_code == 400
+    assert raw.post("/results/", json=result_for(unknown)).status_code == 400
+    assert len(fake.results) == 1
+    r = httpx.Client(base_url="http://broker", transport=fake.transport()).get(
+        "/", headers={"Authorization": "Bearer x.y.z"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_client_meets_each_400_as_a_permanent_error(client, fake, sleeps):
+    unknown = "7f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+    with pytest.raises(BrokerError) as err:
+        client.update_request_status(unknown, "reserved")
+    assert err.value.status == 400 and err.value.permanent
+    with pytest.raises(BrokerError) as err:
+        client.post_result(result_for(unknown))
+    assert err.value.status == 400 and err.value.permanent
+    with pytest.raises(LocalValidationError):
+        client.update_result_status(unknown, "original")  # refused before sending
+    with pytest.raises(BrokerError, match="not a uuid"):
+        client.get_request("not-a-uuid")
+    assert sleeps == [] and fake.results == []
+
+
+def test_the_token_exp_is_an_integer(client, fake):
+    exp = token_expiry(client.login())
+    assert exp is not None and float(exp).is_integer()
+
+
+def test_after_a_500_the_next_get_goes_on_a_fresh_connection(client, fake, sleeps):
+    """FINALES2 closes the connection after an unhandled 500 without ``Connection: close``;
+    the client drops its kept-alive connections, so the next GET does not fail on it."""
+    rid = fake.add_request(PARAMS)
+    body = result_for(rid)
+    body["parameters"][DENSITY]["formulation"] = "LiPF6"  # the broker's schema refuses it
+    with FinalesClient(settings(), transport=fake.transport(), sleep=sleeps.append,
+                       schemas=permissive) as strict:
+        with pytest.raises(BrokerError) as err:
+            strict.post_result(body)
+        assert err.value.status == 500
+        assert strict.get_request(rid).uuid == rid
+    assert sleeps == []
+
+
+def test_after_a_500_on_the_live_fake_the_next_get_succeeds(sleeps):
+    with serve_fake() as live:
+        fake = live.fake
+        rid = fake.add_request(PARAMS)
+        body = result_for(rid)
+        body["parameters"][DENSITY]["formulation"] = "LiPF6"
+        with FinalesClient(settings(url=live.url), sleep=sleeps.append, schemas=permissive) as c:
+            for _ in range(5):
+                with pytest.raises(BrokerError):
+                    c.post_result(body)
+                assert c.get_request(rid).uuid == rid
+        assert sleeps == []

@@ -122,8 +122,8 @@ class FinalesClient:
                  schemas: SchemaSource = capability_schema):
         self.settings = settings
         self._clock, self._sleep, self._rng, self._schemas = clock, sleep, rng, schemas
-        self._http = httpx.Client(base_url=settings.url, transport=transport,
-                                  timeout=httpx.Timeout(settings.timeout), follow_redirects=False)
+        self._transport = transport
+        self._http = self._new_http()
         self._token: str | None = None
         self._renew_at = 0.0
         self.logins = 0
@@ -138,6 +138,16 @@ class FinalesClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.settings.url, transport=self._transport,
+                            timeout=httpx.Timeout(self.settings.timeout), follow_redirects=False)
+
+    def _fresh_connections(self) -> None:
+        """Drop every kept-alive connection. FINALES2 closes a connection after an unhandled
+        500 without saying ``Connection: close``: a request sent on it next would fail."""
+        self._http.close()
+        self._http = self._new_http()
 
     # -- authentication ---------------------------------------------------------------------
     def login(self) -> str:
@@ -170,11 +180,15 @@ class FinalesClient:
     # -- transport ----------------------------------------------------------------------------
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, **kwargs)
         except _NOT_SENT as exc:
             raise _Transient(f"{method} {path}: cannot connect: {exc!r}", None, sent=False) from exc
         except httpx.TransportError as exc:
+            self._fresh_connections()  # the next try must not reuse a broken connection
             raise _Transient(f"{method} {path}: {exc!r}", None, sent=True) from exc
+        if response.status_code >= 500:
+            self._fresh_connections()
+        return response
 
     def _decode(self, resp: httpx.Response, method: str, path: str,
                 schema_500: bool = False) -> Any:
