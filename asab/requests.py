@@ -84,10 +84,18 @@ def parse_density_request(info: Any, config: BenchConfig) -> DensityJob:
         raise RequestError(f"{request_id}: invalid parameters ({len(errors)} problem(s)): {found}")
     formulation = _formulation(params["formulation"], config, request_id)
     temperature = params.get("temperature")
-    if temperature is not None and (not math.isfinite(temperature) or temperature <= 0):
+    if temperature is not None and (not _finite(temperature) or temperature <= 0):
         raise RequestError(f"{request_id}: temperature {temperature!r} K is not a temperature")
     return DensityJob(request_id=request_id, formulation=formulation,
                       temperature=temperature, raw=info)
+
+
+def _finite(value: float | int) -> bool:
+    """Finite, and within float range (a JSON integer can be larger than any float)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _formulation(items: list[dict], config: BenchConfig, request_id: str) -> dict[str, float]:
@@ -97,7 +105,7 @@ def _formulation(items: list[dict], config: BenchConfig, request_id: str) -> dic
         if item["fraction_type"] != "molPerMol":
             raise RequestError(f"{request_id}: fraction_type {item['fraction_type']!r} "
                                "is not supported (only molPerMol)")
-        if not math.isfinite(item["fraction"]):
+        if not _finite(item["fraction"]):
             raise RequestError(f"{request_id}: fraction of {key} is not finite")
         try:
             config.chemical(key)
@@ -160,7 +168,7 @@ def item_problem(item: Any) -> str | None:
         where = path or "the request"
         if depth > MAX_DEPTH:
             return f"nested deeper than {MAX_DEPTH} levels at {where}"
-        if isinstance(value, float) and not math.isfinite(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value):
             return f"number out of range at {where}"
         if isinstance(value, str) and not _valid_text(value):
             return f"text that is not valid Unicode (a lone surrogate) at {where}"

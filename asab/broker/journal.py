@@ -122,7 +122,7 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-            verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            verdict = self._db.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {verdict}")
             for (text,) in self._db.execute("SELECT payload FROM events"):
@@ -130,11 +130,22 @@ class Journal:
         except (OSError, sqlite3.Error, ValueError) as exc:
             with contextlib.suppress(Exception):
                 self._db.close()
-            raise JournalError(
-                f"journal {self.path} is damaged ({exc}); nothing was served from it. The job "
-                "records in records/ remain the authority for what was measured: restore the "
-                "journal from a backup, or move the state folder aside and start a new one "
-                "(requests measured before will then be served again)") from None
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: BaseException) -> JournalError:
+        return JournalError(
+            f"journal {self.path} is damaged ({exc}); nothing was served from it. The job "
+            "records in records/ remain the authority for what was measured: restore the "
+            "journal from a backup, or move the state folder aside and start a new one "
+            "(requests measured before will then be served again)")
+
+    def _fetch(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple]:
+        """Rows of one query; a damaged database is a :class:`JournalError`."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
 
     def __enter__(self) -> Journal:
         return self
@@ -175,6 +186,10 @@ class Journal:
                     "INSERT INTO events (time, request_uuid, state, payload) VALUES (?, ?, ?, ?)",
                     (now, request_uuid, state.value, text))
                 self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise self._damaged(exc) from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -210,8 +225,7 @@ class Journal:
                 "for what was measured), or move the state folder aside to start anew")
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Event]:
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        rows = self._fetch(sql, args)
         return [Event(id=r[0], time=r[1], request_uuid=r[2], state=r[3],
                       payload=json.loads(r[4])) for r in rows]
 
@@ -229,10 +243,9 @@ class Journal:
 
     def state(self, request_uuid: str) -> JournalState | None:
         """The current (latest) state of a request, or None if never journalled."""
-        with self._lock:
-            row = self._db.execute("SELECT state FROM events WHERE request_uuid = ? "
-                                   "ORDER BY id DESC LIMIT 1", (request_uuid,)).fetchone()
-        return JournalState(row[0]) if row else None
+        rows = self._fetch("SELECT state FROM events WHERE request_uuid = ? "
+                           "ORDER BY id DESC LIMIT 1", (request_uuid,))
+        return JournalState(rows[0][0]) if rows else None
 
     def current_states(self) -> dict[str, JournalState]:
         """request uuid → current state, for every journalled request."""
@@ -245,9 +258,8 @@ class Journal:
 
     def ever(self, state: JournalState | str) -> set[str]:
         """Request uuids that were EVER in ``state``."""
-        with self._lock:
-            rows = self._db.execute("SELECT DISTINCT request_uuid FROM events WHERE state = ?",
-                                    (JournalState(state).value,)).fetchall()
+        rows = self._fetch("SELECT DISTINCT request_uuid FROM events WHERE state = ?",
+                           (JournalState(state).value,))
         return {r[0] for r in rows}
 
     def served(self) -> set[str]:
@@ -256,16 +268,14 @@ class Journal:
 
     def failure_count(self, request_uuid: str) -> int:
         """How many ``failed`` events a request has (quirk 6: stop after a limit)."""
-        with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM events WHERE request_uuid = ? AND "
-                                   "state = 'failed'", (request_uuid,)).fetchone()
-        return int(row[0])
+        rows = self._fetch("SELECT COUNT(*) FROM events WHERE request_uuid = ? AND "
+                           "state = 'failed'", (request_uuid,))
+        return int(rows[0][0])
 
     def failure_counts(self) -> dict[str, int]:
         """request uuid → number of ``failed`` events (only requests that failed)."""
-        with self._lock:
-            rows = self._db.execute("SELECT request_uuid, COUNT(*) FROM events WHERE "
-                                    "state = 'failed' GROUP BY request_uuid").fetchall()
+        rows = self._fetch("SELECT request_uuid, COUNT(*) FROM events WHERE "
+                           "state = 'failed' GROUP BY request_uuid")
         return {r[0]: int(r[1]) for r in rows}
 
     def unposted(self) -> list[Event]:
