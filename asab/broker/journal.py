@@ -125,7 +125,8 @@ class Journal:
             verdict = self._db.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
                 raise sqlite3.DatabaseError(f"integrity check: {verdict}")
-            for (text,) in self._db.execute("SELECT payload FROM events"):
+            for state, text in self._db.execute("SELECT state, payload FROM events"):
+                JournalState(state)
                 json.loads(text)
         except (OSError, sqlite3.Error, ValueError) as exc:
             with contextlib.suppress(Exception):
@@ -226,8 +227,11 @@ class Journal:
 
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Event]:
         rows = self._fetch(sql, args)
-        return [Event(id=r[0], time=r[1], request_uuid=r[2], state=r[3],
-                      payload=json.loads(r[4])) for r in rows]
+        try:
+            return [Event(id=r[0], time=r[1], request_uuid=r[2], state=r[3],
+                          payload=json.loads(r[4])) for r in rows]
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise self._damaged(exc) from None
 
     def history(self, request_uuid: str | None = None) -> list[Event]:
         """Every event in append order, of one request or of all."""

@@ -18,7 +18,7 @@ from asab.cli.app import (  # noqa: F401 - re-exported for tests and other comma
     ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail,
     load, print_problems, problem_json,
 )
-from asab.config.benches import choose_bench, require_bench_file
+from asab.config.benches import choose_bench, is_dir, is_file, require_bench_file
 from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
 
 @app.command("check-config")
@@ -41,7 +41,7 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
     choice = choose_bench(path, given_as="PATH")
     folder = choice.path
     try:
-        if folder.is_dir() and not (folder / "bench.toml").exists() and (folder / "edges.csv").exists():
+        if is_dir(folder) and not is_file(folder / "bench.toml") and is_file(folder / "edges.csv"):
             _check_layout_only(folder, first_wins, as_json)  # a bare ASAB CSV layout
             return
         require_bench_file(choice)

@@ -53,12 +53,12 @@ class BenchChoice:
     @property
     def folder(self) -> Path:
         """The bench folder (where ``demo_requests.json``, ``broker.toml`` … live)."""
-        return self.path if self.path.is_dir() else self.path.parent
+        return self.path if is_dir(self.path) else self.path.parent
 
     @property
     def bench_file(self) -> Path:
         """The ``bench.toml`` this choice points at (it may not exist)."""
-        return self.path / BENCH_FILE if self.path.is_dir() else self.path
+        return self.path / BENCH_FILE if is_dir(self.path) else self.path
 
 
 def bundled_bench(name: str = BUNDLED_BENCH) -> Path:
@@ -105,11 +105,27 @@ def choose_bench(option: Path | None, environ: Mapping[str, str] | None = None, 
     return BenchChoice(bundled_bench(), BenchSource.BUNDLED)
 
 
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for a path the system cannot even look up (too long, …)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a path the system cannot even look up."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def missing_bench(path: Path) -> str:
     """What is missing at ``path``: the folder itself, or the bench file in it."""
-    if not path.exists():
-        return f"no bench at {path}: no such folder or file"
-    return f"no bench file at {path / BENCH_FILE if path.is_dir() else path}"
+    if not is_dir(path) and not is_file(path):
+        return f"no bench at {str(path)[:200]}: no such folder or file"
+    return f"no bench file at {path / BENCH_FILE if is_dir(path) else path}"
 
 
 def require_bench_file(choice: BenchChoice) -> Path:
@@ -119,11 +135,11 @@ def require_bench_file(choice: BenchChoice) -> Path:
         ConfigError: no ``bench.toml`` where the choice points.
     """
     candidate = choice.bench_file
-    if candidate.is_file():
+    if is_file(candidate):
         return candidate
     how = {
-        BenchSource.OPTION: f"given as {choice.given_as} {choice.path}",
-        BenchSource.ENVIRONMENT: f"given by ${CONFIG_ENV}={choice.path}",
+        BenchSource.OPTION: f"given as {choice.given_as} {str(choice.path)[:200]}",
+        BenchSource.ENVIRONMENT: f"given by ${CONFIG_ENV}={str(choice.path)[:200]}",
         BenchSource.BUNDLED: "the bundled bench",
     }[choice.source]
     reason = (

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from asab.config.benches import BENCH_FILE, missing_bench
+from asab.config.benches import BENCH_FILE, is_dir, is_file, missing_bench
 from asab.config.bench_toml import (
     BenchDocument, build_checkable, build_config, locate, read_bench_toml,
 )
@@ -125,8 +125,8 @@ def load_bench_report(path: str | Path, *, first_wins: bool = False) -> LoadedBe
 
 
 def _bench_file(path: Path) -> Path:
-    candidate = path / BENCH_FILE if path.is_dir() else path
-    if not candidate.is_file():
+    candidate = path / BENCH_FILE if is_dir(path) else path
+    if not is_file(candidate):
         raise ConfigError([Problem(candidate.name, None, (
             f"{missing_bench(path)}: a bench is a folder holding {BENCH_FILE} "
             "(or that file itself)"))])

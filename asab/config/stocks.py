@@ -238,7 +238,10 @@ def _parse_components(
         except ValueError as exc:
             reasons.append(str(exc))
             continue
-        out[key] = ComponentMass(mass=mass, uncertainty=uncertainty)
+        try:
+            out[key] = ComponentMass(mass=mass, uncertainty=uncertainty)
+        except ValidationError as exc:
+            reasons += [f"{key}: {r}" for r in validation_reasons(exc)]
     return out
 
 
