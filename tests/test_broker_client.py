@@ -269,12 +269,23 @@ def permissive(quantity: str, method: str) -> dict:
     return {"json_schema_specifications": {}, "json_schema_result_output": {}}
 
 
-def test_schema_500_is_permanent_and_not_retried(fake, sleeps):
+def _refused_by_the_broker(fake) -> tuple[str, dict]:
+    """A request and a result for it that only the broker's own schema check refuses (500)."""
     rid = fake.add_request(PARAMS)
     body = result_for(rid)
-    body["parameters"][DENSITY]["formulation"] = "LiPF6"  # the broker's schema refuses it
-    with FinalesClient(settings(), transport=fake.transport(), sleep=sleeps.append,
-                       schemas=permissive) as c:
+    body["parameters"][DENSITY]["formulation"] = "LiPF6"
+    return rid, body
+
+
+def _unchecked_client(fake, sleeps) -> FinalesClient:
+    """A client whose local schema check lets everything through (to reach the broker's)."""
+    return FinalesClient(settings(), transport=fake.transport(), sleep=sleeps.append,
+                         schemas=permissive)
+
+
+def test_schema_500_is_permanent_and_not_retried(fake, sleeps):
+    rid, body = _refused_by_the_broker(fake)
+    with _unchecked_client(fake, sleeps) as c:
         with pytest.raises(BrokerError) as err:
             c.post_result(body)
         assert err.value.status == 500 and err.value.permanent
@@ -474,11 +485,8 @@ def test_the_token_exp_is_an_integer(client, fake):
 def test_after_a_500_the_next_get_goes_on_a_fresh_connection(client, fake, sleeps):
     """FINALES2 closes the connection after an unhandled 500 without ``Connection: close``;
     the client drops its kept-alive connections, so the next GET does not fail on it."""
-    rid = fake.add_request(PARAMS)
-    body = result_for(rid)
-    body["parameters"][DENSITY]["formulation"] = "LiPF6"  # the broker's schema refuses it
-    with FinalesClient(settings(), transport=fake.transport(), sleep=sleeps.append,
-                       schemas=permissive) as strict:
+    rid, body = _refused_by_the_broker(fake)
+    with _unchecked_client(fake, sleeps) as strict:
         with pytest.raises(BrokerError) as err:
             strict.post_result(body)
         assert err.value.status == 500
@@ -488,10 +496,7 @@ def test_after_a_500_the_next_get_goes_on_a_fresh_connection(client, fake, sleep
 
 def test_after_a_500_on_the_live_fake_the_next_get_succeeds(sleeps):
     with serve_fake() as live:
-        fake = live.fake
-        rid = fake.add_request(PARAMS)
-        body = result_for(rid)
-        body["parameters"][DENSITY]["formulation"] = "LiPF6"
+        rid, body = _refused_by_the_broker(live.fake)
         with FinalesClient(settings(url=live.url), sleep=sleeps.append, schemas=permissive) as c:
             for _ in range(5):
                 with pytest.raises(BrokerError):
