@@ -27,8 +27,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from asab.config.benches import CONFIG_ENV, choose_bench, require_bench_file
-
 #: exit code → meaning, for ``asab --help``, README.md and the tests.
 EXIT_CODES: dict[int, str] = {
     0: "success",
@@ -47,18 +45,22 @@ err_console = Console(stderr=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option(
     "--config", "-c", help="bench folder (with bench.toml) or bench.toml; "
-    f"default ${CONFIG_ENV}, else the bundled hiu_2023 bench")]
+    "default $ASAB_CONFIG, else the bundled hiu_2023 bench")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 
 
 def config_path(path: Path | None) -> Path:
     """The configuration to use: ``--config``, else ``$ASAB_CONFIG``, else the bundled bench
     (:func:`asab.config.benches.choose_bench`)."""
+    from asab.config.benches import choose_bench  # lazily: --help stays fast
+
     return choose_bench(path).path
 
 
 def bench_folder(path: Path | None) -> Path:
     """The folder of the chosen bench (where demo requests, broker.toml, calibration live)."""
+    from asab.config.benches import choose_bench
+
     return choose_bench(path).folder
 
 
@@ -76,6 +78,7 @@ def load(path: Path | None, *, first_wins: bool = False, operable: bool = False)
             was chosen and how to choose another), the bench's problems, or (``operable``)
             every route a job needs that does not exist.
     """
+    from asab.config.benches import choose_bench, require_bench_file
     from asab.config.loader import load_bench_report
     from asab.errors import ConfigError
     from asab.tubing.operability import check_operable

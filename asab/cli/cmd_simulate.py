@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 import typer
 
 from asab.cli.app import ConfigOpt, app, fail
-from asab.config.benches import choose_bench, require_bench_file
 
 
 @app.command()
@@ -55,6 +54,7 @@ def simulate(
     Example: asab simulate --workdir /tmp/w --speed 300 &
              asab run --hardware --config /tmp/w/bench
     """
+    from asab.config.benches import choose_bench, require_bench_file
     from asab.errors import ConfigError
     from simulators.faults import parse_fault_spec
     from simulators.launcher import LaunchOptions, serve

@@ -18,7 +18,6 @@ from asab.cli.app import (  # noqa: F401 - re-exported for tests and other comma
     ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail,
     load, print_problems, problem_json,
 )
-from asab.config.benches import choose_bench, is_dir, is_file, require_bench_file
 from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
 
 @app.command("check-config")
@@ -35,6 +34,7 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
 
     Example: asab check-config --json
     """
+    from asab.config.benches import choose_bench, is_dir, is_file, require_bench_file
     from asab.config.loader import load_bench_report, summarize
     from asab.tubing.operability import check_operable
 
