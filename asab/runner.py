@@ -59,13 +59,26 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
                 progress(_i, len(requests), _id, name, bench.clock.now() - _t0)
 
         step("parse")
-        rec = _run_one(bench, info, job_id, f"{run_id}_{job_id}", step)
+        if bench.estop is not None:  # the operator stopped the bench: run nothing more
+            rec = _not_run(bench, info, job_id, f"not run: the emergency stop is latched "
+                                                 f"({bench.estop}); reset it and run again")
+        else:
+            rec = _run_one(bench, info, job_id, f"{run_id}_{job_id}", step)
         _save(rec, records_dir, raw_dir, i)
         records.append(rec)
         step(rec.status)
     summary = summarize_run(records, run_dir)
     (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     return summary
+
+
+def _not_run(bench: Bench, item: Any, job_id: str, reason: str) -> JobRecord:
+    info = safe_copy(item)
+    rid = str(info.get("uuid", ""))[:64] if isinstance(info, dict) else ""
+    rec = new_record(bench, job_id, rid, info)
+    rec.status, rec.reason = "rejected", reason
+    rec.finished = rec.started
+    return rec
 
 
 def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step) -> JobRecord:

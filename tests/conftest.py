@@ -26,3 +26,20 @@ def sim_bench(bench_config, tmp_path):
 
     with simulated_bench(bench_config, tmp_path / "instruments") as bench:
         yield bench
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_runtime_dir(tmp_path_factory):
+    """Local e-stop sockets of test benches go to a folder of the test run, never beside a
+    real bench's (asab.actions.local_estop)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("runtime")
+    folder.chmod(0o700)
+    old = os.environ.get("ASAB_RUNTIME_DIR")
+    os.environ["ASAB_RUNTIME_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("ASAB_RUNTIME_DIR", None)
+    else:
+        os.environ["ASAB_RUNTIME_DIR"] = old

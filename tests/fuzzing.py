@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import sqlite3
@@ -241,7 +240,7 @@ def fuzz_journal(n: int, seed: int = 0) -> Counter:
             else:
                 at = rng.randrange(len(data))
                 size = rng.choice([1, 16, 512, 4096])
-                data[at:at + size] = (bytes(size) if rng.random() < 0.5 else os.urandom(size))
+                data[at:at + size] = (bytes(size) if rng.random() < 0.5 else rng.randbytes(size))
             path.write_bytes(bytes(data))
             keep = {"records/job1.json": (state / "records" / "job1.json").read_bytes()}
 

@@ -83,3 +83,12 @@ def test_safe_copy_is_storable() -> None:
     json.dumps(copy).encode("utf-8")
     assert copy["a"] == "x\\ud800" and copy["b"] == "inf"
     assert item_problem(copy) is None
+
+
+def test_after_an_estop_the_run_runs_nothing_more(sim_bench, tmp_path: Path) -> None:
+    from asab.runner import run_jobs
+    sim_bench.emergency_stop("operator: leak")
+    summary = run_jobs(sim_bench, [GOOD, GOOD], tmp_path / "run")
+    assert (summary.rejected, summary.failed, summary.succeeded) == (2, 0, 0)
+    assert all("not run: the emergency stop is latched (operator: leak)" in r["reason"]
+               for r in summary.rows)

@@ -63,6 +63,18 @@ def test_an_empty_journal_beside_records_is_refused(tmp_path: Path) -> None:
     (state / "records").mkdir(parents=True)
     (state / "records" / "job001.json").write_text(json.dumps({"request_id": "req-0001"}))
     (state / "journal.sqlite").write_bytes(b"")
+    with pytest.raises(JournalError, match="is an empty file"):
+        Journal(state / "journal.sqlite")
+    assert (state / "journal.sqlite").read_bytes() == b""  # left as found
+    result = _asab("journal", "--state", str(state), cwd=tmp_path)
+    assert result.returncode == 1 and "is an empty file" in " ".join(result.stderr.split())
+
+
+def test_a_replaced_journal_beside_records_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "records").mkdir(parents=True)
+    (state / "records" / "job001.json").write_text(json.dumps({"request_id": "req-0001"}))
+    _journal_with_events(state / "journal.sqlite", n=0)  # a new, valid but empty journal
     with Journal(state / "journal.sqlite") as jr, pytest.raises(JournalError) as info:
         jr.check_records(state / "records")
     assert "does not know the requests of 1 job record(s)" in str(info.value)

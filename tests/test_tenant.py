@@ -338,3 +338,12 @@ def test_held_result_posted_unsolicited_after_a_policy_change(sim_bench, client,
     assert fake.results == []
     make_tenant(sim_bench, client, journal, tmp_path, retracted="unsolicited").cycle()
     assert len(fake.results) == 1 and journal.state(uid) == JournalState.POSTED
+
+
+def test_a_latched_estop_takes_nothing(sim_bench, client, journal, fake, tmp_path):
+    uid = fake.add_request(GOOD)
+    sim_bench.emergency_stop("operator: leak")
+    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    reports = tenant.serve(until_idle=True, max_cycles=3)
+    assert reports[-1].out_of_service == "emergency stop latched: operator: leak"
+    assert journal.state(uid) is None and fake.requests[uid]["status"] == "pending"

@@ -72,7 +72,10 @@ def runtime_dir() -> Path:
     else:
         folder = Path(tempfile.gettempdir()) / f"asab-{os.getuid()}"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = folder.stat()
+    info = folder.lstat()  # a symlink planted by someone else is not our folder
+    if stat.S_ISLNK(info.st_mode):
+        raise LocalEstopError(f"{folder} is a symbolic link, not a private folder; remove it "
+                              f"or set ${RUNTIME_ENV} to a folder only you can write")
     if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise LocalEstopError(f"{folder} is not a private folder of this user (owner uid "
                               f"{info.st_uid}, mode {stat.filemode(info.st_mode)}); set "
@@ -99,14 +102,14 @@ def listening(bench: Bench, *, name: str = "", state: Path | None = None) -> Ite
     try:
         folder = runtime_dir()
     except (LocalEstopError, OSError) as exc:
-        log.warning("local e-stop unavailable: %s", exc)
+        log.error("LOCAL E-STOP UNAVAILABLE (asab estop cannot reach this process): %s", exc)
         yield None
         return
     path = folder / f"estop-{os.getpid()}.sock"
     info = folder / f"estop-{os.getpid()}.json"
     server = _bind(path)
     info.write_text(json.dumps({"pid": os.getpid(), "bench": name,
-                                "command": " ".join(sys.argv[:3]),
+                                "command": " ".join(sys.argv),
                                 "state": str(state.resolve()) if state else None}))
     stop = threading.Event()
     thread = threading.Thread(target=_serve, args=(server, bench, name, stop), daemon=True,
@@ -146,10 +149,17 @@ def _serve(server: socket.socket, bench: Bench, name: str, stop: threading.Event
             conn, _ = server.accept()
         except TimeoutError:
             continue
-        except OSError:
-            return  # closed
+        except OSError as exc:  # out of files, a client gone before accept: keep listening
+            if stop.is_set():
+                return
+            log.warning("local e-stop: accept failed (%s); still listening", exc)
+            time.sleep(0.05)
+            continue
         with conn:
-            _answer(conn, bench, name)
+            try:
+                _answer(conn, bench, name)
+            except Exception:  # noqa: BLE001 - the listener must outlive one bad request
+                log.exception("local e-stop: answering a request failed")
 
 
 def _answer(conn: socket.socket, bench: Bench, name: str) -> None:
@@ -182,40 +192,54 @@ def _read_reason(conn: socket.socket) -> str:
     return "".join(c for c in text if c.isprintable())[:200]
 
 
-def stop_all(reason: str = "", state: Path | None = None, timeout: float = 2.0) -> list[Stopped]:
-    """Send the e-stop to every listening asab process (or only those on ``state``).
+def stop_all(reason: str = "", state: Path | None = None, timeout: float = 10.0) -> list[Stopped]:
+    """Send the e-stop to every listening asab process (or only those on ``state``), to all
+    of them at once.
 
     Args:
         reason: recorded with the latch (≤ 200 printable characters are kept).
         state: only processes whose state folder is this one.
-        timeout: s to wait for each process's answer.
+        timeout: s to wait for the answers (a process answers once its pumps are stopped).
 
     Returns:
         The processes that answered (their pumps are stopped and the e-stop latched).
 
     Raises:
-        LocalEstopError: no process answered.
+        LocalEstopError: a registered process that is alive did not answer (its pumps may
+            still run: stop it another way), or no process is registered at all.
     """
     folder = runtime_dir()
     wanted = str(state.resolve()) if state else None
-    stopped: list[Stopped] = []
+    targets = []
     for info_file in sorted(folder.glob("estop-*.json")):
         try:
             info = json.loads(info_file.read_text())
-        except (OSError, ValueError):
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        if wanted is not None and info.get("state") != wanted:
-            continue
-        sock = info_file.with_suffix(".sock")
-        if _send(sock, reason, timeout):
-            stopped.append(Stopped(int(info["pid"]), str(info.get("bench", "")),
-                                   str(info.get("command", "")), info.get("state")))
-        else:
-            _remove_stale(info_file, sock, int(info.get("pid", 0)))
+        if wanted is None or info.get("state") == wanted:
+            targets.append((info_file, pid, info))
+    answers: dict[int, bool] = {}
+    threads = [threading.Thread(target=lambda f=f, p=p: answers.__setitem__(
+        p, _send(f.with_suffix(".sock"), reason, timeout))) for f, p, _ in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 1)
+    stopped = [Stopped(p, str(i.get("bench", "")), str(i.get("command", "")), i.get("state"))
+               for f, p, i in targets if answers.get(p)]
+    silent = [p for f, p, _ in targets if not answers.get(p) and _alive(f, p)]
+    if silent:
+        raise LocalEstopError(
+            f"asab process(es) {', '.join(map(str, silent))} did not answer the e-stop within "
+            f"{timeout:g} s: their pumps may still be running; stop them another way (POST "
+            "/estop, the hardware stop, or kill the process)"
+            + (f"; stopped: {', '.join(str(s.pid) for s in stopped)}" if stopped else ""))
     if not stopped:
         where = f" on state folder {wanted}" if wanted else ""
-        raise LocalEstopError(f"no running asab process{where} answered in {folder}: nothing "
-                              "to stop here (is the bench run by another user or machine?)")
+        raise LocalEstopError(f"no running asab process{where} is registered in {folder}: "
+                              "nothing to stop here (is the bench run by another user or "
+                              "machine?)")
     return stopped
 
 
@@ -239,17 +263,16 @@ def _send(path: Path, reason: str, timeout: float) -> bool:
         client.close()
 
 
-def _remove_stale(info_file: Path, sock: Path, pid: int) -> None:
-    """Forget a registration whose process is gone (it could not answer)."""
+def _alive(info_file: Path, pid: int) -> bool:
+    """Whether the registered process still runs; a dead one's registration is removed."""
     try:
         os.kill(pid, 0)
-        log.warning("asab process %d is registered for local e-stops but did not answer at "
-                    "%s", pid, sock)
-        return
+        return True
     except ProcessLookupError:
         pass
-    except (PermissionError, OSError):
-        return
-    for p in (info_file, sock):
+    except OSError:  # e.g. another user's pid: alive, not ours to judge
+        return True
+    for p in (info_file, info_file.with_suffix(".sock")):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+    return False

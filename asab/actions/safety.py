@@ -240,6 +240,12 @@ def conclude_recovery(bench: Bench, done: str, problems: list[str]) -> str:
     if not problems:
         return done
     bench.stop_all()
+    if bench.estop is not None:  # nothing could move: say so, not "recovery failed"
+        bench.out_of_service = (
+            f"emergency stop ({bench.estop}) during a job: the lines were not drained or "
+            "cleaned; reset the e-stop, drain and clean them, then reset the bench")
+        log.error("bench out of service: %s", bench.out_of_service)
+        return bench.out_of_service
     bench.out_of_service = "recovery failed: " + "; ".join(problems)
     log.error("bench out of service: %s", bench.out_of_service)
     return bench.out_of_service

@@ -115,6 +115,11 @@ class Journal:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
+        if self.path.is_file() and self.path.stat().st_size == 0:  # never written by SQLite
+            raise JournalError(
+                f"journal {self.path} is an empty file (0 bytes), not a journal: it was lost or "
+                "truncated. Restore it from a backup (the job records stay the authority for "
+                "what was measured), or delete it to start a new journal")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0,

@@ -243,6 +243,10 @@ class Tenant:
             log.error("bench out of service (%s): not taking requests", self.bench.out_of_service)
             report.out_of_service = self.bench.out_of_service
             return report
+        if self.bench.estop is not None:  # the operator stopped the bench: take nothing
+            log.error("emergency stop latched (%s): not taking requests", self.bench.estop)
+            report.out_of_service = f"emergency stop latched: {self.bench.estop}"
+            return report
         for quantity, method in CAPABILITIES:
             try:
                 pending = self.client.pending_requests(quantity, method)
@@ -339,6 +343,11 @@ class Tenant:
         if record.status == "rejected":  # e.g. stock ran short since the check
             self._reject(uid, record.reason or "refused by the bench", report)
             self._give_back(uid, f"asab cannot serve it now: {record.reason}", report)
+            return
+        if record.status == "failed" and self.bench.estop is not None:
+            # stopped by the operator: not the request's fault, no failure counted
+            self._give_back(uid, f"asab job interrupted by an emergency stop ({self.bench.estop})",
+                            report)
             return
         try:
             if record.status == "failed" and not _has_outcome(record):

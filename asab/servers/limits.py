@@ -98,7 +98,9 @@ def guarded_protocol(head_timeout: float = HEAD_TIMEOUT,
             self._head_timer = self.loop.call_later(head_timeout, self._expire, armed)
 
         def _expire(self, armed: Any) -> None:
-            if self.cycle is armed and not self.transport.is_closing():
+            # no new request since arming, and none in progress (a pipelined request may
+            # have started before the timer was armed: never cut a running request)
+            if self.cycle is armed and not self.busy() and not self.transport.is_closing():
                 self.transport.close()
 
         def busy(self) -> bool:
@@ -125,6 +127,10 @@ def _evict(order: OrderedDict, keep: Any) -> None:
             return
 
 
+STOP_SUFFIXES = ("/stop", "/cancel", "/estop")
+"""Paths that stop something act whatever their body: never capped (they read no body)."""
+
+
 class BodyLimitMiddleware:
     """ASGI middleware: a request body longer than its path's cap gets 413 and is not read on.
 
@@ -144,7 +150,8 @@ class BodyLimitMiddleware:
         self.app, self.default, self.per_path = app, default, dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cap = self.per_path.get(scope.get("path", ""), self.default)
+        path = scope.get("path", "")
+        cap = None if path.endswith(STOP_SUFFIXES) else self.per_path.get(path, self.default)
         if scope["type"] != "http" or cap is None:
             await self.app(scope, receive, send)
             return

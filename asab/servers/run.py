@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 8
 
+KERNEL_BACKLOG = 4096
+"""Connections the kernel queues per listening socket (capped by net.core.somaxconn), so that
+a flood on one port does not make an e-stop there wait for a SYN retry."""
+
 ACCEPT_BATCH = 128
 """Listen backlog, which asyncio also takes as the most connections accepted per readiness
 event of one socket: a flood on one port then cannot queue thousands of callbacks ahead of an
@@ -128,11 +132,13 @@ async def serve_all(servers: list[uvicorn.Server], sockets: list[socket.socket],
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
     tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets)]
-    if on_started is not None:
-        while not all(s.started for s in servers) and not any(t.done() for t in tasks):
-            await asyncio.sleep(0.05)
-        if all(s.started for s in servers):
-            on_started()
+    while not all(s.started for s in servers) and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.05)
+    for sock in sockets:  # asyncio set the queue to the accept batch; let the kernel queue more
+        with contextlib.suppress(OSError):
+            sock.listen(KERNEL_BACKLOG)
+    if on_started is not None and all(s.started for s in servers):
+        on_started()
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop()
     await asyncio.gather(*tasks, return_exceptions=True)
