@@ -118,27 +118,31 @@ def test_no_motion_command_after_the_latch_in_process(sim_bench: Bench) -> None:
 
 
 def test_no_motion_command_after_the_latch_over_http() -> None:
-    """Half the trials stop a deliver job (prime, mix, push: many valve and pump commands
-    over time), half a single aspirate, at a random instant; the e-stop goes to another
-    server than the job's."""
+    """One trial in five stops a deliver job (prime, mix, push: many valve and pump commands
+    over time; more would run the simulated stocks dry), the others a single aspirate, at a
+    random instant; the e-stop goes to another server than the job's."""
     rng = random.Random(7)
     with served_bench() as (ctx, apps):
         log = MotionLog(ctx.bench)
         pumps = TestClient(apps["pumps"], headers=AUTH)
         actions = TestClient(apps["actions"], headers=AUTH)
-        violations, started = [], 0
+        violations, started, refused = [], 0, []
         for trial in range(50):
             assert pumps.post("/estop/reset").status_code == 200
             if ctx.bench.out_of_service:
                 ctx.bench.out_of_service = None  # the operator's reset, without its cleaning
+            _wait_idle(pumps)
             log.clear()
-            if trial % 2:
+            deliver = trial % 5 == 1
+            if deliver:
                 r = actions.post("/deliver", json={"composition": MAKEABLE})
             else:
                 r = pumps.post("/pumps/A0.0/aspirate", json={"source": "Reservoir6", "volume": 0.2})
             started += r.status_code == 202
+            if r.status_code != 202:
+                refused.append((trial, r.status_code, r.text[:200]))
             time.sleep(rng.uniform(0, 0.03))
-            target = pumps if trial % 2 else actions
+            target = pumps if deliver else actions
             assert target.post("/estop", json={"reason": f"trial {trial}"}).status_code == 200
             _wait_idle(pumps)
             if log.after_latch():
@@ -150,7 +154,8 @@ def test_no_motion_command_after_the_latch_over_http() -> None:
                                                                "waste_1").valve_settings)
                     drv.dispense(drv.fill_level(), drv.flow_max)
                     drv.wait_until_done(60)
-        assert violations == [] and started >= 40
+        assert violations == []
+        assert started >= 35, refused  # most trials really started a job
 
 
 def drv_node(ctx, pump: str) -> str:
