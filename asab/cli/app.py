@@ -78,20 +78,34 @@ def load(path: Path | None, *, first_wins: bool = False, operable: bool = False)
             was chosen and how to choose another), the bench's problems, or (``operable``)
             every route a job needs that does not exist.
     """
-    from asab.config.benches import choose_bench, require_bench_file
-    from asab.config.loader import load_bench_report
+    from asab.config.benches import choose_bench
     from asab.errors import ConfigError
+
+    loaded, report = load_checked(choose_bench(path), first_wins=first_wins, routes=operable)
+    if report is not None and report.problems:
+        raise ConfigError(report.problems)
+    return loaded.config
+
+
+def load_checked(choice, *, first_wins: bool = False, routes: bool = True):
+    """Load a chosen bench and (``routes``) check every route a job needs.
+
+    Returns:
+        ``(LoadedBench, OperabilityReport | None)``.
+
+    Raises:
+        ConfigError: no bench file where the choice points, or the bench's problems.
+    """
+    from asab.config.benches import require_bench_file
+    from asab.config.loader import load_bench_report
     from asab.tubing.operability import check_operable
 
-    choice = choose_bench(path)
     require_bench_file(choice)
     loaded = load_bench_report(choice.path, first_wins=first_wins)
-    if operable:
-        report = check_operable(loaded.config, stock_file=loaded.stock_file,
-                                stock_lines=dict(loaded.stock_lines))
-        if report.problems:
-            raise ConfigError(report.problems)
-    return loaded.config
+    if not routes:
+        return loaded, None
+    return loaded, check_operable(loaded.config, stock_file=loaded.stock_file,
+                                  stock_lines=dict(loaded.stock_lines))
 
 
 def print_problems(problems, where, *, as_json: bool) -> None:

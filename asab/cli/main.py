@@ -16,7 +16,7 @@ from rich.table import Table
 
 from asab.cli.app import (  # noqa: F401 - re-exported for tests and other command modules
     ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail,
-    load, print_problems, problem_json,
+    load, load_checked, print_problems, problem_json,
 )
 from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
 
@@ -34,9 +34,8 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
 
     Example: asab check-config --json
     """
-    from asab.config.benches import choose_bench, is_dir, is_file, require_bench_file
-    from asab.config.loader import load_bench_report, summarize
-    from asab.tubing.operability import check_operable
+    from asab.config.benches import choose_bench, is_dir, is_file
+    from asab.config.loader import summarize
 
     choice = choose_bench(path, given_as="PATH")
     folder = choice.path
@@ -44,10 +43,7 @@ def check_config(path: Annotated[Optional[Path], typer.Argument(
         if is_dir(folder) and not is_file(folder / "bench.toml") and is_file(folder / "edges.csv"):
             _check_layout_only(folder, first_wins, as_json)  # a bare ASAB CSV layout
             return
-        require_bench_file(choice)
-        loaded = load_bench_report(folder, first_wins=first_wins)
-        report = check_operable(loaded.config, stock_file=loaded.stock_file,
-                                stock_lines=dict(loaded.stock_lines))
+        loaded, report = load_checked(choice, first_wins=first_wins)
         warnings = list(loaded.warnings) + report.warnings
         if report.problems:
             raise ConfigError(report.problems)
