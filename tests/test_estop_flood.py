@@ -7,7 +7,6 @@ request head one byte at a time, and meanwhile ``POST /estop`` on every port ans
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time

@@ -6,11 +6,9 @@ Also: the local e-stop (``asab estop``) reaches a bench with no HTTP at all."""
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest

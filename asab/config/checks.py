@@ -61,18 +61,23 @@ def valve_hubs(tubing: Tubing) -> dict[str, list[str]]:
     """Nodes that look like a rotary valve's common port: ``X.0`` joined by undirected fixed
     edges to two or more ``X.k`` nodes (a passive mixer's channels are directed into its
     outlet, so a mixer is not one). Returns hub → its ports, sorted."""
-    near: dict[str, set[str]] = {}
-    for e in tubing.edges:
-        if e.fixed and not e.directed:
-            near.setdefault(e.start, set()).add(e.end)
-            near.setdefault(e.end, set()).add(e.start)
     hubs: dict[str, list[str]] = {}
-    for node, others in near.items():
+    for node, others in channel_neighbours(tubing).items():
         prefix, dot, index = node.rpartition(".")
         ports = sorted(n for n in others if dot and n.rpartition(".")[0] == prefix)
         if index == "0" and len(ports) >= 2:
             hubs[node] = ports
     return dict(sorted(hubs.items()))
+
+
+def channel_neighbours(tubing: Tubing) -> dict[str, set[str]]:
+    """Node → the nodes it is joined to by undirected fixed edges (valve channels)."""
+    near: dict[str, set[str]] = {}
+    for e in tubing.edges:
+        if e.fixed and not e.directed:
+            near.setdefault(e.start, set()).add(e.end)
+            near.setdefault(e.end, set()).add(e.start)
+    return near
 
 
 def _check_valve_hubs(config: BenchConfig, file: str) -> list[Problem]:

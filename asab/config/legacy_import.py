@@ -32,7 +32,7 @@ from typing import Any
 import tomli_w
 
 from asab.config.benches import bundled_bench
-from asab.config.checks import valve_hubs
+from asab.config.checks import channel_neighbours, valve_hubs
 from asab.config.csvio import read_table
 from asab.config.legacy_csv import load_legacy_layout
 from asab.config.models import Tubing
@@ -247,7 +247,7 @@ def _valves(path: Path, raw: Any, tubing: Tubing, result: ImportResult) -> list[
     if not isinstance(raw, dict):
         raise ConfigError([Problem(path.name, 1, "expected a dict: valve → {port node: position}")])
     text = path.read_text(encoding="utf-8-sig")
-    neighbours = _neighbours(tubing)
+    neighbours = channel_neighbours(tubing)
     nodes = {n.name for n in tubing.nodes}
     valves = [v for name, positions in raw.items()
               if (v := _valve(path.name, text, str(name), positions, neighbours, nodes, result))]
@@ -259,16 +259,6 @@ def _valves(path: Path, raw: Any, tubing: Tubing, result: ImportResult) -> list[
                 f"to {', '.join(ports)} like a valve's common port, but {path.name} has no "
                 "valve for it; until it has one, routes may pass two of its ports at once")
     return valves
-
-
-def _neighbours(tubing: Tubing) -> dict[str, set[str]]:
-    """Node → the nodes it is joined to by undirected fixed edges (valve channels)."""
-    out: dict[str, set[str]] = {}
-    for e in tubing.edges:
-        if e.fixed and not e.directed:
-            out.setdefault(e.start, set()).add(e.end)
-            out.setdefault(e.end, set()).add(e.start)
-    return out
 
 
 def _valve(file: str, text: str, name: str, positions: Any, neighbours: Mapping[str, set[str]],
