@@ -25,7 +25,7 @@ from serial.serialutil import PortNotOpenError, SerialException
 from asab.config.models import BalanceSettings, SerialSettings
 from asab.drivers.base import Balance
 from asab.drivers.sartorius import FrameError, SartoriusEntrisII, encode_command, parse_line
-from asab.errors import AsabError, DeviceError, DeviceFault, TransportError, TransportTimeout
+from asab.errors import AsabError, Cause, DeviceError, DeviceFault, TransportError, TransportTimeout
 from simulators import urlhandler
 from simulators.clock import VirtualClock
 from simulators.sartorius import EntrisIIParams, EntrisIISimulator, load_params
@@ -60,13 +60,13 @@ GOLDEN_LINES = [
     ("+ 123.5600 g  ", 123.56, "g", True),  # str, CR LF already stripped
 ]
 
-GOLDEN_STATUS = [
-    (b"Stat     High  \r\n", "overload"),
-    (b"Stat     Low   \r\n", "underload"),
-    (b"Stat     ERR 101\r\n", "error 101"),
-    (b"Stat     APP.ERR\r\n", "application error"),
-    (b"Stat     Busy  \r\n", "Busy"),
-    (b"N     Stat     High\r\n", "overload"),
+GOLDEN_STATUS = [  # (line, cause, detail)
+    (b"Stat     High  \r\n", "overload", None),
+    (b"Stat     Low   \r\n", "underload", None),
+    (b"Stat     ERR 101\r\n", "balance error", "ERR 101"),
+    (b"Stat     APP.ERR\r\n", "application error", None),
+    (b"Stat     Busy  \r\n", "balance status", "Busy"),
+    (b"N     Stat     High\r\n", "overload", None),
 ]
 
 GARBLED = [
@@ -113,11 +113,12 @@ def test_parse_line_blank_unit_is_unstable_and_needs_a_known_unit() -> None:
     assert info.value.cause == "unknown unit"
 
 
-@pytest.mark.parametrize(("line", "cause"), GOLDEN_STATUS)
-def test_parse_line_status_lines_raise_faults(line: bytes, cause: str) -> None:
+@pytest.mark.parametrize(("line", "cause", "detail"), GOLDEN_STATUS)
+def test_parse_line_status_lines_raise_faults(line: bytes, cause: str, detail: str | None) -> None:
     with pytest.raises(DeviceFault) as info:
         parse_line(line, device="bal1")
-    assert (info.value.cause, info.value.device) == (cause, "bal1")
+    assert (info.value.cause, info.value.detail, info.value.device) == (cause, detail, "bal1")
+    assert isinstance(info.value.cause, Cause)
 
 
 @pytest.mark.parametrize("line", GARBLED)
@@ -627,7 +628,7 @@ def test_golden_lines_driver_and_simulator(entry: dict) -> None:
     if "status" in want:
         with pytest.raises(DeviceFault) as info:
             parse_line(line)
-        assert info.value.cause == want["status"]
+        assert (info.value.cause, info.value.detail) == (want["status"], want.get("detail"))
     else:
         reading = parse_line(line, unit_hint="g")
         assert (reading.unit, reading.stable) == (want["unit"], want["stable"])

@@ -33,7 +33,7 @@ from pathlib import Path
 from asab.clock import Clock
 from asab.config.models import DensimeterSettings
 from asab.drivers.base import DensityViscosityResult, RepetitionResult, confirm_temperature
-from asab.errors import ConfigError, DeviceError, RequestError, TransportTimeout
+from asab.errors import Cause, ConfigError, DeviceError, RequestError, TransportTimeout
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class DMA4100LimsDriver:
             err = _signature(error)
             if err is not None and err != stale[1]:
                 reason = _decode(error.read_bytes()).strip()
-                raise DeviceError(self.name, "job rejected", f"{lims.name} rejected: {reason}")
+                raise DeviceError(self.name, Cause.JOB_REJECTED, f"{lims.name} rejected: {reason}")
             remaining = deadline - self.clock.now()
             if remaining <= 0:
                 message = self._timeout_message(export, lims, timeout, last_size)

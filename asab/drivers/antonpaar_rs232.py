@@ -54,6 +54,7 @@ from asab.drivers.antonpaar_rs232_codec import Layout, ReplyError
 from asab.drivers.base import DensityViscosityResult, RepetitionResult, confirm_temperature
 from asab.drivers.transport import open_serial
 from asab.errors import (
+    Cause,
     ConfigError,
     DeviceBusy,
     DeviceFault,
@@ -230,7 +231,7 @@ class DMA4100Rs232Driver:
             if self.status() == codec.NOT_FINISHED:
                 return
             if attempts >= SAFE_TRIES:
-                raise ReplyError(self.name, "garbled reply", f"no clear reply to start in {attempts} tries")
+                raise ReplyError(self.name, Cause.GARBLED_REPLY, f"no clear reply to start in {attempts} tries")
 
     def _wait_finished(self, deadline: float, limit: float) -> None:
         while True:
@@ -238,7 +239,7 @@ class DMA4100Rs232Driver:
             if state == codec.FINISHED:
                 return
             if state == codec.NOT_STARTED:
-                raise DeviceFault(self.name, "measurement not started",
+                raise DeviceFault(self.name, Cause.NOT_STARTED,
                                   "the instrument reports no measurement although start was accepted")
             remaining = deadline - self.clock.now()
             if remaining <= 0:

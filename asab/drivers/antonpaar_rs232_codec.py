@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pint
 
 from asab.drivers.base import RepetitionResult
-from asab.errors import DeviceBusy, DeviceError, TransportError
+from asab.errors import Cause, DeviceBusy, DeviceError, TransportError, as_cause
 from asab.units import CANONICAL, ureg
 
 LINE_END = b"\r"
@@ -44,18 +45,38 @@ SEPARATOR = ";"
 KELVIN = 273.15
 """0 °C in K (exact, SI)."""
 
-STARTED = "measurement started"
-ALREADY_STARTED = "measurement already started"
-INVALID_METHOD = "invalid method"
-HEATING = "heating"
-NOT_STARTED = "measurement not started"
-NOT_FINISHED = "measurement not finished"
-FINISHED = "measurement finished"
-NO_NEW_DATA = "no new data available"
-ACCEPTED = "accepted"
-WRONG_PARAMETER = "wrong parameter value"
+
+
+class Reply(StrEnum):
+    """The documented status replies, normalised (:func:`normalise`): compare a normalised
+    reply with a member (a ``StrEnum``, so ``Reply.HEATING == "heating"``)."""
+
+    STARTED = "measurement started"
+    ALREADY_STARTED = "measurement already started"
+    INVALID_METHOD = "invalid method"
+    HEATING = "heating"
+    NOT_STARTED = "measurement not started"
+    NOT_FINISHED = "measurement not finished"
+    FINISHED = "measurement finished"
+    NO_NEW_DATA = "no new data available"
+    ACCEPTED = "accepted"
+    WRONG_PARAMETER = "wrong parameter value"
+
+
+STARTED, ALREADY_STARTED, INVALID_METHOD = Reply.STARTED, Reply.ALREADY_STARTED, Reply.INVALID_METHOD
+HEATING, NOT_STARTED, NOT_FINISHED = Reply.HEATING, Reply.NOT_STARTED, Reply.NOT_FINISHED
+FINISHED, NO_NEW_DATA, ACCEPTED = Reply.FINISHED, Reply.NO_NEW_DATA, Reply.ACCEPTED
+WRONG_PARAMETER = Reply.WRONG_PARAMETER
+"""Module-level names of the :class:`Reply` members (as before the enum)."""
 FINISHED_STATES = frozenset({NOT_STARTED, NOT_FINISHED, FINISHED})
 """Every documented reply to ``finished`` (normalised)."""
+_REFUSALS = {
+    HEATING: (DeviceBusy, Cause.HEATING, "the cell is still heating/cooling"),
+    ALREADY_STARTED: (DeviceBusy, Cause.ALREADY_STARTED, "a measurement is running"),
+    INVALID_METHOD: (DeviceError, Cause.INVALID_METHOD, None),
+    WRONG_PARAMETER: (DeviceError, Cause.WRONG_PARAMETER, None),
+}
+"""Refusing reply → (error class, cause, message; ``None``: the reply itself)."""
 
 DENSITY, DENSITY_T, DENSITY_COND = "Density", "Density Temperature", "Density Condition"
 VISCOSITY = ("Lovis Dyn. Viscosity", "Dyn. Viscosity", "Lovis Dynamic Viscosity")
@@ -68,11 +89,13 @@ _COMMAND = re.compile(r"[ -:<-~]+")  # printable ASCII without ';'
 
 
 class ReplyError(TransportError):
-    """A reply that is not a valid frame: ``cause`` is ``"truncated reply"`` or ``"garbled reply"``."""
+    """A reply that is not a valid frame: ``cause`` is :attr:`Cause.TRUNCATED_REPLY` or
+    :attr:`Cause.GARBLED_REPLY` (a member's value string is coerced, see
+    :func:`asab.errors.as_cause`)."""
 
-    def __init__(self, device: str, cause: str, message: str):
-        self.cause = cause
-        super().__init__(device, f"{cause}: {message}")
+    def __init__(self, device: str, cause: Cause | str, message: str):
+        self.cause = as_cause(cause)
+        super().__init__(device, f"{self.cause}: {message}")
 
 
 # ------------------------------------------------------------------------------------ encoding
@@ -109,7 +132,7 @@ def decode_reply(frame: bytes, device: str = "densimeter") -> str:
         ReplyError: cause ``"truncated reply"``: the frame does not end with CR.
     """
     if not frame.endswith(LINE_END):
-        raise ReplyError(device, "truncated reply", f"no line end in {frame!r}")
+        raise ReplyError(device, Cause.TRUNCATED_REPLY, f"no line end in {frame!r}")
     return frame.decode(ENCODING).strip("\r\n").strip()
 
 
@@ -128,16 +151,14 @@ def raise_for_reply(device: str, command: str, reply: str) -> None:
     """Raise the typed error a refusing reply stands for; return for any other reply.
 
     Raises:
-        DeviceBusy: ``heating`` (cause ``"heating"``) or ``measurement already started``.
-        DeviceError: ``invalid method`` or ``wrong parameter value`` (cause = the reply).
+        DeviceBusy: ``heating`` (:attr:`Cause.HEATING`) or ``measurement already started``
+            (:attr:`Cause.ALREADY_STARTED`).
+        DeviceError: ``invalid method`` or ``wrong parameter value`` (the cause of that name).
     """
-    status = normalise(reply)
-    if status == HEATING:
-        raise DeviceBusy(device, HEATING, f"{command!r} refused: the cell is still heating/cooling")
-    if status == ALREADY_STARTED:
-        raise DeviceBusy(device, ALREADY_STARTED, f"{command!r} refused: a measurement is running")
-    if status in (INVALID_METHOD, WRONG_PARAMETER):
-        raise DeviceError(device, status, f"{command!r} refused: {reply}")
+    refusal = _REFUSALS.get(normalise(reply))
+    if refusal is not None:
+        error, cause, why = refusal
+        raise error(device, cause, f"{command!r} refused: {why or reply}")
 
 
 # ------------------------------------------------------------------------------------ results
@@ -175,7 +196,7 @@ def parse_layout(head_line: str, unit_line: str, device: str = "densimeter") -> 
     """
     head, units = columns(head_line), columns(unit_line)
     if len(units) != len(head):
-        raise DeviceError(device, "unexpected data layout",
+        raise DeviceError(device, Cause.UNEXPECTED_LAYOUT,
                           f"{len(head)} columns but {len(units)} units: {unit_line!r}")
     index: dict[str, int] = {}
     for role, (names, _) in _ROLES.items():
@@ -184,7 +205,7 @@ def parse_layout(head_line: str, unit_line: str, device: str = "densimeter") -> 
             index[role] = found
     missing = [r for r in _REQUIRED_ROLES if r not in index]
     if missing:
-        raise DeviceError(device, "unexpected data layout", f"columns {missing} not in {head_line!r}")
+        raise DeviceError(device, Cause.UNEXPECTED_LAYOUT, f"columns {missing} not in {head_line!r}")
     parsed = {role: _unit(units[i], _ROLES[role][1], head[i], device)
               for role, i in index.items() if _ROLES[role][1] is not None}
     return Layout(tuple(head), index, parsed)
@@ -204,7 +225,7 @@ def _unit(text: str, kind: str, column: str, device: str) -> pint.Unit:
         ureg.Quantity(1.0, unit).to(CANONICAL[kind])
     except (pint.errors.PintError, ValueError, TypeError, AttributeError, AssertionError) as exc:
         # pint's parser can fail with AssertionError on stray operators
-        raise DeviceError(device, "unknown unit", f"column {column!r}: {text!r} is not a {kind} unit") from exc
+        raise DeviceError(device, Cause.UNKNOWN_UNIT, f"column {column!r}: {text!r} is not a {kind} unit") from exc
     return unit
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from asab.clock import Clock
 from asab.config.models import BenchConfig, Syringe
 from asab.errors import (
+    Cause,
     ConfigError,
     DeviceError,
     DeviceFault,
@@ -219,7 +220,7 @@ def _calibrate(
     while True:
         for name, handle in list(pending.items()):
             if guard.device(name, handle.is_in_fault_state):
-                raise DeviceFault(name, "drive fault", "pump faulted during calibration")
+                raise DeviceFault(name, Cause.DRIVE_FAULT, "pump faulted during calibration")
             if guard.device(name, handle.is_calibration_finished):
                 del pending[name]
         remaining = deadline - clock.now()
@@ -254,7 +255,7 @@ def _configure_pump(sdk: Any, guard: SdkGuard, name: str, handle: Any, syringe: 
     if abs(volume - syringe.volume) > UNIT_CHECK_TOLERANCE * syringe.volume:
         raise DeviceError(
             name,
-            "unit mismatch",
+            Cause.UNIT_MISMATCH,
             f"SDK reports V_max {volume:g} mL, syringe {syringe.name} is {syringe.volume:g} mL",
         )
     flow = float(guard.query(name, handle.get_flow_rate_max))
@@ -262,7 +263,7 @@ def _configure_pump(sdk: Any, guard: SdkGuard, name: str, handle: Any, syringe: 
     if not 1 / FLOW_UNIT_SLACK <= ratio <= FLOW_UNIT_SLACK:
         raise DeviceError(
             name,
-            "unit mismatch",
+            Cause.UNIT_MISMATCH,
             f"SDK reports maximum flow {flow:g} mL/s, syringe {syringe.name} allows "
             f"{syringe.max_flow:g} mL/s: the flow unit is not mL/s",
         )
@@ -279,7 +280,7 @@ def _check_syringe_param(name: str, param: Any, syringe: Syringe) -> None:
     if any(abs(g - w) > UNIT_CHECK_TOLERANCE * w for g, w in zip(got, want, strict=True)):
         raise DeviceError(
             name,
-            "syringe mismatch",
+            Cause.SYRINGE_MISMATCH,
             f"drive holds syringe {got[0]:g} mm × {got[1]:g} mm, configured "
             f"{want[0]:g} mm × {want[1]:g} mm ({syringe.name})",
         )

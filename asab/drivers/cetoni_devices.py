@@ -18,6 +18,7 @@ from asab.clock import Clock
 from asab.config.models import Syringe
 from asab.drivers.interlock import Interlock
 from asab.errors import (
+    Cause,
     DeviceBusy,
     DeviceError,
     DeviceFault,
@@ -134,7 +135,7 @@ class SdkGuard:
         try:
             return fn(*args)
         except self._error as exc:
-            raise DeviceError(device, "sdk error", self.describe(exc)) from exc
+            raise DeviceError(device, Cause.SDK_ERROR, self.describe(exc)) from exc
 
     def query(self, device: str, fn: Callable[..., T], *args: Any) -> T:
         """A read-only ``fn(*args)``, tried up to :data:`QUERY_ATTEMPTS` times.
@@ -147,7 +148,7 @@ class SdkGuard:
                 return fn(*args)
             except self._error as exc:
                 if attempt == QUERY_ATTEMPTS:
-                    raise DeviceError(device, "sdk error", self.describe(exc)) from exc
+                    raise DeviceError(device, Cause.SDK_ERROR, self.describe(exc)) from exc
                 logger.warning("%s: status query failed (attempt %d): %s", device, attempt, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -251,7 +252,7 @@ class CetoniPump:
         self._guard.device(self.name, self._handle.clear_fault)
         self._guard.device(self.name, self._handle.enable, True)
         if self.in_fault():
-            raise DeviceFault(self.name, "drive fault", "the drive still reports a fault "
+            raise DeviceFault(self.name, Cause.DRIVE_FAULT, "the drive still reports a fault "
                               "after clear_fault; check the drive and the line")
 
     def aspirate(self, volume: float, flow: float) -> None:
@@ -269,7 +270,7 @@ class CetoniPump:
         if fill + volume > self.volume_max + VOLUME_TOLERANCE:
             raise DeviceError(
                 self.name,
-                "volume out of range",
+                Cause.VOLUME_OUT_OF_RANGE,
                 f"aspirating {volume:g} mL onto {fill:g} mL exceeds the "
                 f"{self.volume_max:g} mL syringe",
             )
@@ -292,7 +293,7 @@ class CetoniPump:
         fill = self._check_idle_fill()
         if volume > fill + VOLUME_TOLERANCE:
             raise DeviceError(
-                self.name, "volume out of range", f"cannot dispense {volume:g} mL from {fill:g} mL"
+                self.name, Cause.VOLUME_OUT_OF_RANGE, f"cannot dispense {volume:g} mL from {fill:g} mL"
             )
         logger.debug("%s: dispense %g mL at %g mL/s", self.name, volume, flow)
         self._move = None
@@ -315,7 +316,7 @@ class CetoniPump:
         room = self.volume_max - fill if flow < 0 else fill
         if room <= VOLUME_TOLERANCE:
             what = "full" if flow < 0 else "empty"
-            raise DeviceError(self.name, "volume out of range", f"syringe is {what}")
+            raise DeviceError(self.name, Cause.VOLUME_OUT_OF_RANGE, f"syringe is {what}")
         logger.debug("%s: continuous flow %g mL/s", self.name, flow)
         self._move = None
         self._guard.motion(self.name, self._handle.generate_flow, flow)
@@ -339,7 +340,7 @@ class CetoniPump:
         while True:
             if self.in_fault():
                 self._stop_quietly()
-                raise DeviceFault(self.name, "drive fault", "pump drive reports a fault state")
+                raise DeviceFault(self.name, Cause.DRIVE_FAULT, "pump drive reports a fault state")
             if not self.is_pumping():
                 self._verify_move()
                 return
@@ -361,10 +362,10 @@ class CetoniPump:
         tolerance = DOSE_TOLERANCE + DOSE_RELATIVE_TOLERANCE * volume
         dosed, fill = self.dosed_volume(), self.fill_level()
         if abs(dosed - volume) > tolerance:
-            raise DeviceFault(self.name, "dosed volume mismatch",
+            raise DeviceFault(self.name, Cause.DOSED_VOLUME_MISMATCH,
                               f"commanded {volume:.4f} mL, the pump dosed {dosed:.4f} mL")
         if abs(fill - expected_fill) > tolerance:
-            raise DeviceFault(self.name, "fill level mismatch",
+            raise DeviceFault(self.name, Cause.FILL_LEVEL_MISMATCH,
                               f"expected {expected_fill:.4f} mL in the syringe, read {fill:.4f} mL")
 
     def _check_flow(self, flow: float) -> None:
@@ -372,21 +373,21 @@ class CetoniPump:
         if not lo <= flow <= hi:
             raise DeviceError(
                 self.name,
-                "flow out of range",
+                Cause.FLOW_OUT_OF_RANGE,
                 f"flow {flow:g} mL/s outside [{self.flow_min:g}, {self.flow_max:g}] mL/s",
             )
 
     def _check_positive(self, volume: float) -> None:
         if not volume > 0:
-            raise DeviceError(self.name, "volume out of range", f"volume {volume:g} mL must be > 0")
+            raise DeviceError(self.name, Cause.VOLUME_OUT_OF_RANGE, f"volume {volume:g} mL must be > 0")
 
     def _check_idle_fill(self) -> float:
         """Before a move: no drive fault latched, not moving; returns the fill level (mL)."""
         if self.in_fault():
-            raise DeviceFault(self.name, "drive fault", "the drive has a fault latched; "
+            raise DeviceFault(self.name, Cause.DRIVE_FAULT, "the drive has a fault latched; "
                               "check the line, then clear the fault before moving")
         if self.is_pumping():
-            raise DeviceBusy(self.name, "busy", "pump is still moving")
+            raise DeviceBusy(self.name, Cause.BUSY, "pump is still moving")
         return self.fill_level()
 
     def _stop_quietly(self) -> None:
@@ -436,7 +437,7 @@ class CetoniValve:
         if not 0 <= position < self._count:
             raise DeviceError(
                 self.name,
-                "position out of range",
+                Cause.POSITION_OUT_OF_RANGE,
                 f"position {position} not in 0…{self._count - 1}",
             )
         logger.debug("%s: switch to %d", self.name, position)
@@ -447,7 +448,7 @@ class CetoniValve:
             if remaining <= 0:
                 raise DeviceFault(
                     self.name,
-                    "valve did not reach position",
+                    Cause.VALVE_NOT_IN_POSITION,
                     f"asked for {position}, still at {actual} after {self._timeout:g} s",
                 )
             self._clock.sleep(min(self._poll, remaining))

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from asab.errors import DeviceError
+from asab.errors import Cause, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class EmergencyStopped(DeviceError):
     """The emergency stop is latched: every motion is refused until it is released."""
 
     def __init__(self, reason: str):
-        super().__init__("bench", "emergency stop",
+        super().__init__("bench", Cause.EMERGENCY_STOP,
                          f"emergency stop active ({reason}); reset it before moving liquid")
 
 

@@ -29,7 +29,7 @@ from asab.clock import Clock
 from asab.config.models import BalanceSettings
 from asab.drivers.base import BalanceReading
 from asab.drivers.transport import open_serial
-from asab.errors import DeviceError, DeviceFault, TransportError, TransportTimeout
+from asab.errors import Cause, DeviceError, DeviceFault, TransportError, TransportTimeout
 from asab.units import ureg
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ TIME_EPSILON = 1e-9
 POLL_INTERVAL = 0.1
 """s between print requests while waiting for a stable value (design choice, ~1 display cycle)."""
 
-_STATUS_CAUSES = {"HIGH": "overload", "LOW": "underload", "APP.ERR": "application error"}
+_STATUS_CAUSES = {"HIGH": Cause.OVERLOAD, "LOW": Cause.UNDERLOAD, "APP.ERR": Cause.APPLICATION_ERROR}
 _ERR_RE = re.compile(r"ERR\s*(\d+)", re.IGNORECASE)
 _VALUE_RE = re.compile(r" *-?(\d+\.?\d*|\.\d+)")
 _SBI_UNITS = {
@@ -109,11 +109,11 @@ def to_grams(value: float, unit: str, device: str = "balance") -> float:
     """Convert ``value`` printed in SBI unit ``unit`` (e.g. ``"mg"``) to g (factors from pint).
 
     Raises:
-        DeviceError: cause ``"unknown unit"`` when ``unit`` is not a known mass unit.
+        DeviceError: cause :attr:`~Cause.UNKNOWN_UNIT` when ``unit`` is not a mass unit.
     """
     factor = _grams_per(unit)
     if factor is None:
-        raise DeviceError(device, "unknown unit", f"unknown unit {unit!r}")
+        raise DeviceError(device, Cause.UNKNOWN_UNIT, f"unknown unit {unit!r}")
     return value * factor
 
 
@@ -129,12 +129,12 @@ def _text(line: bytes | str, device: str) -> str:
 def _raise_status(body: str, device: str) -> None:
     """Raise :class:`DeviceFault` for a ``Stat`` line body (text after ``Stat``)."""
     text = " ".join(body.split())
-    match = _ERR_RE.fullmatch(text)
-    if match:
-        cause = f"error {match.group(1)}"
+    if _ERR_RE.fullmatch(text):
+        cause = Cause.BALANCE_ERROR
     else:
-        cause = _STATUS_CAUSES.get(text.upper(), text or "status")
-    raise DeviceFault(device, cause, f"balance reports status {text!r} ({cause})")
+        cause = _STATUS_CAUSES.get(text.upper(), Cause.BALANCE_STATUS)
+    detail = text if cause in (Cause.BALANCE_ERROR, Cause.BALANCE_STATUS) and text else None
+    raise DeviceFault(device, cause, f"balance reports status {text!r} ({cause})", detail=detail)
 
 
 def parse_line(
@@ -152,10 +152,12 @@ def parse_line(
         ``BalanceReading(value=<g>, unit=<unit as printed or unit_hint>, stable, raw)``.
 
     Raises:
-        DeviceFault: a ``Stat`` line; cause ``"overload"`` (``High``), ``"underload"``
-            (``Low``), ``"error ###"`` (``ERR ###``), ``"application error"`` (``APP.ERR``)
-            or the raw status text.
-        DeviceError: cause ``"unknown unit"``: unit not a mass unit, or blank without a hint.
+        DeviceFault: a ``Stat`` line; cause :attr:`~Cause.OVERLOAD` (``High``),
+            :attr:`~Cause.UNDERLOAD` (``Low``), :attr:`~Cause.APPLICATION_ERROR`
+            (``APP.ERR``), :attr:`~Cause.BALANCE_ERROR` (``ERR ###``, ``detail`` e.g.
+            ``"ERR 101"``) or :attr:`~Cause.BALANCE_STATUS` (any other text, in ``detail``).
+        DeviceError: cause :attr:`~Cause.UNKNOWN_UNIT`: unit not a mass unit, or blank
+            without a hint.
         FrameError: anything that is not a well-formed line of either width.
     """
     text = _text(line, device)
@@ -174,7 +176,7 @@ def parse_line(
     stable = bool(unit)
     unit = unit or (unit_hint or "")
     if not unit:
-        raise DeviceError(device, "unknown unit", f"unstable value without a known unit: {text!r}")
+        raise DeviceError(device, Cause.UNKNOWN_UNIT, f"unstable value without a known unit: {text!r}")
     return BalanceReading(value=to_grams(value, unit, device), unit=unit, stable=stable, raw=text)
 
 
@@ -244,7 +246,7 @@ class SartoriusEntrisII:
         try:
             reading = parse_line(line, device=self.name, unit_hint=self._unit)
         except DeviceError as exc:
-            if exc.cause == "unknown unit" and self._unit is None and _blank_unit(line):
+            if exc.cause is Cause.UNKNOWN_UNIT and self._unit is None and _blank_unit(line):
                 return None
             raise
         if reading.stable:

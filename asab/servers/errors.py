@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from asab.actions.bench import EmergencyStopped, OperationCancelled
 from asab.errors import (
-    AsabError, DeviceBusy, DeviceError, DeviceFault, FormulationError, RequestError, RoutingError,
+    AsabError, Cause, DeviceBusy, DeviceError, DeviceFault, FormulationError, RequestError, RoutingError,
     TransportError, TransportTimeout, describe,
 )
 
@@ -61,7 +61,9 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="exception class, e.g. 'NotMakeableError'")
     message: str
     device: str | None = None
-    cause: str | None = None
+    cause: Cause | None = Field(default=None, description="why the device refused or failed")
+    detail: str | None = Field(
+        default=None, description="the device's own code or text for the cause, e.g. 'ERR 101'")
     closest: dict[str, float] | None = Field(
         default=None, description="closest makeable composition, name → mole fraction")
     distance: float | None = Field(default=None, description="mole-fraction distance")

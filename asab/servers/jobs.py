@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench, EmergencyStopped, OperationCancelled
-from asab.errors import DeviceBusy, describe
+from asab.errors import Cause, DeviceBusy, describe
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class JobManager:
         taken = {r: self._held[r] for r in wanted if r in self._held}
         if taken:
             who = ", ".join(f"{r} (job {j})" for r, j in taken.items())
-            raise DeviceBusy(next(iter(taken)), "busy", f"busy with another job: {who}")
+            raise DeviceBusy(next(iter(taken)), Cause.BUSY, f"busy with another job: {who}")
         for r in wanted:
             self._held[r] = owner
 
