@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,7 @@ from asab.errors import (
     describe,
 )
 from asab.formulation import FormulationPlan, by_name, plan_formulation
+from asab.requests import FlowJob  # the validated request; re-exported here
 from asab.tubing import Route
 
 log = logging.getLogger(__name__)
@@ -58,23 +59,6 @@ def _now() -> str:
 
 class NoFreeVialError(RequestError):
     """Every configured vial holds an electrolyte: the request cannot be served now."""
-
-
-class FlowJob(BaseModel):
-    """An ``electrolyte``/``flow`` request, validated.
-
-    Attributes:
-        request_id: the broker's request uuid.
-        formulation: InChIKey → requested mole fraction.
-        volume: mL to deliver into the vial.
-        raw: the request as received.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    request_id: str
-    formulation: dict[str, float]
-    volume: float = Field(gt=0, description="mL")
-    raw: Any = None
 
 
 class FlowRecord(RunRecord):

@@ -9,12 +9,14 @@ before it is reserved:
 - ``electrolyte``/``flow``: parameters ``{"electrolyte": {"formulation": [...]},
   "volume": mL}`` delivered into a free vial.
 
-:func:`check_request` lists *every* reason at once: schema errors (jsonschema, all of them),
-unsupported fraction types, non-finite numbers, chemicals unknown to the bench, a composition
-outside the makeable region by more than ``settings.makeable_tolerance`` (policy ``reject``;
-policy ``closest`` accepts it and says so), a plan the pumps cannot deliver, a temperature the
-bench does not offer, a volume beyond the vial, too little stock, no free vial. Pure apart from
-reading the bench's stock bookkeeping and the vial state: nothing moves.
+:func:`check_request` lists *every* reason at once: first those of the one request validator,
+:func:`asab.requests.validate_request` (schema errors, unsupported fraction types, fractions
+that are not finite or outside [0, 1], chemicals unknown to the bench or given twice, a
+temperature the bench does not offer, a volume beyond the vial, no densimeter or no vials),
+then, for a valid request, a composition outside the makeable region by more than
+``settings.makeable_tolerance`` (policy ``reject``; policy ``closest`` accepts it and says so),
+a plan the pumps cannot deliver, too little stock, no free vial. Pure apart from reading the
+bench's stock bookkeeping and the vial state: nothing moves.
 """
 
 from __future__ import annotations
@@ -23,30 +25,30 @@ import logging
 import math
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
 from asab.actions.job import check_stock
 from asab.actions.sample import first_portion_volume as density_first_portion
 from asab.actions.sample import sample_volume
-from asab.actions.vial import FlowJob, plan_vial, stock_needed, vial_capacity
+from asab.actions.vial import plan_vial, stock_needed, vial_capacity
 from asab.actions.vial_state import VialRegistry
 from asab.config import BenchConfig
 from asab.errors import AsabError, RequestError
 from asab.formulation import FormulationPlan, StockModel, by_name, plan_formulation
-from asab.requests import DensityJob, capability_schema
+from asab.requests import (  # noqa: F401 - MAX_REASON, TEMPERATURE_TOLERANCE re-exported
+    CAPABILITIES,
+    DENSITY,
+    FLOW,
+    MAX_REASON,
+    TEMPERATURE_TOLERANCE,
+    DensityJob,
+    FlowJob,
+    clip,
+    validate_request,
+)
 
 log = logging.getLogger(__name__)
-
-DENSITY = ("density", "vibrating_tube_densimetry")
-FLOW = ("electrolyte", "flow")
-CAPABILITIES = (DENSITY, FLOW)
-"""(quantity, method) pairs this tenant serves."""
-
-TEMPERATURE_TOLERANCE = 0.05
-"""K: a requested temperature within this of the densimeter's method temperature is served
-(the same rule as :func:`asab.actions.job.run_density_job`)."""
 
 DENSITY_PLAN_VOLUME = 1.0
 """mL: nominal volume of a density plan (only its volume fractions and flows are used)."""
@@ -67,7 +69,8 @@ class Acceptance(BaseModel):
         closest: chemical name → mole fraction of the closest makeable composition when the
             request is not makeable.
         job: the validated job (:class:`~asab.requests.DensityJob` or
-            :class:`~asab.actions.vial.FlowJob`) when the parameters were readable.
+            :class:`~asab.requests.FlowJob`) when the request passed
+            :func:`~asab.requests.validate_request`.
         temperature: K the density would be measured at.
         vial: the vial a flow delivery would fill.
     """
@@ -112,156 +115,26 @@ def check_request(bench_or_config: Bench | BenchConfig, request_info: Any, *,
     return acc
 
 
-MAX_REASON = 300
-"""Characters one refusal reason keeps (journal, logs, the message given to the broker)."""
-
-
-def clip(text: str, limit: int = MAX_REASON) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit - 30]}… ({len(text) - limit + 30} more characters)"
-
-
 def _assess(bench_or_config: Bench | BenchConfig, request_info: Any,
             vials: VialRegistry | None, policy: Literal["reject", "closest"] | None
             ) -> Acceptance:
+    """The request checks (:func:`asab.requests.validate_request`), then the plan, then
+    stock and vials."""
     bench = bench_or_config if isinstance(bench_or_config, Bench) else None
     config = bench.config if bench is not None else bench_or_config
-    acc = Acceptance(accepted=False)
-    request = _request_part(request_info, acc)
-    if request is None:
-        return acc
-    params = _parameters(request, acc)
-    if params is None:
-        return acc
-    formulation = _formulation(params, config, acc)
-    if (acc.quantity, acc.method) == DENSITY:
-        _check_density(config, params, formulation, acc, policy)
-    else:
-        _check_flow(config, params, formulation, acc, policy)
+    checked = validate_request(request_info, config)
+    acc = Acceptance(accepted=False, request_id=checked.request_id, quantity=checked.quantity,
+                     method=checked.method, reasons=list(checked.reasons),
+                     temperature=checked.temperature)
+    job = checked.job
+    if job is not None:
+        volume = job.volume if isinstance(job, FlowJob) else DENSITY_PLAN_VOLUME
+        _plan(config, job.formulation, volume, acc, policy)
+        acc.job = job
     if not acc.reasons and acc.plan is not None:
         _check_supplies(bench, config, acc, vials)
-    if acc.job is not None:
-        acc.job.raw = request_info
     acc.accepted = not acc.reasons
     return acc
-
-
-# ---------------------------------------------------------------------- request shape
-def _request_part(info: Any, acc: Acceptance) -> dict | None:
-    if not isinstance(info, dict):
-        acc.reasons.append(f"request is not a JSON object: {info!r:.80}")
-        return None
-    request = info.get("request", info)
-    acc.request_id = str(info.get("uuid") or info.get("id") or "")
-    if not isinstance(request, dict):
-        acc.reasons.append("'request' is not a JSON object")
-        return None
-    methods = request.get("methods") or []
-    for quantity, method in CAPABILITIES:
-        if request.get("quantity") == quantity and isinstance(methods, list) and method in methods:
-            acc.quantity, acc.method = quantity, method
-            return request
-    acc.reasons.append(f"not a capability of this tenant: {request.get('quantity')!r:.40} by "
-                       f"{methods!r:.80} (served: "
-                       + ", ".join(f"{q}/{m}" for q, m in CAPABILITIES) + ")")
-    return None
-
-
-def schema_errors(quantity: str, method: str, params: Any) -> list[str]:
-    """Every violation of the capability's ``json_schema_specifications`` by ``params``,
-    as ``"path: message"`` strings (Draft 2020-12), sorted by path."""
-    schema = capability_schema(quantity, method)["json_schema_specifications"]
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
-    return [f"{'/'.join(map(str, e.absolute_path)) or 'parameters'}: {e.message}" for e in errors]
-
-
-def _parameters(request: dict, acc: Acceptance) -> dict | None:
-    params = (request.get("parameters") or {}).get(acc.method) if isinstance(
-        request.get("parameters"), dict) else None
-    errors = schema_errors(acc.quantity, acc.method, params)
-    acc.reasons.extend(f"invalid parameters: {e}" for e in errors)
-    return None if errors else params
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a finite float, or None (JSON allows integers far beyond a float, e.g.
-    ``10**400``, which would raise ``OverflowError`` in arithmetic)."""
-    try:
-        out = float(value)
-    except (OverflowError, TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _formulation(params: dict, config: BenchConfig, acc: Acceptance) -> dict[str, float]:
-    """InChIKey → fraction; every problem of the items appended to ``acc.reasons``."""
-    items = (params["electrolyte"] if acc.quantity == "electrolyte" else params)["formulation"]
-    out: dict[str, float] = {}
-    for i, item in enumerate(items):
-        key, fraction = item["chemical"]["InChIKey"], item["fraction"]
-        where = f"formulation/{i} ({key})"
-        if item["fraction_type"] != "molPerMol":
-            acc.reasons.append(f"{where}: fraction_type {item['fraction_type']!r:.40} is not "
-                               "supported (only molPerMol)")
-        fraction = _number(item["fraction"])
-        if fraction is None or not 0 <= fraction <= 1:
-            acc.reasons.append(f"{where}: fraction {item['fraction']!r:.40} is not a mole "
-                               "fraction")
-            continue
-        try:
-            config.chemical(key)
-        except KeyError:
-            acc.reasons.append(f"{where}: chemical not known to this bench")
-            continue
-        if key in out:
-            acc.reasons.append(f"{where}: chemical given twice")
-        out[key] = float(fraction)
-    if not items:
-        acc.reasons.append("formulation is empty")
-    return out
-
-
-# ---------------------------------------------------------------------- per capability
-def _check_density(config: BenchConfig, params: dict, formulation: dict[str, float],
-                   acc: Acceptance, policy) -> None:
-    dens = config.densimeter
-    temperature = params.get("temperature")
-    if dens is None:
-        acc.reasons.append("this bench has no densimeter")
-    elif temperature is None:
-        acc.temperature = dens.temperature
-    elif (number := _number(temperature)) is None or number <= 0:
-        acc.reasons.append(f"temperature {temperature!r:.40} K is not a temperature")
-    elif abs(temperature - dens.temperature) > TEMPERATURE_TOLERANCE:
-        acc.reasons.append(f"temperature {temperature:.6g} K is not available: this bench "
-                           f"measures at {dens.temperature:.2f} K "
-                           f"(±{TEMPERATURE_TOLERANCE} K, method {dens.method})")
-    else:
-        acc.temperature = float(temperature)
-    if acc.reasons:
-        return
-    _plan(config, formulation, DENSITY_PLAN_VOLUME, acc, policy)
-    acc.job = DensityJob(request_id=acc.request_id, formulation=formulation,
-                         temperature=temperature, raw={})
-
-
-def _check_flow(config: BenchConfig, params: dict, formulation: dict[str, float],
-                acc: Acceptance, policy) -> None:
-    volume, capacity = _number(params["volume"]), vial_capacity(config)
-    if volume is None or volume <= 0:
-        acc.reasons.append(f"volume {params['volume']!r:.40} mL is not a volume > 0")
-    elif volume > capacity:
-        acc.reasons.append(f"volume {volume:.6g} mL is more than a vial takes "
-                           f"({capacity:.3f} mL)")
-    if not config.settings.vial_nodes:
-        acc.reasons.append("this bench has no vials configured (settings.vial_nodes)")
-    if acc.reasons:
-        return
-    _plan(config, formulation, float(volume), acc, policy)
-    acc.job = FlowJob(request_id=acc.request_id, formulation=formulation, volume=volume)
 
 
 def _plan(config: BenchConfig, formulation: dict[str, float], volume: float,
