@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
 from asab.actions.job import JobRecord, new_record, run_density_job
-from asab.errors import RequestError, describe
-from asab.requests import item_problem, parse_density_request, safe_copy
+from asab.errors import describe
+from asab.formulation import by_name
+from asab.requests import DENSITY, safe_copy, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +84,16 @@ def _not_run(bench: Bench, item: Any, job_id: str, reason: str) -> JobRecord:
 
 def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step) -> JobRecord:
     info = safe_copy(item)  # what the record keeps: always storable
-    try:
-        problem = item_problem(item)
-        if problem is not None:
-            rid = str(info.get("uuid", ""))[:64] if isinstance(info, dict) else ""
-            raise RequestError(f"{rid}: {problem}" if rid else problem)
-        job = parse_density_request(info, bench.config)
-    except RequestError as exc:
-        rid = str(info.get("uuid", "")) if isinstance(info, dict) else ""
-        rec = new_record(bench, job_id, rid, info)
+    checked = validate_request(item, bench.config, capabilities=(DENSITY,))
+    if checked.job is None:
+        exc = checked.error()
+        rec = new_record(bench, job_id, checked.request_id, info)
+        rec.requested = by_name(checked.formulation, bench.config) or None
         rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
         rec.finished = rec.started
         return rec
-    return run_density_job(bench, job, job_id, progress=step, sample=sample)
+    checked.job.raw = info
+    return run_density_job(bench, checked.job, job_id, progress=step, sample=sample)
 
 
 def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:
