@@ -44,11 +44,12 @@ electrolyte formulated and delivered into a vial."""
 # ---------------------------------------------------------------------- limits
 TEMPERATURE_TOLERANCE = 0.05
 """K: a requested temperature within this of the densimeter method's temperature is served
-(at the method's temperature), one further away is refused. A design choice: the device
-documentation (shared docs: device_protocols.md) gives no temperature stability for the
-DMA 4100 M; 0.05 K is 50 times the 0.001 K the instrument reports temperatures in and well
-below the 0.1 K within which the simulated cell's repetitions must lie. The density job's own
-check (:mod:`asab.actions.job`) is to use this constant too."""
+(at the method's temperature); one further away is refused. A design choice, not a device
+figure: the device notes (shared docs: device_protocols.md) give no temperature stability for
+the DMA 4100 M. The instrument reports cell temperatures to 0.001 °C (``25.001``); 0.05 K
+takes a request written to two decimals (``298.15`` for 25.00 °C, ``298.2``) as the method's
+temperature and refuses any other set point. The density job's own check
+(:mod:`asab.actions.job`) uses this constant too."""
 
 FRACTION_TYPE = "molPerMol"
 """The only ``fraction_type`` served (the only one in use on FINALES2)."""
