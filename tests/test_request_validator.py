@@ -180,7 +180,8 @@ def _same_verdict(bench, item: Any, run_dir: Path) -> None:
         assert given_jobs[0].model_dump(exclude={"raw"}) == acc.job.model_dump(exclude={"raw"})
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(item=requests)
 def test_asab_run_and_the_tenant_agree_on_any_request(bench, tmp_path_factory, item) -> None:
     _same_verdict(bench, item, tmp_path_factory.mktemp("run"))
@@ -190,9 +191,12 @@ T0 = 298.15  # the 2023 bench's densimeter method temperature, K
 CASES = {
     "fraction -0.1": (_with_fraction(-0.1), "fraction -0.1 is not a mole fraction"),
     "fraction 1.5": (_with_fraction(1.5), "fraction 1.5 is not a mole fraction"),
-    "fraction NaN": (_with_fraction(math.nan), "fraction nan is not a mole fraction (number out of range)"),
-    "fraction 10**400": (_with_fraction(10**400), "fraction ~1e400 is not a mole fraction (number out of range)"),
-    "a chemical twice": (_with_duplicate(), "formulation/3 (KMTRUDSVKNLOMY-UHFFFAOYSA-N): chemical given twice"),
+    "fraction NaN": (_with_fraction(math.nan),
+                     "fraction nan is not a mole fraction (number out of range)"),
+    "fraction 10**400": (_with_fraction(10**400),
+                         "fraction ~1e400 is not a mole fraction (number out of range)"),
+    "a chemical twice": (_with_duplicate(),
+                         "formulation/3 (KMTRUDSVKNLOMY-UHFFFAOYSA-N): chemical given twice"),
     "an unknown InChIKey": (_with_unknown_key(), "chemical not known to this bench"),
     "0.06 K off": (_with_temperature(T0 + 0.06), "temperature 298.21 K is not available"),
     "10**400 K": (_with_temperature(10**400), "not a temperature (number out of range)"),
