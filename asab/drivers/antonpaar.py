@@ -30,10 +30,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from asab.clock import Clock
+from asab.clock import Clock, poll_until
 from asab.config.models import DensimeterSettings
 from asab.drivers.base import DensityViscosityResult, RepetitionResult, confirm_temperature
-from asab.errors import Cause, ConfigError, DeviceError, RequestError, TransportTimeout
+from asab.errors import Cause, ConfigError, DeviceError, RequestError, TransportTimeout, WaitTimeout
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +235,10 @@ class DMA4100LimsDriver:
         self, export: Path, error: Path, lims: Path, stale: tuple[_Signature | None, _Signature | None],
         timeout: float,
     ) -> str:
-        deadline = self.clock.now() + timeout
         last_size: int | None = None
-        while True:
+
+        def complete_export() -> str | None:
+            nonlocal last_size
             sig = _signature(export)
             if sig is not None and sig != stale[0]:
                 if sig.size == last_size and (text := self._read_complete(export)) is not None:
@@ -247,11 +248,14 @@ class DMA4100LimsDriver:
             if err is not None and err != stale[1]:
                 reason = _decode(error.read_bytes()).strip()
                 raise DeviceError(self.name, Cause.JOB_REJECTED, f"{lims.name} rejected: {reason}")
-            remaining = deadline - self.clock.now()
-            if remaining <= 0:
-                message = self._timeout_message(export, lims, timeout, last_size)
-                raise TransportTimeout(self.name, message)
-            self.clock.sleep(min(self.poll_interval, remaining))
+            return None
+
+        try:
+            return poll_until(self.clock, complete_export, timeout, f"export {export.name}",
+                              self.poll_interval, device=self.name)
+        except WaitTimeout as exc:
+            message = self._timeout_message(export, lims, timeout, last_size)
+            raise TransportTimeout(self.name, message) from exc
 
     def _read_complete(self, export: Path) -> str | None:
         try:

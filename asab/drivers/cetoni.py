@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from asab.clock import Clock
+from asab.clock import Clock, poll_until
 from asab.config.models import BenchConfig, Syringe
 from asab.errors import (
     Cause,
@@ -29,6 +29,7 @@ from asab.errors import (
     DeviceFault,
     Problem,
     TransportTimeout,
+    WaitTimeout,
 )
 
 from asab.drivers.interlock import Interlock
@@ -216,21 +217,22 @@ def _calibrate(
     for name, handle in handles.items():
         guard.motion(name, handle.calibrate)
     pending = dict(handles)
-    deadline = clock.now() + timeout
-    while True:
+
+    def all_finished() -> bool:
         for name, handle in list(pending.items()):
             if guard.device(name, handle.is_in_fault_state):
                 raise DeviceFault(name, Cause.DRIVE_FAULT, "pump faulted during calibration")
             if guard.device(name, handle.is_calibration_finished):
                 del pending[name]
-        remaining = deadline - clock.now()
-        if not pending:
-            return
-        if remaining <= 0:
-            raise TransportTimeout(
-                ", ".join(sorted(pending)), f"calibration did not finish within {timeout:g} s"
-            )
-        clock.sleep(min(config.settings.poll_interval, remaining))
+        return not pending
+
+    try:
+        poll_until(clock, all_finished, timeout, "calibration", config.settings.poll_interval,
+                   device=BUS_DEVICE)
+    except WaitTimeout as exc:
+        raise TransportTimeout(
+            ", ".join(sorted(pending)), f"calibration did not finish within {timeout:g} s"
+        ) from exc
 
 
 def _configure_pump(sdk: Any, guard: SdkGuard, name: str, handle: Any, syringe: Syringe) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from asab.clock import Clock
+from asab.clock import Clock, poll_until
 from asab.config.models import Syringe
 from asab.drivers.interlock import Interlock
 from asab.errors import (
@@ -24,6 +24,7 @@ from asab.errors import (
     DeviceFault,
     TransportError,
     TransportTimeout,
+    WaitTimeout,
 )
 
 logger = logging.getLogger(__name__)
@@ -336,21 +337,22 @@ class CetoniPump:
                 after the move differs from the commanded one by more than
                 :data:`DOSE_TOLERANCE` + :data:`DOSE_RELATIVE_TOLERANCE` × volume.
         """
-        deadline = self._clock.now() + timeout
-        while True:
-            if self.in_fault():
-                self._stop_quietly()
-                raise DeviceFault(self.name, Cause.DRIVE_FAULT, "pump drive reports a fault state")
-            if not self.is_pumping():
-                self._verify_move()
-                return
-            remaining = deadline - self._clock.now()
-            if remaining <= 0:
-                self.stop()
-                raise TransportTimeout(
-                    self.name, f"still pumping after {timeout:g} s; pump stopped"
-                )
-            self._clock.sleep(min(self._poll, remaining))
+        try:
+            poll_until(self._clock, self._move_ended, timeout, "the end of the move",
+                       self._poll, device=self.name)
+        except WaitTimeout as exc:
+            self.stop()
+            raise TransportTimeout(
+                self.name, f"still pumping after {timeout:g} s; pump stopped"
+            ) from exc
+        self._verify_move()
+
+    def _move_ended(self) -> bool:
+        """True once the plunger stands; a drive fault stops the pump and raises DeviceFault."""
+        if self.in_fault():
+            self._stop_quietly()
+            raise DeviceFault(self.name, Cause.DRIVE_FAULT, "pump drive reports a fault state")
+        return not self.is_pumping()
 
     # -- checks -----------------------------------------------------------------------
     def _verify_move(self) -> None:
@@ -442,13 +444,18 @@ class CetoniValve:
             )
         logger.debug("%s: switch to %d", self.name, position)
         self._guard.motion(self.name, self._handle.switch_valve_to_position, position)
-        deadline = self._clock.now() + self._timeout
-        while (actual := self.position()) != position:
-            remaining = deadline - self._clock.now()
-            if remaining <= 0:
-                raise DeviceFault(
-                    self.name,
-                    Cause.VALVE_NOT_IN_POSITION,
-                    f"asked for {position}, still at {actual} after {self._timeout:g} s",
-                )
-            self._clock.sleep(min(self._poll, remaining))
+        actual = [position]
+
+        def reached() -> bool:
+            actual[0] = self.position()
+            return actual[0] == position
+
+        try:
+            poll_until(self._clock, reached, self._timeout, f"position {position}", self._poll,
+                       device=self.name)
+        except WaitTimeout as exc:
+            raise DeviceFault(
+                self.name,
+                Cause.VALVE_NOT_IN_POSITION,
+                f"asked for {position}, still at {actual[0]} after {self._timeout:g} s",
+            ) from exc

@@ -13,16 +13,16 @@ Every non-2xx answer raises :class:`ApiError` carrying the status and the server
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from pydantic import TypeAdapter
 
+from asab.clock import Clock, RealClock, poll_until
 from asab.config.models import ServerSettings
 from asab.drivers.base import BalanceReading
-from asab.errors import AsabError, TransportTimeout
+from asab.errors import AsabError
 from asab.servers.actions import FormulationResponse, ResetResponse
 from asab.servers.balance import BalanceInfo
 from asab.servers.common import EstopResponse, StatusResponse
@@ -86,20 +86,26 @@ class _Client:
     def cancel(self, job_id: str) -> JobInfo:
         return self._call("POST", f"/jobs/{job_id}/cancel", JobInfo)
 
-    def wait(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2) -> JobInfo:
-        """Poll the job until it is no longer running.
+    def wait(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2,
+             clock: Clock | None = None) -> JobInfo:
+        """Poll the job every ``poll`` s until it is no longer running.
+
+        Args:
+            job_id: the job's id.
+            timeout: s to wait.
+            poll: s between looks.
+            clock: what waits (default the wall clock, :class:`~asab.clock.RealClock`).
 
         Raises:
-            TransportTimeout: still running after ``timeout`` s (wall clock).
+            WaitTimeout: still running after ``timeout`` s (a ``TransportTimeout`` of device
+                ``"server"``).
         """
-        deadline = time.monotonic() + timeout
-        while True:
+        def finished() -> JobInfo | None:
             job = self.job(job_id)
-            if job.state != "running":
-                return job
-            if time.monotonic() > deadline:
-                raise TransportTimeout("server", f"job {job_id} still running after {timeout:g} s")
-            time.sleep(poll)
+            return job if job.state != "running" else None
+
+        return poll_until(clock or RealClock(), finished, timeout, f"job {job_id} to finish",
+                          poll, device="server")
 
     def estop(self, reason: str = "emergency stop via HTTP") -> EstopResponse:
         """Stop every pump now and latch the emergency stop."""
