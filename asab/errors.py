@@ -188,10 +188,19 @@ class ConfigError(AsabError):
 
 
 class TransportError(AsabError):
-    """The channel to a device failed (closed port, framing error, SDK call failed)."""
+    """The channel to a device failed (closed port, framing error, SDK call failed).
 
-    def __init__(self, device: str, message: str):
+    Attributes:
+        device: configured device name.
+        port: the serial port or URL, when a serial exchange failed (else ``None``).
+        command: the command being exchanged, as it reads (e.g. ``"'getdata'"``), or ``None``.
+    """
+
+    def __init__(self, device: str, message: str, *, port: str | None = None,
+                 command: str | None = None):
         self.device = device
+        self.port = port
+        self.command = command
         super().__init__(f"{device}: {message}")
 
 

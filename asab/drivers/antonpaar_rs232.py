@@ -1,8 +1,8 @@
 """Anton Paar DMA 4100 M + Lovis 2000 ME over the RS-232 remote control.
 
-Frames and reply parsing are in :mod:`asab.drivers.antonpaar_rs232_codec`; this module moves
-them over a pyserial port (:func:`asab.drivers.transport.open_serial`) and waits on the injected
-:class:`~asab.clock.Clock`.
+Frames and reply parsing are in :mod:`asab.drivers.antonpaar_rs232_codec`; this module
+exchanges them through a :class:`~asab.drivers.transport.SerialTransport` and waits on the
+injected :class:`~asab.clock.Clock` (:func:`~asab.clock.poll_until`).
 
 How a measurement maps onto the protocol (:meth:`DMA4100Rs232Driver.measure`):
 
@@ -42,17 +42,16 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import threading
 from collections.abc import Callable
 
 import serial
 
-from asab.clock import Clock
+from asab.clock import Clock, poll_until
 from asab.config.models import DensimeterSettings
 from asab.drivers import antonpaar_rs232_codec as codec
-from asab.drivers.antonpaar_rs232_codec import Layout, ReplyError
+from asab.drivers.antonpaar_rs232_codec import Layout, Reply, ReplyError
 from asab.drivers.base import DensityViscosityResult, RepetitionResult, confirm_temperature
-from asab.drivers.transport import open_serial
+from asab.drivers.transport import SerialTransport
 from asab.errors import (
     Cause,
     ConfigError,
@@ -61,6 +60,7 @@ from asab.errors import (
     RequestError,
     TransportError,
     TransportTimeout,
+    WaitTimeout,
 )
 
 log = logging.getLogger(__name__)
@@ -106,24 +106,27 @@ class DMA4100Rs232Driver:
         self.name = settings.name
         self.clock = clock
         self.poll_interval = poll_interval
-        self._read_timeout = settings.serial.timeout if settings.serial else 1.0
-        self._port = port if port is not None else open_serial(settings.serial, self.name)
-        self._lock = threading.RLock()
+        if port is None:
+            self._io = SerialTransport.open(settings.serial, self.name)
+        else:
+            serial_settings = settings.serial
+            self._io = SerialTransport(port, self.name, url=serial_settings and serial_settings.url,
+                                       timeout=serial_settings.timeout if serial_settings else 1.0)
         _warn_unverified()
 
     def close(self) -> None:
         """Close the serial port (idempotent)."""
-        with self._lock:
-            self._port.close()
+        self._io.close()
 
     # ------------------------------------------------------------------ public commands
     def identify(self) -> str:
         """``getid``: serial number / model and firmware / protocol version, as reported."""
         return self._query("getid", lambda r: bool(r.strip()))
 
-    def status(self) -> str:
-        """``finished``: one of the normalised :data:`~codec.FINISHED_STATES`."""
-        return codec.normalise(self._query("finished", lambda r: codec.normalise(r) in codec.FINISHED_STATES))
+    def status(self) -> Reply:
+        """``finished``: one of :data:`~codec.FINISHED_STATES`."""
+        return Reply(codec.normalise(
+            self._query("finished", lambda r: codec.normalise(r) in codec.FINISHED_STATES)))
 
     def set_temperature(self, kelvin: float) -> None:
         """``set temperature <°C>`` and require ``accepted``.
@@ -138,8 +141,7 @@ class DMA4100Rs232Driver:
     def abort(self) -> None:
         """``abort`` (best effort: never raises; the reply is not documented and not checked)."""
         try:
-            with self._lock:
-                self._exchange(codec.encode_command("abort"))
+            self._ask(codec.encode_command("abort"))
         except Exception as exc:  # noqa: BLE001 - called while another error propagates
             log.warning("%s: abort got no clean reply: %s", self.name, exc)
 
@@ -171,7 +173,7 @@ class DMA4100Rs232Driver:
             raise RequestError(f"{self.name}: sample name {sample!r} must be 1-100 letters, digits, '_' or '-'")
         limit = self.settings.result_timeout if timeout is None else timeout
         deadline = self.clock.now() + limit
-        with self._lock:
+        with self._io.lock:
             self.set_temperature(self.settings.temperature)
             head = self._query("getdatahead", lambda r: codec.DENSITY in codec.columns(r))
             units = self._query("getdataunit", lambda r: len(codec.columns(r)) == len(codec.columns(head)))
@@ -198,7 +200,7 @@ class DMA4100Rs232Driver:
                 self.abort()
                 raise
             line, why = self._fetch(layout)
-            if line is not None:
+            if why is None:
                 lines.append(line)
                 continue
             lost.append(why)
@@ -209,70 +211,84 @@ class DMA4100Rs232Driver:
         return lines
 
     def _start(self, deadline: float, limit: float) -> None:
-        """``start``; wait out ``heating``; a lost reply is resolved with ``finished``."""
-        frame, attempts = codec.encode_start(self.settings.method_number), 0
-        while True:
+        """``start``; wait out ``heating``; a lost reply is resolved with ``finished``.
+
+        Polled every ``poll_interval`` s until the deadline: ``heating`` and an unclear reply
+        (after ``finished`` said nothing runs; at most :data:`SAFE_TRIES`) try again.
+        """
+        frame, unclear, heating = codec.encode_start(self.settings.method_number), 0, False
+
+        def started() -> bool:
+            nonlocal unclear, heating
             try:
-                reply = self._exchange(frame)
+                reply = self._ask(frame)
             except TransportError as exc:
                 reply = f"<{exc}>"
             status = codec.normalise(reply)
-            if status == codec.STARTED:
-                return
-            if status == codec.HEATING:
-                if self.clock.now() + self.poll_interval > deadline:
-                    raise DeviceBusy(self.name, codec.HEATING, "the cell did not reach the set point "
-                                     f"{self.settings.temperature:.3f} K within {limit:g} s")
-                self.clock.sleep(self.poll_interval)
-                continue
+            heating = status == Reply.HEATING
+            if status in (Reply.STARTED, Reply.HEATING):
+                return status == Reply.STARTED
             codec.raise_for_reply(self.name, "start", reply)
-            attempts += 1
+            unclear += 1
             log.warning("%s: unclear reply %r to start; asking 'finished'", self.name, reply)
-            if self.status() == codec.NOT_FINISHED:
-                return
-            if attempts >= SAFE_TRIES:
-                raise ReplyError(self.name, Cause.GARBLED_REPLY, f"no clear reply to start in {attempts} tries")
+            if self.status() == Reply.NOT_FINISHED:
+                return True
+            if unclear >= SAFE_TRIES:
+                raise ReplyError(self.name, Cause.GARBLED_REPLY, f"no clear reply to start in {unclear} tries")
+            return False
+
+        try:
+            poll_until(self.clock, started, max(0.0, deadline - self.clock.now()),
+                       "the measurement to start", self.poll_interval, device=self.name)
+        except WaitTimeout as exc:
+            if not heating:
+                raise ReplyError(self.name, Cause.GARBLED_REPLY,
+                                 f"no clear reply to start within {limit:g} s") from exc
+            raise DeviceBusy(self.name, Cause.HEATING, "the cell did not reach the set point "
+                             f"{self.settings.temperature:.3f} K within {limit:g} s") from exc
 
     def _wait_finished(self, deadline: float, limit: float) -> None:
-        while True:
+        def finished() -> bool:
             state = self.status()
-            if state == codec.FINISHED:
-                return
-            if state == codec.NOT_STARTED:
+            if state == Reply.NOT_STARTED:
                 raise DeviceFault(self.name, Cause.NOT_STARTED,
                                   "the instrument reports no measurement although start was accepted")
-            remaining = deadline - self.clock.now()
-            if remaining <= 0:
-                raise TransportTimeout(self.name, f"measurement not finished within {limit:g} s (aborted)")
-            self.clock.sleep(min(self.poll_interval, remaining))
+            return state == Reply.FINISHED
 
-    def _fetch(self, layout: Layout) -> tuple[str | None, str]:
-        """``getdata`` once (plus one probe if the reply is lost); ``(line, "")`` or ``(None, why)``.
+        try:
+            poll_until(self.clock, finished, max(0.0, deadline - self.clock.now()),
+                       "the end of the measurement", self.poll_interval, device=self.name)
+        except WaitTimeout as exc:
+            raise TransportTimeout(self.name, f"measurement not finished within {limit:g} s (aborted)") from exc
+
+    def _fetch(self, layout: Layout) -> tuple[str, None] | tuple[None, Cause]:
+        """``getdata`` once (plus one probe if the reply is lost); ``(line, None)`` or ``(None, why)``.
 
         A probe answered ``no new data available`` means the first reply was lost on the way
-        back: the cause is "data lost", not the instrument having nothing.
+        back: the cause is :attr:`~Cause.DATA_LOST`, not the instrument having nothing.
         """
+        getdata = codec.encode_command("getdata")
         try:
-            reply = self._exchange(codec.encode_command("getdata"))
+            reply = self._ask(getdata)
         except TransportTimeout:
             log.warning("%s: no reply to getdata; probing once", self.name)
             try:
-                reply = self._exchange(codec.encode_command("getdata"))
+                reply = self._ask(getdata)
             except TransportError:
-                return None, "data lost"
-            if codec.normalise(reply) == codec.NO_NEW_DATA:
-                return None, "data lost"
+                return None, Cause.DATA_LOST
+            if codec.normalise(reply) == Reply.NO_NEW_DATA:
+                return None, Cause.DATA_LOST
         except ReplyError as exc:
             log.warning("%s: getdata reply unusable (%s)", self.name, exc)
-            return None, "data lost"
-        if codec.normalise(reply) == codec.NO_NEW_DATA:
-            return None, codec.NO_NEW_DATA
+            return None, Cause.DATA_LOST
+        if codec.normalise(reply) == Reply.NO_NEW_DATA:
+            return None, Cause.NO_NEW_DATA
         try:
             codec.parse_data(reply, layout, 1)
         except ValueError as exc:
             log.warning("%s: garbled getdata reply: %s", self.name, exc)
-            return None, "data lost"
-        return reply, ""
+            return None, Cause.DATA_LOST
+        return reply, None
 
     def _confirm_temperature(self, rep: RepetitionResult) -> RepetitionResult:
         """Invalidate a repetition whose cell temperature is off the set point."""
@@ -280,24 +296,15 @@ class DMA4100Rs232Driver:
                                    self.settings.temperature_tolerance, self.name)
 
     # ------------------------------------------------------------------ byte level
-    def _exchange(self, frame: bytes) -> str:
-        """Write one command, read one CR-terminated reply.
+    def _ask(self, frame: bytes) -> str:
+        """One command, one CR-terminated reply as text (:meth:`SerialTransport.exchange`).
 
         Raises:
             TransportTimeout: nothing within the serial timeout. ReplyError: no CR (truncated).
             TransportError: the port failed.
         """
-        try:
-            self._port.reset_input_buffer()  # a late reply to an earlier command is stale
-            self._port.write(frame)
-            data = self._port.read_until(codec.LINE_END, MAX_LINE)
-        except (serial.SerialException, OSError) as exc:
-            raise TransportError(self.name, f"serial I/O failed: {exc}") from exc
-        log.debug("%s TX %r RX %r", self.name, frame, data)
-        if not data:
-            raise TransportTimeout(self.name, f"no reply to {frame.decode(codec.ENCODING).strip()!r} "
-                                   f"within {self._read_timeout:g} s")
-        return codec.decode_reply(data, self.name)
+        return codec.decode_reply(self._io.exchange(frame, terminator=codec.LINE_END, max_bytes=MAX_LINE),
+                                  self.name)
 
     def _query(self, command: str, ok: Callable[[str], bool]) -> str:
         """An idempotent command, up to :data:`SAFE_TRIES` times until ``ok(reply)``.
@@ -306,10 +313,10 @@ class DMA4100Rs232Driver:
         """
         frame = codec.encode_command(command)
         error: TransportError | None = None
-        with self._lock:
+        with self._io.lock:
             for _ in range(SAFE_TRIES):
                 try:
-                    reply = self._exchange(frame)
+                    reply = self._ask(frame)
                 except TransportError as exc:
                     error = exc
                     continue

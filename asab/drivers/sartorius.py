@@ -11,25 +11,25 @@ Protocol (``shared/docs/device_protocols.md``, Sartorius section):
   number.
 
 The module has two halves: pure functions (:func:`encode_command`, :func:`parse_line`,
-:func:`to_grams`) that know the frames, and :class:`SartoriusEntrisII`, which moves bytes over
-a pyserial port and waits on an injected :class:`~asab.clock.Clock`.
+:func:`to_grams`) that know the frames, and :class:`SartoriusEntrisII`, which exchanges them
+through a :class:`~asab.drivers.transport.SerialTransport` and waits on an injected
+:class:`~asab.clock.Clock` (:func:`~asab.clock.poll_until`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 from functools import lru_cache
 
 import pint
 import serial
 
-from asab.clock import Clock
+from asab.clock import Clock, poll_until
 from asab.config.models import BalanceSettings
 from asab.drivers.base import BalanceReading
-from asab.drivers.transport import open_serial
-from asab.errors import Cause, DeviceError, DeviceFault, TransportError, TransportTimeout
+from asab.drivers.transport import SerialTransport
+from asab.errors import Cause, DeviceError, DeviceFault, TransportError, TransportTimeout, WaitTimeout
 from asab.units import ureg
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,6 @@ ID_LENGTH = 6
 """ID-code prefix width, e.g. ``"N     "`` (device_protocols.md)."""
 MAX_LINE = 64
 """Longest line read before giving up on finding LF (well above the 22-character form)."""
-TIME_EPSILON = 1e-9
-"""s; a remaining wait this short counts as expired (float round-off of clock arithmetic)."""
 POLL_INTERVAL = 0.1
 """s between print requests while waiting for a stable value (design choice, ~1 display cycle)."""
 
@@ -192,47 +190,24 @@ class SartoriusEntrisII:
         port: an already opened pyserial port to use instead of opening ``settings.serial.url``.
 
     Raises:
-        serial.SerialException: the port cannot be opened.
+        TransportError: the port cannot be opened.
     """
 
     def __init__(self, settings: BalanceSettings, clock: Clock, port: serial.SerialBase | None = None):
         self.name = settings.name
         self.settings = settings
         self._clock = clock
-        self._lock = threading.RLock()
         self._unit: str | None = None
         s = settings.serial
-        if port is None:
-            port = open_serial(s, self.name)
-        self._port = port
+        self._io = (SerialTransport.open(s, self.name) if port is None
+                    else SerialTransport(port, self.name, url=s.url, timeout=s.timeout))
         _warn_unchecked()
 
     # ---------------------------------------------------------------- byte level
-    def _send(self, cmd: str) -> None:
-        frame = encode_command(cmd)
-        log.debug("%s TX %r", self.name, frame)
-        try:
-            self._port.write(frame)
-        except (serial.SerialException, OSError) as exc:
-            raise TransportError(self.name, f"write failed: {exc}") from exc
-
-    def _read_line(self, timeout: float) -> bytes:
-        """Read up to LF, waiting at most ``timeout`` s (≤ the configured serial timeout)."""
-        wait = max(1e-3, min(timeout, self.settings.serial.timeout))
-        if self._port.timeout != wait:
-            self._port.timeout = wait
-        try:
-            line = self._port.read_until(b"\n", MAX_LINE)
-        except (serial.SerialException, OSError) as exc:
-            raise TransportError(self.name, f"read failed: {exc}") from exc
-        log.debug("%s RX %r", self.name, line)
-        return line
-
-    def _flush_input(self) -> None:
-        try:
-            self._port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
-            raise TransportError(self.name, f"flush failed: {exc}") from exc
+    def _ask(self, cmd: str, timeout: float | None = None) -> bytes:
+        """``ESC <cmd> CR LF``, then the answer line (see :meth:`SerialTransport.exchange`)."""
+        return self._io.exchange(encode_command(cmd), terminator=b"\n", timeout=timeout,
+                                 max_bytes=MAX_LINE)
 
     def _decode(self, line: bytes) -> BalanceReading | None:
         """Parse a complete line; ``None`` if unstable and no unit is known yet.
@@ -271,37 +246,42 @@ class SartoriusEntrisII:
 
         Raises:
             DeviceFault: the balance answers with a ``Stat`` line (overload, underload, error).
-            DeviceError: cause ``"unknown unit"``.
+            DeviceError: cause :attr:`~Cause.UNKNOWN_UNIT`.
             TransportTimeout: no (stable) value within ``timeout``.
             TransportError: only garbled or truncated lines within ``timeout``.
         """
         timeout = self.settings.stable_timeout if timeout is None else timeout
         deadline = self._clock.now() + timeout
         frame_error: FrameError | None = None  # reported if nothing readable ever came
+        problem: TransportError | None = None
         answered = False
-        with self._lock:
-            while True:
-                self._flush_input()
-                self._send("P")
-                reading, problem = self._attempt(deadline)
-                if reading is not None and (reading.stable or not stable):
-                    return reading
-                answered |= reading is not None
-                if isinstance(problem, FrameError):
-                    frame_error = problem
-                remaining = deadline - self._clock.now()
-                if remaining <= TIME_EPSILON:
-                    if answered:
-                        raise TransportTimeout(self.name, f"no stable value within {timeout} s")
-                    raise frame_error or problem or TransportTimeout(
-                        self.name, f"no stable value within {timeout} s")
-                self._clock.sleep(min(POLL_INTERVAL, remaining))
+
+        def usable() -> BalanceReading | None:
+            nonlocal frame_error, problem, answered
+            reading, problem = self._attempt(deadline)
+            if reading is not None and (reading.stable or not stable):
+                return reading
+            answered |= reading is not None
+            if isinstance(problem, FrameError):
+                frame_error = problem
+            return None
+
+        with self._io.lock:
+            try:
+                return poll_until(self._clock, usable, timeout, "a stable value" if stable
+                                  else "a value", POLL_INTERVAL, device=self.name)
+            except WaitTimeout:
+                if answered:
+                    raise TransportTimeout(self.name, f"no stable value within {timeout} s") from None
+                raise frame_error or problem or TransportTimeout(
+                    self.name, f"no stable value within {timeout} s") from None
 
     def _attempt(self, deadline: float) -> tuple[BalanceReading | None, TransportError | None]:
-        """Read one answer; return ``(reading or None, transport problem or None)``."""
-        line = self._read_line(max(0.0, deadline - self._clock.now()))
-        if not line:
-            return None, TransportTimeout(self.name, "balance did not answer")
+        """Ask once; return ``(reading or None, transport problem or None)``."""
+        try:
+            line = self._ask("P", max(0.0, deadline - self._clock.now()))
+        except TransportTimeout as exc:
+            return None, exc
         try:
             reading = self._decode(line)
         except FrameError as exc:
@@ -319,8 +299,7 @@ class SartoriusEntrisII:
         Raises:
             TransportError: the write failed.
         """
-        with self._lock:
-            self._send("T")
+        self._io.exchange(encode_command("T"), reply=False)
 
     def zero(self) -> None:
         """Send ``ESC V`` (zero; the balance ignores it outside its zero range).
@@ -328,8 +307,7 @@ class SartoriusEntrisII:
         Raises:
             TransportError: the write failed.
         """
-        with self._lock:
-            self._send("V")
+        self._io.exchange(encode_command("V"), reply=False)
 
     def read_stream(self, n: int, timeout: float) -> list[BalanceReading]:
         """Collect ``n`` lines from the auto-print stream (no request is sent).
@@ -353,20 +331,25 @@ class SartoriusEntrisII:
             raise ValueError("n must be >= 1")
         deadline = self._clock.now() + timeout
         out: list[BalanceReading] = []
-        with self._lock:
-            self._flush_input()
-            while len(out) < n:
-                remaining = deadline - self._clock.now()
-                if remaining <= TIME_EPSILON:
-                    raise TransportTimeout(self.name, f"{len(out)} of {n} stream lines in {timeout} s")
-                line = self._read_line(remaining)
-                try:
-                    reading = self._decode(line) if line else None
-                except FrameError as exc:
-                    log.debug("%s: skipping %s", self.name, exc)
-                    continue
-                if reading is not None:
-                    out.append(reading)
+
+        def collected() -> bool:
+            line = self._io.listen(terminator=b"\n", max_bytes=MAX_LINE,
+                                   timeout=max(0.0, deadline - self._clock.now()))
+            try:
+                reading = self._decode(line) if line else None
+            except FrameError as exc:
+                log.debug("%s: skipping %s", self.name, exc)
+                return False
+            if reading is not None:
+                out.append(reading)
+            return len(out) >= n
+
+        with self._io.lock:
+            self._io.discard_input()
+            try:  # interval 0: each look blocks on the line itself
+                poll_until(self._clock, collected, timeout, f"{n} stream lines", 0.0, device=self.name)
+            except WaitTimeout:
+                raise TransportTimeout(self.name, f"{len(out)} of {n} stream lines in {timeout} s") from None
         return out
 
     def model(self) -> str:
@@ -386,18 +369,14 @@ class SartoriusEntrisII:
         return self._query("x2_")
 
     def _query(self, cmd: str) -> str:
-        with self._lock:
-            self._flush_input()
-            self._send(cmd)
-            line = self._read_line(self.settings.serial.timeout)
+        line = self._ask(cmd)
         if not line.endswith(CRLF):
             raise TransportTimeout(self.name, f"no complete answer to {cmd!r}: {line!r}")
         return line.decode("ascii", errors="replace").strip()
 
     def close(self) -> None:
         """Close the serial port (idempotent)."""
-        with self._lock:
-            self._port.close()
+        self._io.close()
 
 
 def _blank_unit(line: bytes) -> bool:
