@@ -108,7 +108,7 @@ class SimulatedBench:
 
 
 def start_simulation(config: BenchConfig, workdir: str | Path, *, speed: float = 0.0,
-                     seed: int = 0) -> SimulatedBench:
+                     seed: int = 0, ledger: Any = None) -> SimulatedBench:
     """Build the simulated bench for ``config``.
 
     Args:
@@ -117,9 +117,13 @@ def start_simulation(config: BenchConfig, workdir: str | Path, *, speed: float =
         speed: 0 for a virtual clock (waits are instant), else simulated seconds per
             wall-clock second on a real-time clock.
         seed: seed of the instruments' noise.
+        ledger: a bench ledger (:class:`asab.ledger.BenchLedger`) the world starts from
+            (vessels, syringes, lines); None: a fresh bench.
     """
     clock: Any = VirtualClock() if speed <= 0 else RealTimeClock(speed=speed)
-    world = World(config, clock)
+    world = World(config, clock, solvent_volume=config.settings.solvent_volume)
+    if ledger is not None:
+        world.load_ledger(ledger)
     sdk = make_qmixsdk_for_bench(world, clock, config)
     updates: dict[str, Any] = {}
     sim = SimulatedBench(config=config, clock=clock, world=world, sdk=sdk)

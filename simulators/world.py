@@ -189,6 +189,47 @@ class World:
         mass = volume * chem.density
         return Liquid({chem.inchikey: mass / chem.molar_mass}, volume, mass)
 
+    # ------------------------------------------------------------------ from a ledger
+    def load_ledger(self, ledger: Any) -> None:
+        """Start from what a bench ledger (:class:`asab.ledger.BenchLedger`) says the bench
+        holds: vessel contents, syringe contents and each segment's parcels (origins turned
+        into liquid: a stock at its composition and density, the solvent as the solvent
+        chemical; liquid of unknown origin is taken as solvent)."""
+        with self._lock:
+            for node, state in ledger.vessels.items():
+                vessel = self._vessels.get(node)
+                if vessel is not None and state.kind != "gas":
+                    vessel.content = self._liquid_of(state.content)
+            for pump, state in ledger.syringes.items():
+                if pump in self._pumps:
+                    self._pumps[pump].syringe = self._liquid_of(state.content)
+            for label, parcels in ledger.lines.items():
+                seg = self._segments.get(label)
+                if seg is None or seg.capacity <= 0:
+                    continue
+                seg.parcels.clear()
+                for p in parcels:
+                    seg.parcels.append(self._liquid_of(
+                        {k: f * p.volume for k, f in p.content.items()}))
+
+    def _liquid_of(self, content: dict[str, float]) -> Liquid:
+        """Liquid for a ledger content (origin → mL; origin ``gas`` is gas)."""
+        out = Liquid()
+        stocks = {st.name: st for st in self.config.stocks}
+        for origin, volume in content.items():
+            if volume <= 0:
+                continue
+            if origin == "gas":
+                out.gas += volume
+            elif origin in stocks:
+                st = stocks[origin]
+                moles = {k: c.mass / self.config.chemical(k).molar_mass * volume / st.volume
+                         for k, c in st.components.items() if c.mass > 0}
+                out.add(Liquid(moles, volume, volume * st.density))
+            else:
+                out.add(self._solvent(volume))
+        return out
+
     # ------------------------------------------------------------------ valves
     def set_valve(self, valve: str, position: int) -> None:
         """Switch ``valve`` to ``position`` at once (switching time is the device's business).

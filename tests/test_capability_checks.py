@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 from conftest import HIU_2023
 
+from asab.ledger.operator import refill
 from asab.actions.vial import DEFAULT_VIAL_CAPACITY, FlowJob
 from asab.actions.vial_state import VialOccupant, VialRegistry
 from asab.broker.capabilities import (
@@ -137,7 +138,7 @@ def test_no_stock_left_on_the_bench(sim_bench):
     cfg = sim_bench.config
     assert check_request(sim_bench, density_request()).accepted
     for stock in cfg.stocks:  # someone has used (almost) every reservoir
-        sim_bench.drawn[stock.reservoir] = stock.volume - 0.5
+        refill(sim_bench.ledger, stock.reservoir, 0.5)
     for req in (density_request(), flow_request()):
         acc = check_request(sim_bench, req)
         assert not acc.accepted

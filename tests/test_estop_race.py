@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from asab.actions.bench import Bench, EmergencyStopped, OperationCancelled
-from asab.actions.fluidics import Ledger, empty, fill
+from asab.actions.fluidics import MoveLog as Ledger, empty, fill
 from asab.actions.local_estop import LocalEstopError, listening, stop_all
 from asab.errors import AsabError
 from tests._servers_support import AUTH, MAKEABLE, served_bench

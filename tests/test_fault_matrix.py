@@ -404,7 +404,7 @@ def test_fault_in_a_vial_delivery(fast_bench, tmp_path, device, kind, at, params
     else:
         assert occupant.status == "failed" and not rec.delivered
         if rec.volume_delivered is not None:  # None: a syringe could not be read
-            assert rec.volume_delivered == pytest.approx(in_vial, abs=1e-6)
+            assert rec.volume_delivered == pytest.approx(in_vial, rel=1e-2)  # ledger ↔ world, 1 %
     if at == "dispensing":
         assert 0.0 < in_vial < 2.6  # really mid-delivery
     if outcome == "failed":

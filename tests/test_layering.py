@@ -2,7 +2,8 @@
 
 1. library code under ``asab/`` never imports ``simulators`` (only ``asab/cli`` wiring may);
 2. no layer imports a higher one:
-   0 errors/units/clock/config/schemas → 1 tubing/formulation/drivers/requests →
+   0 errors/units/clock/config/schemas → 1 tubing/formulation/drivers/requests/ledger →
+   1.5 plan (pure planner over the ledger) →
    2 actions → 3 runner/servers/broker → 4 cli.
 """
 
@@ -19,6 +20,7 @@ LAYERS = {
     "asab": 0, "asab.errors": 0, "asab.units": 0, "asab.clock": 0, "asab.config": 0,
     "asab.schemas": 0,
     "asab.tubing": 1, "asab.formulation": 1, "asab.drivers": 1, "asab.requests": 1,
+    "asab.ledger": 1, "asab.plan": 1.5,
     "asab.actions": 2,
     "asab.runner": 3, "asab.servers": 3, "asab.broker": 3,
     "asab.cli": 4,

@@ -69,7 +69,7 @@ def test_record_content(demo_run):
     assert abs(sum(rec["stock_volumes"].values()) - sum(p["volume"] for p in rec["pushes"][:2])) < 1e-6
     assert rec["stock_drawn"] and all(v > 0 for v in rec["stock_drawn"].values())
     purposes = [p["purpose"] for p in rec["pushes"]]
-    assert purposes[:3] == ["first portion to waste", "sample through densiVisco", "drain with gas"]
+    assert purposes[:3] == ["first portion to waste", "sample through cell", "drain with gas"]
     sample = rec["pushes"][1]
     assert sample["valve_settings"]["V8"] == 7  # V8.8 → densiViscoIN
     assert all(len(r["valve_settings"]) >= 1 for r in rec["routes"])

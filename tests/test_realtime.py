@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from asab.actions.fluidics import Ledger, fill
+from asab.actions.fluidics import MoveLog as Ledger, fill
 from asab.cli.wiring import simulated_bench
 
 

@@ -228,19 +228,24 @@ def test_give_back_refused_by_a_down_broker_is_retried_next_cycle(sim_bench, cli
 
 @pytest.mark.parametrize("step", ["mix", "deliver"])
 def test_flow_job_killed_releases_or_flags_its_vial(step, sim_bench, client, journal, fake,
-                                                   tmp_path):
+                                                   tmp_path, monkeypatch):
+    from asab.actions import executor
+    from asab.plan import Purpose
+
     uid = add_flow(fake, MAKEABLE[0], 1.0)
     first = tenant(sim_bench, client, journal, tmp_path, "run-1")
-    original = first._flow_step
+    original = executor.run_dispense
+    fatal = Purpose.FIRST_PORTION if step == "mix" else Purpose.VIAL
 
-    def die(job_id, name):
-        original(job_id, name)
-        if name == step:
+    def die(bench, planned):  # the process dies as the step's first push starts
+        if planned.purpose is fatal:
             raise Killed(step)
+        return original(bench, planned)
 
-    first._flow_step = die
+    monkeypatch.setattr(executor, "run_dispense", die)
     with pytest.raises(Killed):
         first.cycle()
+    monkeypatch.setattr(executor, "run_dispense", original)
     vials = VialRegistry(tmp_path / "state" / "vials.json").occupied()
     (vial, occupant), = vials.items()
     assert occupant.status == "filling" and occupant.delivering is (step == "deliver")

@@ -14,6 +14,8 @@ from asab.drivers.interlock import EmergencyStopped, Interlock
 
 __all__ = ["Bench", "EmergencyStopped", "OperationCancelled", "open_bench"]
 from asab.errors import AsabError, DeviceError
+from asab.ledger.model import LedgerChange
+from asab.ledger.store import LedgerStore
 from asab.tubing import TubingGraph
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,8 @@ class Bench:
         balance: balance driver, if configured.
         densimeter: densimeter/viscometer driver, if configured.
         lock: held by an action while it moves liquid.
-        primed: pumps whose reservoir line has been primed since the bench was opened.
-        wet_lines: pumps whose line to the mixer is full of their own stock.
-        drawn: source node → mL drawn since the bench was opened (stock bookkeeping).
-        out_of_service: why the bench refuses further wet work (``None`` when fine).
+        ledger: the bench ledger's store (what every vessel, syringe and line holds); the
+            planner reads it, the executor updates it after every step.
         cancel: cancel token of the action that holds the bench; set it (then call
             :meth:`stop_all`) to make that action stop at its next :meth:`checkpoint`.
         estop: reason of the latched emergency stop (``None`` when not latched); the latch
@@ -60,12 +60,58 @@ class Bench:
     balance: Balance | None = None
     densimeter: DensityViscosityMeter | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
-    primed: set[str] = field(default_factory=set)
-    wet_lines: set[str] = field(default_factory=set)
-    drawn: dict[str, float] = field(default_factory=dict)
-    out_of_service: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     delivery_factors: dict[str, float] = field(default_factory=dict)
+    ledger: LedgerStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.ledger is None:  # no state folder: a ledger in memory
+            self.ledger = LedgerStore(None, self.config)
+
+    @property
+    def out_of_service(self) -> str | None:
+        """Why the bench refuses further wet work (``None`` when fine); kept in the ledger,
+        so a restarted process knows it too."""
+        return self.ledger.current().out_of_service
+
+    @out_of_service.setter
+    def out_of_service(self, reason: str | None) -> None:
+        if reason == self.out_of_service:
+            return
+
+        def change(ledger) -> None:
+            ledger.out_of_service = reason
+            ledger.note(LedgerChange.SERVICE, self.config.name,
+                        f"out of service: {reason}" if reason else "back in service")
+        self.ledger.update(change)
+
+    @property
+    def primed(self) -> set[str]:
+        """Pumps whose reservoir (or solvent) line holds its liquid, from the ledger."""
+        from asab.plan.builder import PlanBuilder
+
+        b = PlanBuilder(self.config, self.graph, self.ledger.current())
+        sources = {st.pump: st.reservoir for st in self.config.stocks}
+        s = self.config.settings
+        if s.solvent_pump:
+            sources.setdefault(s.solvent_pump, s.solvent_node)
+        return {p for p, src in sources.items() if p in self.pumps and b.primed(p, src)}
+
+    @property
+    def drawn(self) -> dict[str, float]:
+        """Reservoir or solvent node → mL drawn since it was last full, from the ledger."""
+        out = {}
+        for node, v in self.ledger.current().vessels.items():
+            if v.kind in ("stock", "solvent") and v.capacity and v.capacity - v.volume > 1e-9:
+                out[node] = v.capacity - v.volume
+        return out
+
+    def forget_lines(self) -> None:
+        """Mark every line's content unknown in the ledger (after an intervention or a
+        failure: every pump is primed again, every mixing line counts as dry)."""
+        from asab.plan.effects import Edges, forget_lines
+
+        self.ledger.update(lambda ledger: forget_lines(ledger, Edges.of(self.config)))
 
     @property
     def interlock(self) -> Interlock:
@@ -166,7 +212,8 @@ class Bench:
                     log.exception("could not close %s", getattr(device, "name", device))
 
 
-def open_bench(config: BenchConfig, clock: Clock, *, cetoni_sdk: Any = None) -> Bench:
+def open_bench(config: BenchConfig, clock: Clock, *, cetoni_sdk: Any = None,
+               ledger: LedgerStore | None = None) -> Bench:
     """Open every configured device in the documented order and return the :class:`Bench`.
 
     Args:
@@ -174,6 +221,7 @@ def open_bench(config: BenchConfig, clock: Clock, *, cetoni_sdk: Any = None) -> 
         clock: the clock every wait uses.
         cetoni_sdk: an object with ``qmixbus``, ``qmixpump``, ``qmixvalve`` attributes; when
             ``None`` the vendor's ``qmixsdk`` package is imported.
+        ledger: the bench ledger's store (default: one in memory).
 
     Raises:
         TransportError, DeviceError, ConfigError: a device could not be opened.
@@ -190,5 +238,5 @@ def open_bench(config: BenchConfig, clock: Clock, *, cetoni_sdk: Any = None) -> 
                   if config.densimeter else None)
     return Bench(
         config=config, graph=graph, clock=clock, bus=bus, pumps=dict(bus.pumps),
-        valves=dict(bus.valves), balance=balance, densimeter=densimeter,
+        valves=dict(bus.valves), balance=balance, densimeter=densimeter, ledger=ledger,
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from asab.actions.bench import Bench
-from asab.actions.fluidics import Ledger
+from asab.actions.fluidics import MoveLog
 from asab.actions.gravimetric import (
     dose_and_weigh,
     drain_balance_route,
@@ -107,7 +107,7 @@ def calibrate_pump(bench: Bench, pump: str, volume: float = 1.0, repeats: int = 
     if not volume > 0 or repeats < 1:
         raise ValueError(f"volume must be > 0 and repeats ≥ 1, got {volume} mL, {repeats}")
     liquid, source, rho, u_rho = _liquid_of(bench.config, pump)
-    ledger = Ledger()
+    ledger = MoveLog()
     route, _, _ = wet_balance_route(bench, pump, source, ledger)
     in_force = bench.delivery_factors.get(pump, 1.0)
     commanded = volume / in_force

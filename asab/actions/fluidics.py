@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from asab.actions.bench import Bench
 from asab.drivers.base import SyringePump
-from asab.errors import DeviceError
-from asab.tubing import Route, merge_settings
+from asab.errors import Cause, DeviceError
+from asab.tubing import Route
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,15 @@ def move_timeout(volume: float, flow: float, bench: Bench) -> float:
     """
     nominal = volume / flow
     if nominal > bench.config.settings.pump_timeout:
-        raise DeviceError("bench", "move too long",
+        raise DeviceError("bench", Cause.MOVE_TOO_LONG,
                           f"{volume:.3f} mL at {flow:.4g} mL/s exceeds pump_timeout")
     return min(1.2 * nominal + 10.0, bench.config.settings.pump_timeout)
 
 
 @dataclass
-class Ledger:
-    """What a sequence of moves drew and where: aspirated volume per source node (mL)."""
+class MoveLog:
+    """What a sequence of moves drew and where: aspirated volume per source node (mL) and
+    every route used (for records)."""
 
     drawn: dict[str, float] = field(default_factory=dict)
     routes: list[dict] = field(default_factory=list)
@@ -85,7 +86,33 @@ class Ledger:
         self.routes.append({"purpose": purpose, **route.to_dict()})
 
 
-def fill(bench: Bench, pump: str, source: str, volume: float, ledger: Ledger,
+def builder(bench: Bench):
+    """A :class:`~asab.plan.builder.PlanBuilder` over the bench ledger, syringe levels
+    synchronised with the pumps first."""
+    from asab.actions.executor import sync_syringes
+    from asab.plan.builder import PlanBuilder
+
+    sync_syringes(bench)
+    return PlanBuilder(bench.config, bench.graph, bench.ledger.current(), bench.delivery_factors)
+
+
+def run_steps(bench: Bench, steps, log: MoveLog, purpose: str = "") -> None:
+    """Run planned fill and dispense steps on the drivers (ledger updated per step)."""
+    from asab.actions.executor import run_dispense, run_fill
+    from asab.plan.steps import Fill
+
+    for step in steps:
+        if isinstance(step, Fill):
+            log.draw(step.source, run_fill(bench, step))
+            log.use(f"fill {step.pump} from {step.source}", step.route.to_route())
+        else:
+            run_dispense(bench, step)
+            for move in step.moves:
+                label = purpose or f"{step.purpose} {move.pump} to {step.sink}"
+                log.use(f"{label}: {move.pump}" if purpose else label, move.route.to_route())
+
+
+def fill(bench: Bench, pump: str, source: str, volume: float, log: MoveLog,
          flow: float | None = None) -> None:
     """Aspirate ``volume`` mL into ``pump`` from ``source`` along the least-dead-volume route.
 
@@ -94,31 +121,31 @@ def fill(bench: Bench, pump: str, source: str, volume: float, ledger: Ledger,
     """
     if volume <= _MARGIN:
         return
-    drv = bench.pumps[pump]
-    flow = min(flow or bench.config.settings.aspirate_flow, drv.flow_max)
-    route = bench.graph.route(source, bench.config.pump(pump).node)
-    with motion(bench):
-        bench.set_valves(route.valve_settings)
-        drv.aspirate(volume, flow)
-        wait_done(bench, drv, move_timeout(volume, flow, bench))
-    ledger.draw(source, volume)
-    bench.drawn[source] = bench.drawn.get(source, 0.0) + volume
-    ledger.use(f"fill {pump} from {source}", route)
+    b = builder(bench)
+    b.fill(pump, source, volume, flow)
+    run_steps(bench, b.steps, log)
 
 
-def empty(bench: Bench, pump: str, target: str, ledger: Ledger, flow: float | None = None) -> None:
+def empty(bench: Bench, pump: str, target: str, log: MoveLog, flow: float | None = None) -> None:
     """Dispense the whole content of ``pump`` into ``target`` (e.g. a waste)."""
-    drv = bench.pumps[pump]
-    volume = drv.fill_level()
-    if volume <= _MARGIN:
-        return
-    flow = min(flow or bench.config.settings.gas_flow, drv.flow_max)
+    b = builder(bench)
+    b.empty(pump, target, flow)
+    run_steps(bench, b.steps, log)
+
+
+def dispense(bench: Bench, pump: str, target: str, volume: float, flow: float,
+             log: MoveLog) -> None:
+    """Dispense ``volume`` mL of ``pump`` into ``target`` in one move (no refill)."""
+    from asab.actions.executor import run_dispense
+    from asab.plan.steps import Dispense, Move, PlannedRoute, Purpose
+
     route = bench.graph.route(bench.config.pump(pump).node, target)
-    with motion(bench):
-        bench.set_valves(route.valve_settings)
-        drv.dispense(volume, flow)
-        wait_done(bench, drv, move_timeout(volume, flow, bench))
-    ledger.use(f"empty {pump} to {target}", route)
+    step = Dispense(phase="deliver", purpose=Purpose.EMPTY, sink=target,
+                    valve_settings=dict(route.valve_settings),
+                    moves=[Move(pump=pump, volume=volume, flow=flow,
+                                route=PlannedRoute.of(route))])
+    run_dispense(bench, step)
+    log.use(f"dispense {pump} to {target}", route)
 
 
 def reserve(bench: Bench, pump: str) -> float:
@@ -126,22 +153,14 @@ def reserve(bench: Bench, pump: str) -> float:
     return bench.config.syringe_of(pump).min_fill_fraction * bench.pumps[pump].volume_max
 
 
-def usable(bench: Bench, pump: str) -> float:
-    """Volume ``pump`` can still dispense before reaching its reserve, mL."""
-    return max(0.0, bench.pumps[pump].fill_level() - reserve(bench, pump))
-
-
 def push(bench: Bench, flows: Mapping[str, float], volume: float, routes: Mapping[str, Route],
-         sources: Mapping[str, str], ledger: Ledger, purpose: str) -> float:
-    """Dispense ``volume`` mL in total from several pumps at once, each at its own flow.
+         sources: Mapping[str, str], log: MoveLog, purpose) -> float:
+    """Dispense ``volume`` mL in total from several pumps at once, each at its own flow,
+    refilling low syringes between strokes (planned by
+    :meth:`asab.plan.builder.PlanBuilder.push`, then run step by step).
 
-    Pump ``p`` delivers ``volume × flows[p] / Σ flows`` along ``routes[p]`` (all routes are
-    set together, so they must agree on every shared valve). When a syringe would drop
-    below its reserve, all pumps stop, the low ones refill from ``sources[p]`` and the push
-    resumes: the merged stream keeps its ratio across strokes.
-
-    Volumes are the volumes wanted: each pump is commanded wanted / its calibrated delivery
-    factor (:func:`commanded_flows`), so a calibrated pump delivers what was asked.
+    Args:
+        purpose: a :class:`~asab.plan.steps.Purpose` (its text labels the routes).
 
     Returns:
         The volume pushed, mL.
@@ -150,44 +169,8 @@ def push(bench: Bench, flows: Mapping[str, float], volume: float, routes: Mappin
         ValveConflictError: the routes need different positions of one valve.
         DeviceError, TransportTimeout: from the drivers (all pumps are stopped first).
     """
-    total_flow = sum(flows.values())
-    drive = commanded_flows(bench, flows)
-    settings = merge_settings(routes.values())
-    for pump in flows:
-        ledger.use(f"{purpose}: {pump}", routes[pump])
-    remaining = volume
-    while remaining > _MARGIN:
-        _refill_low(bench, drive, remaining / total_flow, sources, ledger)
-        stroke = min(remaining / total_flow,
-                     min(usable(bench, p) / f for p, f in drive.items()))
-        if stroke <= 1e-9:
-            raise DeviceError("bench", "cannot refill", f"{purpose}: a syringe cannot be refilled")
-        with motion(bench):
-            bench.set_valves(settings)
-            for pump, flow in drive.items():
-                bench.pumps[pump].dispense(flow * stroke, flow)
-            for pump, flow in drive.items():
-                wait_done(bench, bench.pumps[pump], move_timeout(flow * stroke, flow, bench))
-        remaining -= stroke * total_flow
+    b = builder(bench)
+    sink = next(iter(routes.values())).target
+    b.push(flows, volume, routes, sources, purpose, sink)
+    run_steps(bench, b.steps, log, str(purpose))
     return volume
-
-
-def commanded_flows(bench: Bench, flows: Mapping[str, float]) -> dict[str, float]:
-    """Flows to command so that each pump really delivers ``flows[p]`` mL/s: flow / factor,
-    with ``bench.delivery_factors[p]`` the calibrated delivered/commanded ratio (default 1;
-    see :mod:`asab.actions.calibration`)."""
-    return {p: f / bench.delivery_factors.get(p, 1.0) for p, f in flows.items()}
-
-
-def _refill_low(bench: Bench, flows: Mapping[str, float], duration: float,
-                sources: Mapping[str, str], ledger: Ledger) -> None:
-    """Refill every pump that cannot run ``duration`` s more above its reserve: aspirate up
-    to reserve + need + 2 % of V_max (or as much as fits)."""
-    for pump, flow in sorted(flows.items()):
-        need = flow * duration
-        if usable(bench, pump) + _MARGIN >= need:
-            continue
-        drv = bench.pumps[pump]
-        fill_level = drv.fill_level()
-        wanted = reserve(bench, pump) + need + 0.02 * drv.volume_max - fill_level
-        fill(bench, pump, sources[pump], min(drv.volume_max - fill_level, wanted), ledger)

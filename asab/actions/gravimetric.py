@@ -37,8 +37,9 @@ import statistics
 from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
-from asab.actions.fluidics import Ledger, empty, motion, push
-from asab.actions.sample import prime, shared_line_volume
+from asab.actions.fluidics import MoveLog, builder, empty, motion, push, run_steps
+from asab.plan.planner import shared_line_volume
+from asab.plan.steps import Purpose
 from asab.errors import DeviceError
 from asab.formulation import FormulationPlan, achieved_from_masses, composition_distance
 from asab.tubing import Route
@@ -122,10 +123,10 @@ def balance_routes(bench: Bench, pump: str) -> tuple[Route, Route, float]:
     waste = _waste(bench)
     to_waste = bench.graph.route(node, waste, via=[s.mixer_outlet], avoid=avoid)
     to_balance = bench.graph.route(node, cfg.balance.vessel, via=[s.mixer_outlet], avoid=avoid)
-    return to_waste, to_balance, shared_line_volume(bench, to_waste, to_balance)
+    return to_waste, to_balance, shared_line_volume(bench.graph, to_waste, to_balance)
 
 
-def wet_balance_route(bench: Bench, pump: str, source: str, ledger: Ledger,
+def wet_balance_route(bench: Bench, pump: str, source: str, ledger: MoveLog,
                       flow: float | None = None) -> tuple[Route, float, float]:
     """Fill the whole route ``pump`` → balance vessel with the liquid ``pump`` draws.
 
@@ -137,19 +138,21 @@ def wet_balance_route(bench: Bench, pump: str, source: str, ledger: Ledger,
     """
     s = bench.config.settings
     flow = min(flow or s.gas_flow, bench.pumps[pump].flow_max)
-    prime(bench, {pump: source}, ledger)
+    b = builder(bench)
+    b.prime({pump: source})
+    run_steps(bench, b.steps, ledger)
     to_waste, to_balance, shared = balance_routes(bench, pump)
     flushed = s.flush_factor * shared
     push(bench, {pump: flow}, flushed, {pump: to_waste}, {pump: source}, ledger,
-         f"flush {pump} to {to_waste.nodes[-1]}")
+         Purpose.FLUSH)
     prefilled = s.flush_factor * max(to_balance.dead_volume - shared, 0.0)
     if prefilled > 0:
         push(bench, {pump: flow}, prefilled, {pump: to_balance}, {pump: source}, ledger,
-             f"pre-fill balance branch with {pump}")
+             Purpose.PREFILL)
     return to_balance, flushed, prefilled
 
 
-def drain_balance_route(bench: Bench, ledger: Ledger) -> Route:
+def drain_balance_route(bench: Bench, ledger: MoveLog) -> Route:
     """Blow gas from the gas pump through the mixer and the balance route onto the pan
     (``drain_factor`` × the route's dead volume from the mixer outlet), after emptying the gas
     pump to the waste so that only gas follows the liquid.
@@ -165,7 +168,7 @@ def drain_balance_route(bench: Bench, ledger: Ledger) -> Route:
     empty(bench, pump, _waste(bench), ledger)
     flow = min(s.gas_flow, bench.pumps[pump].flow_max)
     push(bench, {pump: flow}, s.drain_factor * tail.dead_volume, {pump: route},
-         {pump: s.gas_nodes[0]}, ledger, "drain balance route with gas")
+         {pump: s.gas_nodes[0]}, ledger, Purpose.DRAIN)
     return route
 
 
@@ -198,7 +201,7 @@ def net_mass_uncertainty(zero: list[float], loaded: list[float], readability: fl
 
 
 def dose_and_weigh(bench: Bench, pump: str, source: str, route: Route, volume: float,
-                   ledger: Ledger, reads: int = READS, flow: float | None = None,
+                   ledger: MoveLog, reads: int = READS, flow: float | None = None,
                    ) -> tuple[list[float], list[float], float]:
     """Tare and read, push ``volume`` mL from ``pump`` along ``route`` (full of its liquid)
     onto the pan at ``flow`` (default ``settings.total_flow``), read again.
@@ -211,7 +214,7 @@ def dose_and_weigh(bench: Bench, pump: str, source: str, route: Route, volume: f
     with motion(bench):
         bench.balance.tare()
     zero = read_mean(bench, reads)
-    push(bench, {pump: flow}, volume, {pump: route}, {pump: source}, ledger, f"dose {pump}")
+    push(bench, {pump: flow}, volume, {pump: route}, {pump: source}, ledger, Purpose.DOSE)
     loaded = read_mean(bench, reads)
     return zero, loaded, net_mass_uncertainty(zero, loaded, bench.config.balance.readability)
 
@@ -240,7 +243,7 @@ def verify_formulation(bench: Bench, plan: FormulationPlan, volume: float | None
     cfg = bench.config
     scale = 1.0 if volume is None else volume / plan.total_volume
     tol = cfg.settings.weighing_tolerance if tolerance is None else tolerance
-    ledger, doses = Ledger(), []
+    ledger, doses = MoveLog(), []
     for name, planned in plan.stock_volumes.items():
         if planned <= 0:
             continue
@@ -261,12 +264,11 @@ def verify_formulation(bench: Bench, plan: FormulationPlan, volume: float | None
         tolerance=tol, routes=ledger.routes, drawn=dict(ledger.drawn))
 
 
-def _dose_stock(bench: Bench, name: str, volume: float, ledger: Ledger, reads: int) -> Dose:
+def _dose_stock(bench: Bench, name: str, volume: float, ledger: MoveLog, reads: int) -> Dose:
     stock = bench.config.stock(name)
     route, flushed, prefilled = wet_balance_route(bench, stock.pump, stock.reservoir, ledger)
     zero, readings, u_mass = dose_and_weigh(bench, stock.pump, stock.reservoir, route, volume,
                                             ledger, reads)
-    bench.wet_lines.add(stock.pump)
     mass = statistics.fmean(readings) - statistics.fmean(zero)
     weighed = mass / stock.density
     log.info("weighed %s: %.5f g = %.4f mL of %.4f mL", name, mass, weighed, volume)

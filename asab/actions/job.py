@@ -11,37 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import asab
 from asab.actions.bench import Bench
-from asab.actions.fluidics import Ledger, reserve
+from asab.actions.executor import EventKind, Execution, execute_into, sync_syringes
 from asab.actions.gravimetric import GravimetricRecord
-from asab.actions.safety import conclude_recovery
-from asab.actions.sample import (
-    PushRecord,
-    Summary,
-    clean,
-    deliver,
-    drain,
-    first_portion,
-    first_portion_volume,
-    measure,
-    prime,
-    prime_volume,
-    sample_volume,
-    summarize,
-)
+from asab.actions.safety import SafetyError, settle
+from asab.actions.sample import PushRecord, Summary, summarize
 from asab.drivers.base import RepetitionResult
 from asab.errors import (
     AsabError,
-    BelowResolutionError,
+    Cause,
     DeviceError,
     DeviceFault,
     FormulationError,
-    InsufficientStockError,
     NotMakeableError,
     RequestError,
     describe,
 )
-from asab.formulation import by_name, composition_distance, plan_formulation
-from asab.requests import DensityJob
+from asab.formulation import by_name, composition_distance
+from asab.plan import ConsumableError, JobPlan, Phase, Purpose
+from asab.plan.planner import BenchContext, plan_density, plan_recovery, stock_aware
+from asab.requests import TEMPERATURE_TOLERANCE, DensityJob
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +108,12 @@ class RunRecord(BaseModel):
     pushes: list[PushRecord] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
     recovery: str | None = Field(default=None, description="what was done after a failure")
+    liquid_moved: bool = Field(default=False, description="liquid or gas was moved")
+    consumables: list[dict[str, Any]] | None = Field(default=None, description=(
+        "when refused for a consumable: each one short (consumable, node, needed, left, "
+        "unit, fix)"))
+    plan_duration: float | None = Field(default=None, description="s, the plan's estimate")
+    plan_notes: list[str] = Field(default_factory=list)
     request: Any = None
 
 
@@ -149,27 +143,125 @@ def new_record(bench: Bench, job_id: str, request_id: str, request: Any) -> JobR
                      bench=bench.config.name, started=_now(), request=request)
 
 
-def stepper(bench: Bench, rec: RunRecord, progress=None):
-    """Start ``rec``'s bench clock and return ``step(name)``: records when each step of the
-    job began (bench seconds from the start) and tells ``progress(name)`` if given."""
-    t0 = rec.bench_start = bench.clock.now()
+def context(bench: Bench) -> BenchContext:
+    """What the planner needs of ``bench`` (configuration, graph, delivery factors)."""
+    return BenchContext(bench.config, bench.graph, bench.delivery_factors)
 
-    def step(name: str) -> None:
-        rec.steps.append(StepTime(step=name, start=bench.clock.now() - t0))
-        if progress:
-            progress(name)
 
-    return step
+class JobRun:
+    """The skeleton every job shares (density, vial): phases timed into the record, the
+    plan executed, rejections and failures turned into the record, recovery after a failure.
+
+    Args:
+        bench: the opened bench.
+        rec: the record to fill.
+        kind: ``"density"`` or ``"vial"`` (which recovery a failure needs).
+        progress: optional ``progress(step: str)`` for displays.
+    """
+
+    def __init__(self, bench: Bench, rec: RunRecord, kind: str, progress=None) -> None:
+        self.bench, self.rec, self.kind, self.progress = bench, rec, kind, progress
+        self.execution = Execution()
+        self.plan: JobPlan | None = None
+        self.vial: str | None = None
+        self.listeners: list = []
+        rec.bench_start = bench.clock.now()
+
+    def step(self, phase: Phase | str) -> None:
+        """Record that ``phase`` begins now."""
+        name = str(phase)
+        self.rec.steps.append(StepTime(step=name, start=self.bench.clock.now() - self.rec.bench_start))
+        if self.progress:
+            self.progress(name)
+
+    def on_event(self, event) -> None:
+        if event.kind is EventKind.PHASE:
+            self.step(event.phase)
+        for listener in self.listeners:
+            listener(event)
+
+    def plan_with(self, make, composition, volume: float, policy=None) -> JobPlan:
+        """Plan from the ledger (syringes synchronised first), preferring available stocks."""
+        sync_syringes(self.bench)
+        ledger = self.bench.ledger.current()
+        ctx = context(self.bench)
+        self.plan = stock_aware(lambda f: make(ctx, ledger, f), ctx, ledger, composition,
+                                volume, policy)
+        f = self.plan.formulation
+        cfg = self.bench.config
+        self.rec.achieved = by_name(f.achieved, cfg)
+        self.rec.distance, self.rec.flagged = f.distance, f.flagged
+        self.rec.plan_duration, self.rec.plan_notes = self.plan.duration, list(self.plan.notes)
+        return self.plan
+
+    def execute(self) -> None:
+        try:
+            execute_into(self.bench, self.plan, self.execution, self.on_event)
+        finally:
+            self._account()
+
+    def _account(self) -> None:
+        """Pushes, routes and stock from what was executed (also after a failure)."""
+        plan, ex, rec, cfg = self.plan, self.execution, self.rec, self.bench.config
+        rec.liquid_moved = ex.liquid_moved
+        rec.pushes = [PushRecord.of(p) for p in plan.pushes if ex.finished(p.steps)]
+        for i in ex.done:
+            step = plan.steps[i]
+            if step.kind == "fill":
+                rec.routes.append({"purpose": f"fill {step.pump} from {step.source}",
+                                   **step.route.model_dump()})
+            elif step.kind == "dispense":
+                rec.routes.extend({"purpose": f"{step.purpose}: {m.pump}", **m.route.model_dump()}
+                                  for m in step.moves)
+        mixed = sum(p.volume for p in rec.pushes
+                    if p.purpose in (Purpose.FIRST_PORTION, Purpose.SAMPLE, Purpose.VIAL))
+        f = plan.formulation
+        rec.stock_volumes = {s: v / f.total_volume * mixed for s, v in f.stock_volumes.items()
+                             if v > 0}
+        by_source = {st.reservoir: st.name for st in cfg.stocks}
+        rec.stock_drawn = {by_source[n]: v for n, v in ex.drawn.items() if n in by_source}
+
+    def run(self, work) -> RunRecord:
+        """Run ``work()`` (plans and executes); never raises for job-level problems."""
+        bench, rec = self.bench, self.rec
+        refused = bench.out_of_service is not None
+        try:
+            work()
+            rec.status = "succeeded"
+        except (FormulationError, RequestError) as exc:
+            rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
+            if isinstance(exc, NotMakeableError):
+                rec.closest, rec.distance = exc.closest, exc.distance
+            if isinstance(exc, ConsumableError):
+                rec.consumables = [s.as_dict() for s in exc.shortages]
+        except Exception as exc:  # noqa: BLE001 - any failure must end in a record
+            log.exception("job %s failed", rec.job_id)
+            bench.stop_all()
+            rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
+            self.failed()
+            if not refused:  # a bench already out of service was not touched
+                self.step(Phase.RECOVER)
+                rec.recovery = recover(bench, self.kind, drain_lines=self.execution.liquid_moved,
+                                       vial=self.vial)
+        rec.bench_seconds = bench.clock.now() - rec.bench_start
+        rec.finished = _now()
+        return rec
+
+    def failed(self) -> None:
+        """Hook: what a job kind does right after a failure (before recovery)."""
 
 
 def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
                     sample: str | None = None) -> JobRecord:
     """Run one job; never raises for job-level problems — they end up in the record.
 
-    After a failure the bench is recovered (:func:`recover`): once liquid has moved, the cell
-    and lines are drained and cleaned; in every case the pumps are confirmed stopped and the
-    reservoirs closed off by parking valves. If any of that fails, the bench is marked out of
-    service (``bench.out_of_service``) and later jobs fail at once instead of moving liquid.
+    The job is planned from the bench ledger before anything moves
+    (:func:`asab.plan.planner.plan_density`: refused with the consumable named when stock,
+    solvent, waste or balance capacity would not suffice), then executed
+    (:mod:`asab.actions.executor`). After a failure the bench is recovered (:func:`recover`):
+    once liquid has moved, the cell and lines are drained and cleaned; in every case the pumps
+    are confirmed stopped and the reservoirs closed off by parking valves. If any of that
+    fails, the bench is marked out of service and later jobs fail at once.
 
     Args:
         bench: the opened bench.
@@ -181,152 +273,92 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
 
     Returns:
         The record, status ``succeeded``, ``rejected`` (not makeable, not deliverable, not
-        enough stock, wrong temperature) or ``failed`` (a device, routing or measurement
-        problem; pumps were stopped).
+        enough of a consumable, wrong temperature) or ``failed`` (a device, routing or
+        measurement problem; pumps were stopped).
     """
     rec = new_record(bench, job_id, job.request_id, job.raw)
     rec.sample = sample or job_id
-    refused = bench.out_of_service is not None
-    step = stepper(bench, rec, progress)
     rec.requested = by_name(job.formulation, bench.config)
     rec.temperature_requested = job.temperature
-    try:
-        _run(bench, job, rec, step)
-        rec.status = "succeeded"
-    except (FormulationError, RequestError) as exc:
-        rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
-        if isinstance(exc, NotMakeableError):
-            rec.closest, rec.distance = exc.closest, exc.distance
-    except Exception as exc:  # noqa: BLE001 - any failure must end in a record
-        log.exception("job %s failed", job_id)
-        bench.stop_all()
-        rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
-        if not refused:  # a bench already out of service was not touched
-            moved = len(rec.steps) > 1  # liquid may have moved
-            step("recover")
-            rec.recovery = recover(bench, drain_lines=moved)
-    rec.bench_seconds = bench.clock.now() - rec.bench_start
-    rec.finished = _now()
-    return rec
+    run = JobRun(bench, rec, "density", progress)
+    return run.run(lambda: _density(run, job))
 
 
-def recover(bench: Bench, drain_lines: bool = True) -> str:
-    """After a failure: drain and clean the densimeter route, then make the bench safe.
-
-    Steps: drain the cell and lines to waste and clean them with solvent and gas (best
-    effort); stop every pump and read back that none moves and that no drive has a fault
-    latched (a latched fault puts the bench out of service: an operator checks the line and
-    calls :meth:`Bench.reset_faults`); park every valve that connects a
-    stock reservoir or the solvent past its port, and check by read-back that no reservoir is
-    joined to a waste (:mod:`asab.actions.safety`). Once liquid has moved the lines' state is
-    unknown, so every pump is primed again and every mixing line counts as dry.
-
-    Args:
-        bench: the bench the job failed on.
-        drain_lines: drain and clean (False when the job failed before any liquid moved).
-
-    Returns:
-        What was done. If any step failed the bench is marked out of service
-        (``bench.out_of_service``, later jobs are refused) and that reason is returned.
-    """
-    problems: list[str] = []
-    dens = bench.config.densimeter
-    done = "nothing to drain"
-    if dens is not None and drain_lines:
-        instrument = bench.config.instrument(dens.instrument)
-        try:
-            drain(bench, instrument, bench.config.settings.waste_nodes[0], Ledger())
-            clean(bench, instrument, Ledger())
-            done = "cell and lines drained and cleaned"
-        except Exception as exc:  # noqa: BLE001 - every failure is a reason to stop the bench
-            problems.append(f"drain/clean: {exc}")
-    if drain_lines:  # what the lines hold is unknown now: prime again, mixing lines are dry
-        bench.primed.clear()
-        bench.wet_lines.clear()
-    return conclude_recovery(bench, done, problems)
-
-
-def _run(bench: Bench, job: DensityJob, rec: JobRecord, step) -> None:
+def _density(run: JobRun, job: DensityJob) -> None:
+    bench, rec = run.bench, run.rec
     cfg = bench.config
     dens = cfg.densimeter
-    if bench.out_of_service:
-        raise DeviceError("bench", "out of service", f"bench out of service: {bench.out_of_service}")
+    check_in_service(bench)
     if dens is None:
         raise AsabError("this bench has no densimeter configured")
-    if job.temperature is not None and abs(job.temperature - dens.temperature) > 0.05:
+    if job.temperature is not None and abs(job.temperature - dens.temperature) > TEMPERATURE_TOLERANCE:
         raise RequestError(f"temperature {job.temperature:.2f} K is not available: this bench "
                            f"measures at {dens.temperature:.2f} K (method {dens.method})")
-    step("formulate")
-    plan = plan_formulation(cfg, job.formulation, 1.0)
-    rec.achieved, rec.distance, rec.flagged = by_name(plan.achieved, cfg), plan.distance, plan.flagged
-    if not plan.deliverable:
-        raise BelowResolutionError("the pumps cannot deliver this mix: " + "; ".join(plan.notes))
-    flows = {plan.pumps[s]: f for s, f in plan.flows.items() if f > 0}
-    stocks = {cfg.stock(s).pump: cfg.stock(s) for s, f in plan.flows.items() if f > 0}
-    sources = {p: st.reservoir for p, st in stocks.items()}
-    instrument = cfg.instrument(dens.instrument)
-    check_stock(bench, plan.stock_volumes, first_portion_volume(bench, flows, instrument)
-                + sample_volume(bench, instrument))
-    sink = cfg.balance.vessel if cfg.balance else cfg.settings.waste_nodes[0]
-    ledger = Ledger()
-    rec.routes = ledger.routes  # filled as the job goes: kept on failure too
+    run.step(Phase.FORMULATE)
+    plan = run.plan_with(lambda ctx, ledger, f: plan_density(
+        ctx, ledger, f, request_id=job.request_id, sample=rec.sample), job.formulation, 1.0)
     try:
-        _wet_work(bench, rec, flows, sources, instrument, sink, ledger, step)
+        run.execute()
     finally:
-        pushed = sum(p.volume for p in rec.pushes[:2])
-        rec.stock_volumes = {s: v * pushed for s, v in plan.stock_volumes.items() if v > 0}
-        by_source = {st.reservoir: st.name for st in cfg.stocks}
-        rec.stock_drawn = {by_source[n]: v for n, v in ledger.drawn.items() if n in by_source}
-    _judge(bench, rec)
+        ex = run.execution
+        if ex.measurement is not None:
+            rec.measurement = _measurement(ex.measurement)
+        if ex.readings:
+            rec.weighing = _weigh(bench, plan, ex.readings[-1], rec)
+    _judge(bench, rec, plan)
 
 
-def _wet_work(bench: Bench, rec: JobRecord, flows, sources, instrument, sink: str,
-              ledger: Ledger, step) -> None:
-    """Prime → mix → deliver → measure → drain onto the balance → clean."""
-    step("prime")
-    prime(bench, sources, ledger)
-    step("mix")
-    rec.pushes.append(first_portion(bench, flows, sources, instrument, ledger))
-    if bench.balance is not None:
-        bench.balance.tare()
-    step("deliver")
-    rec.pushes.append(deliver(bench, flows, sources, instrument, sink, ledger))
-    step("measure")
-    rec.measurement = _measurement(measure(bench, rec.sample))
-    step("drain")
-    rec.pushes.append(drain(bench, instrument, sink, ledger))
-    rec.weighing = _weigh(bench, sink, rec)
-    step("clean")
-    rec.pushes.extend(clean(bench, instrument, ledger))
+def check_in_service(bench: Bench) -> None:
+    """Raises DeviceError (cause out of service) when the bench is out of service."""
+    if bench.out_of_service:
+        raise DeviceError("bench", Cause.OUT_OF_SERVICE,
+                          f"bench out of service: {bench.out_of_service}")
 
 
-def check_stock(bench: Bench, shares: dict[str, float], volume: float) -> None:
-    """Refuse a job whose stocks would run dry.
+def recover(bench: Bench, kind: str = "density", drain_lines: bool = True,
+            vial: str | None = None) -> str:
+    """After a failure: run the recovery plan (:func:`asab.plan.planner.plan_recovery`).
 
-    Args:
-        shares: stock name → volume fraction of the mixture.
-        volume: mL of mixture the job will make.
+    Once liquid has moved: drain and clean the densimeter route (density) or rinse and dry
+    the line shared with ``vial``'s route (vial), best effort; then the lines count as
+    unknown (every pump primed again, every mixing line dry). In every case: stop every pump
+    and read back that none moves and none has a drive fault latched, park every valve that
+    joins a reservoir or the solvent past its port, and check that no reservoir is joined to
+    a waste (:mod:`asab.actions.safety`).
 
-    Raises:
-        InsufficientStockError: a reservoir holds less than the job would draw, counting the
-            syringe's reserve and, for an unprimed pump, its priming volume
-            (:func:`~asab.actions.sample.prime_volume`).
+    Returns:
+        What was done. If any step failed the bench is marked out of service (later jobs are
+        refused) and that reason is returned.
     """
-    short = []
-    for name, share in shares.items():
-        stock = bench.config.stock(name)
-        pump = bench.pumps[stock.pump]
-        need = share * volume + reserve(bench, stock.pump) + 0.02 * pump.volume_max - pump.fill_level()
-        if stock.pump not in bench.primed:
-            need += prime_volume(bench, stock.pump, stock.reservoir)
-        left = stock.volume - bench.drawn.get(stock.reservoir, 0.0)
-        if need > left:
-            short.append(f"{name}: needs up to {need:.2f} mL, {max(left, 0.0):.2f} mL left")
-    if short:
-        raise InsufficientStockError("not enough stock solution: " + "; ".join(short))
+    problems: list[str] = []
+    what = "rinse/dry" if kind == "vial" else "drain/clean"
+    try:
+        sync_syringes(bench)
+        plan, problems = plan_recovery(context(bench), bench.ledger.current(), kind=kind,
+                                       drain_lines=drain_lines, vial=vial)
+    except Exception as exc:  # noqa: BLE001 - every failure is a reason to stop the bench
+        problems.append(f"{what}: {exc}")
+        plan = None
+    done = "; ".join(plan.notes) if plan is not None and plan.notes else (
+        "nothing to drain" if kind == "density" else "nothing to rinse")
+    if plan is not None:
+        ex = Execution()
+        execute_into(bench, plan, ex, best_effort=True)
+        for index, exc in ex.problems:
+            if plan.steps[index].kind != "make_safe":
+                problems.append(f"{what}: {exc}")
+            elif isinstance(exc, SafetyError):
+                problems.extend(exc.problems)
+            else:
+                problems.append(f"making the bench safe: {exc!r}")
+        if ex.safe is not None:
+            done += "; " + ex.safe
+    elif drain_lines:
+        bench.forget_lines()
+    return settle(bench, done, problems)
 
 
-def _judge(bench: Bench, rec: JobRecord) -> None:
+def _judge(bench: Bench, rec: JobRecord, plan: JobPlan) -> None:
     """A job succeeds only with a weighed mass not short of the plan, at least one valid
     density, and a weighed volume (mass / measured density) that agrees with the pushed one,
     each within ``settings.weighing_tolerance``.
@@ -344,28 +376,29 @@ def _judge(bench: Bench, rec: JobRecord) -> None:
     w, tol = rec.weighing, bench.config.settings.weighing_tolerance
     balance = bench.config.balance.name if bench.config.balance else "balance"
     if w is not None and w.mass_deviation is not None and abs(w.mass_deviation) > tol:
-        _mass_off(bench, rec, w, balance, tol)
+        _mass_off(bench, rec, w, balance, tol, plan)
     m = rec.measurement
     if m is not None and m.density.n_valid == 0:
         conditions = sorted({r.density_condition for r in m.repetitions})
-        raise DeviceError(bench.config.densimeter.name, "no valid value",
+        raise DeviceError(bench.config.densimeter.name, Cause.NO_VALID_VALUE,
                           f"no valid density in {len(m.repetitions)} repetitions "
                           f"(conditions: {', '.join(conditions)})")
     if w is not None and w.relative_deviation is not None and abs(w.relative_deviation) > tol:
-        raise DeviceError(balance, "weighing mismatch",
+        raise DeviceError(balance, Cause.WEIGHING_MISMATCH,
                           f"weighed {w.volume_weighed:.3f} mL passed the cell, expected "
                           f"{w.volume_expected:.3f} mL ({w.relative_deviation:+.1%}, "
                           f"tolerance ±{tol:.0%})")
 
 
-def _mass_off(bench: Bench, rec: JobRecord, w: Weighing, balance: str, tol: float) -> None:
+def _mass_off(bench: Bench, rec: JobRecord, w: Weighing, balance: str, tol: float,
+              plan: JobPlan) -> None:
     """A weighed mass outside the tolerance: raise if short, log if above (see :func:`_judge`)."""
     by_pump = {st.pump: st.name for st in bench.config.stocks}
-    pumps = ", ".join(f"{p} ({by_pump.get(p, '?')})" for p in sorted(rec.pushes[1].flows))
+    pumps = ", ".join(f"{p} ({by_pump.get(p, '?')})" for p in sorted(plan.push(Purpose.SAMPLE).flows))
     text = (f"weighed {w.mass:.4f} g on {balance}, expected {w.mass_expected:.4f} g from the "
             f"plan ({w.mass_deviation:+.1%}, tolerance ±{tol:.0%}); pumps/stocks: {pumps}")
     if w.mass_deviation < 0:
-        raise DeviceFault(balance, "mass short", f"{text}: a reservoir may be empty or a "
+        raise DeviceFault(balance, Cause.MASS_SHORT, f"{text}: a reservoir may be empty or a "
                           "line leaking")
     log.warning("%s: more mass than planned; are the stocks where the configuration says?",
                 text)
@@ -383,8 +416,9 @@ def _measurement(result) -> Measurement:
     )
 
 
-def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
-    """Read the balance under ``vessel`` (stable value, g) and compare it with the plan.
+def _weigh(bench: Bench, plan: JobPlan, mass: float, rec: JobRecord) -> Weighing | None:
+    """Compare the balance reading ``mass`` (stable value, g, under the plan's sink) with the
+    plan.
 
     Expected volume: the sample push plus the shared mixer line (mL). Expected mass: that
     volume × the planned mixture's density Σ(flow share × stock density), from the stock data
@@ -394,17 +428,17 @@ def _weigh(bench: Bench, vessel: str, rec: JobRecord) -> Weighing | None:
     excess volume of carbonate/LiPF6 mixtures is far below the 5 % default
     ``weighing_tolerance``, so ideal mixing is fine here.
     """
-    if bench.balance is None or bench.config.balance is None:
+    if bench.config.balance is None:
         return None
-    mass = bench.balance.read(stable=True).value
-    expected = rec.pushes[1].volume + rec.pushes[0].shared_line
+    sample, first = plan.push(Purpose.SAMPLE), plan.push(Purpose.FIRST_PORTION)
+    expected = sample.volume + first.shared_line
     rho = rec.measurement.density.mean if rec.measurement else None
     weighed = mass / rho if rho else None
     dev = (weighed - expected) / expected if weighed is not None else None
-    rho_plan = planned_density(bench, rec.pushes[1].flows)
+    rho_plan = planned_density(bench, sample.flows)
     mass_expected = expected * rho_plan if rho_plan else None
     mass_dev = (mass - mass_expected) / mass_expected if mass_expected else None
-    return Weighing(vessel=vessel, mass=mass, volume_expected=expected, volume_weighed=weighed,
+    return Weighing(vessel=plan.sink, mass=mass, volume_expected=expected, volume_weighed=weighed,
                     relative_deviation=dev, mass_expected=mass_expected, mass_deviation=mass_dev)
 
 

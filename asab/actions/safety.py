@@ -201,8 +201,7 @@ def _reset_locked(bench: Bench) -> str:
                 cleared.append(name)
         except AsabError as exc:
             problems.append(f"pump {name}: cannot clear its drive fault ({exc})")
-    bench.primed.clear()
-    bench.wet_lines.clear()
+    bench.forget_lines()
     done = f"drive faults cleared: {', '.join(cleared) or 'none'}"
     try:
         done += "; " + make_safe(bench)
@@ -237,6 +236,12 @@ def conclude_recovery(bench: Bench, done: str, problems: list[str]) -> str:
         problems += exc.problems
     except Exception as exc:  # noqa: BLE001 - an unexpected failure is unsafe too
         problems.append(f"making the bench safe: {exc!r}")
+    return settle(bench, done, problems)
+
+
+def settle(bench: Bench, done: str, problems: list[str]) -> str:
+    """End of a recovery whose bench was made safe (or not): with no ``problems`` return
+    ``done``; otherwise stop every pump, mark the bench out of service and return why."""
     if not problems:
         return done
     bench.stop_all()

@@ -28,10 +28,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
-from asab.actions.job import check_stock
-from asab.actions.sample import first_portion_volume as density_first_portion
-from asab.actions.sample import sample_volume
-from asab.actions.vial import plan_vial, stock_needed, vial_capacity
+from asab.actions.vial import vial_capacity
+from asab.ledger import initial_ledger
+from asab.plan import ConsumableError, JobPlan
+from asab.plan.planner import BenchContext, plan_density, plan_vial, stock_aware
 from asab.actions.vial_state import VialRegistry
 from asab.config import BenchConfig
 from asab.errors import AsabError, RequestError
@@ -83,6 +83,10 @@ class Acceptance(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     plan: FormulationPlan | None = None
+    job_plan: JobPlan | None = Field(default=None, description=(
+        "the whole job planned against the ledger (nothing moved)"))
+    consumables: list[str] = Field(default_factory=list, description=(
+        "consumables the job would run short of (a reason to wait for the operator)"))
     closest: dict[str, float] | None = None
     job: DensityJob | FlowJob | None = None
     temperature: float | None = Field(default=None, description="K")
@@ -161,8 +165,8 @@ def _plan(config: BenchConfig, formulation: dict[str, float], volume: float,
 # ---------------------------------------------------------------------- stock, vials
 def _check_supplies(bench: Bench | None, config: BenchConfig, acc: Acceptance,
                     vials: VialRegistry | None) -> None:
-    plan = acc.plan
-    shares = {n: v / plan.total_volume for n, v in plan.stock_volumes.items() if v > 0}
+    """Plan the whole job against the ledger (the bench's, or a full bench's without one):
+    a plan refused for a consumable, or that cannot be made, is a reason."""
     if acc.quantity == "electrolyte":
         free = vials.free(config) if vials is not None else list(config.settings.vial_nodes)
         if not free:
@@ -170,33 +174,26 @@ def _check_supplies(bench: Bench | None, config: BenchConfig, acc: Acceptance,
                                "are occupied")
             return
         acc.vial = free[0]
+    if bench is not None:
+        ctx, ledger = BenchContext(config, bench.graph, bench.delivery_factors), bench.ledger.current()
+    else:
+        ctx, ledger = BenchContext(config), initial_ledger(config)
+    job = acc.job
     try:
-        if bench is None:  # no bench state: only a flow volume against full reservoirs
-            if acc.quantity == "electrolyte":
-                _check_full_reservoirs(config, shares, acc.job.volume)
+        if acc.quantity == "electrolyte":
+            acc.job_plan = stock_aware(lambda f: plan_vial(ctx, ledger, f, acc.vial, job.volume,
+                                                           request_id=acc.request_id),
+                                       ctx, ledger, job.formulation, job.volume, acc.plan.policy)
         else:
-            check_stock(bench, shares, _mixture_needed(bench, acc))
+            acc.job_plan = stock_aware(lambda f: plan_density(ctx, ledger, f,
+                                                              request_id=acc.request_id),
+                                       ctx, ledger, job.formulation, DENSITY_PLAN_VOLUME,
+                                       acc.plan.policy)
+    except ConsumableError as exc:
+        acc.reasons.append(str(exc))
+        acc.consumables = [str(k) for k in sorted(exc.kinds)]
     except (AsabError, KeyError) as exc:
         acc.reasons.append(str(exc))
-
-
-def _mixture_needed(bench: Bench, acc: Acceptance) -> float:
-    """mL of mixture the job would make (first portion + what is delivered)."""
-    plan = acc.plan
-    if acc.quantity == "electrolyte":
-        return stock_needed(bench, plan, plan_vial(bench, acc.vial))
-    instrument = bench.config.instrument(bench.config.densimeter.instrument)
-    flows = {plan.pumps[n]: f for n, f in plan.flows.items() if f > 0}
-    return density_first_portion(bench, flows, instrument) + sample_volume(bench, instrument)
-
-
-def _check_full_reservoirs(config: BenchConfig, shares: dict[str, float], volume: float) -> None:
-    """Without a bench: the delivered volume alone must fit in the full reservoirs."""
-    short = [f"{name}: needs {share * volume:.2f} mL, the reservoir holds "
-             f"{config.stock(name).volume:.2f} mL"
-             for name, share in shares.items() if share * volume > config.stock(name).volume]
-    if short:
-        raise RequestError("not enough stock solution: " + "; ".join(short))
 
 
 def reachable_ranges(config: BenchConfig) -> dict[str, tuple[float, float]]:

@@ -63,8 +63,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
-from asab.actions.job import JobRecord, StepTime, recover, run_density_job
-from asab.actions.vial import FlowJob, FlowRecord, recover_flow, run_flow_job
+from asab.actions.job import JobRecord, recover, run_density_job
+from asab.actions.vial import FlowJob, FlowRecord, run_flow_job
 from asab.actions.vial_state import VialRegistry
 from asab.broker.capabilities import CAPABILITIES, Acceptance, check_request
 from asab.broker.client import FinalesClient
@@ -211,19 +211,15 @@ class Tenant:
         """Recover the bench after a stop during the jobs of ``interrupted``: a density job's
         cell and lines are drained and cleaned (:func:`~asab.actions.job.recover`); a flow
         job's mixer and line to its vial are rinsed and dried
-        (:func:`~asab.actions.vial.recover_flow`). Both end by making the bench safe."""
+        (:func:`~asab.actions.job.recover`, kind ``vial``). Both end by making the bench safe."""
         done = []
         for uid in interrupted:
             vial = next((v for v, o in self.vials.occupied().items()
                          if o.request_id == uid and o.status == "filling"), None)
             if self._quantity(uid) == FLOW_QUANTITY and vial is not None:
-                rec = FlowRecord(job_id=f"{uid[:8]}-recovery", request_id=uid,
-                                 bench=self.bench.config.name, started=_now(),
-                                 volume_requested=0.0, vial=vial,
-                                 steps=[StepTime(step="prime", start=0.0)])
-                done.append(recover_flow(self.bench, rec))
+                done.append(recover(self.bench, "vial", drain_lines=True, vial=vial))
             else:
-                done.append(recover(self.bench))
+                done.append(recover(self.bench, "density"))
         return "; ".join(dict.fromkeys(done))
 
     def _quantity(self, uid: str) -> str | None:
@@ -372,8 +368,7 @@ class Tenant:
     def _wet_work(self, acc: Acceptance, job_id: str) -> JobRecord | FlowRecord:
         sample = f"{self.run_id}_{job_id}".replace(":", "-")
         if isinstance(acc.job, FlowJob):
-            return run_flow_job(self.bench, acc.job, job_id, self.vials,
-                                progress=lambda step: self._flow_step(job_id, step))
+            return run_flow_job(self.bench, acc.job, job_id, self.vials)
         return run_density_job(self.bench, acc.job, job_id, sample=sample)
 
     # ------------------------------------------------------------------ posting
@@ -491,14 +486,6 @@ class Tenant:
             if last.state == S.RUNNING:
                 continue
             self._give_back(uid, _give_back_message(last, restarted), report)
-
-    def _flow_step(self, job_id: str, step: str) -> None:
-        """Mark the vial of ``job_id`` ``delivering`` before any liquid is sent towards it."""
-        if step != "deliver":
-            return
-        for vial, occupant in self.vials.occupied().items():
-            if occupant.job_id == job_id and occupant.status == "filling":
-                self.vials.update(vial, delivering=True, time=_now())
 
     def _settle_vials(self) -> dict[str, str]:
         """Settle vials left ``filling`` by a job that died; returns request uuid → note."""

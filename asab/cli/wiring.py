@@ -13,14 +13,21 @@ from pathlib import Path
 from asab.actions.bench import Bench, open_bench
 from asab.actions.local_estop import listening
 from asab.config import BenchConfig
+from asab.ledger.store import LedgerStore
 
 log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
 def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
-                    seed: int = 0, state: Path | None = None) -> Iterator[Bench]:
+                    seed: int = 0, state: Path | None = None,
+                    ledger_dir: Path | None = None) -> Iterator[Bench]:
     """Start the simulators for ``config``, open the real drivers on them, yield the bench.
+
+    With ``ledger_dir`` (the bench's state folder) the bench ledger is read from and written
+    to ``ledger_dir/ledger.json``, and the simulated world starts from it: the physical bench
+    did not change while the process was down. Without it the ledger lives in memory and the
+    world starts as a fresh bench.
 
     While it is open, ``asab estop`` reaches it (:mod:`asab.actions.local_estop`; ``state``
     is the run or tenant folder it is registered under). On exit every pump is stopped, the
@@ -28,9 +35,11 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
     """
     from simulators.bench import start_simulation
 
-    sim = start_simulation(config, workdir, speed=speed, seed=seed)
+    store = LedgerStore(ledger_dir, config)
+    sim = start_simulation(config, workdir, speed=speed, seed=seed,
+                           ledger=store.current() if store.exists else None)
     try:
-        bench = open_bench(sim.config, sim.clock, cetoni_sdk=sim.sdk)
+        bench = open_bench(sim.config, sim.clock, cetoni_sdk=sim.sdk, ledger=store)
         bench.simulation = sim  # type: ignore[attr-defined]  # for inspection in tests/demos
         try:
             with listening(bench, name=config.name, state=state):
@@ -43,12 +52,13 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
 
 @contextlib.contextmanager
 def hardware_bench(config: BenchConfig, bench_dir: Path | None = None, *,
-                   state: Path | None = None) -> Iterator[Bench]:
+                   state: Path | None = None, ledger_dir: Path | None = None) -> Iterator[Bench]:
     """Open the real instruments named in ``config`` on the wall clock (vendor SDKs needed).
 
     With ``bench_dir`` (the folder of bench.toml), the pump calibration file
     (``settings.calibration_file``, written by the calibration action) is applied when present.
     While it is open, ``asab estop`` reaches it (``state``: as for :func:`simulated_bench`).
+    ``ledger_dir``: the bench's state folder holding its ledger (None: in memory).
 
     Raises:
         TransportError: the vendor's ``qmixsdk`` is not installed, or a port does not open.
@@ -57,7 +67,7 @@ def hardware_bench(config: BenchConfig, bench_dir: Path | None = None, *,
     from asab.actions.calibration import apply_calibration, calibration_path
     from asab.clock import RealClock
 
-    bench = open_bench(config, RealClock())
+    bench = open_bench(config, RealClock(), ledger=LedgerStore(ledger_dir, config))
     try:
         if bench_dir is not None and calibration_path(config, bench_dir).is_file():
             factors = apply_calibration(bench, calibration_path(config, bench_dir))

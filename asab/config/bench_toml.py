@@ -43,11 +43,12 @@ QUANTITY_FIELDS: dict[str, dict[str, str]] = {
     "settings": {
         "total_flow": "flow", "aspirate_flow": "flow", "gas_flow": "flow",
         "pump_timeout": "time", "poll_interval": "time", "vial_capacity": "volume",
+        "solvent_volume": "volume", "waste_capacity": "volume", "reservoir_reserve": "volume",
     },
     "cetoni": {"calibration_timeout": "time"},
     "syringes": {"inner_diameter": "length", "stroke": "length"},
     "instruments": {"measuring_volume": "volume"},
-    "balance": {"stable_timeout": "time", "readability": "mass"},
+    "balance": {"stable_timeout": "time", "readability": "mass", "capacity": "mass"},
     "balance.serial": {"timeout": "time"},
     "densimeter": {"temperature": "temperature", "result_timeout": "time"},
     "densimeter.serial": {"timeout": "time"},

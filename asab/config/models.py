@@ -8,7 +8,7 @@ units at the edge.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -218,6 +218,9 @@ class BalanceSettings(_Model):
     vessel: str = Field(description="tubing node whose content sits on the pan")
     stable_timeout: float = Field(default=30.0, gt=0, le=3600, description="s to wait for a stable value")
     readability: float = Field(default=0.0001, gt=0, le=1, description="g")
+    capacity: float = Field(default=220.0, gt=0, le=100_000, description=(
+        "g the balance weighs at most (gross load on the pan); default: the Entris II "
+        "BCE224I-1S of the 2023 bench, 220 g (Sartorius Entris II data sheet)"))
 
 
 class DensimeterSettings(_Model):
@@ -285,6 +288,18 @@ class BenchSettings(_Model):
     mixer_outlet: str = Field(default="M1.0", description="node where the stocks have merged")
     vial_nodes: tuple[str, ...] = ()
     vial_capacity: float = Field(default=20.0, gt=0, le=1000, description="mL one vial takes")
+    solvent_volume: float = Field(default=500.0, gt=0, le=100_000, description=(
+        "mL of cleaning solvent in a full solvent bottle (its capacity; a fresh bench ledger "
+        "starts full). Default: the 500 mL bottle of the 2023 bench"))
+    waste_capacity: float = Field(default=1000.0, gt=0, le=100_000, description=(
+        "mL one waste container takes before it must be emptied. The 2023 bench's waste "
+        "bottle size is not in the source data: 1 L bottles assumed"))
+    waste_capacities: dict[str, Annotated[float, Field(gt=0, le=100_000)]] = Field(
+        default_factory=dict, max_length=64, description=(
+            "waste node → mL, for containers whose size differs from waste_capacity"))
+    reservoir_reserve: float = Field(default=0.0, ge=0, le=1000, description=(
+        "mL a stock reservoir keeps that the pumps cannot draw (below the dip tube); a plan "
+        "that would draw into it is refused"))
     total_flow: float = Field(default=0.05, gt=0, le=100, description="mL/s, total flow when mixing")
     first_portion_factor: float = Field(
         default=2.0, ge=1, le=100, description="first portion to waste = factor × mixing dead volume"

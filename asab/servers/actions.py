@@ -2,15 +2,14 @@
 prime, mix, deliver, measure, drain, clean, calibrate (a pump, on the balance) — and the
 operator's ``POST /bench/reset`` that puts an out-of-service bench back in service.
 
-Mix and deliver plan the composition exactly as ``asab run`` does
-(:func:`asab.formulation.plan_formulation`, then the stock check of
-:func:`asab.actions.job.check_stock`); a composition outside the makeable region is answered
-with 422 naming the closest makeable one.
+Every long action is a plan made from the bench ledger before it is accepted
+(:mod:`asab.plan.planner`, as ``asab run`` plans its jobs) and run by the one executor
+(:mod:`asab.actions.executor`); a plan refused for a consumable, or a composition outside the
+makeable region, is answered with 422 naming the consumable or the closest makeable one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException
@@ -18,14 +17,14 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from asab.actions.bench import Bench
 from asab.actions.calibration import calibrate_pump
-from asab.actions.fluidics import Ledger
-from asab.actions.job import check_stock
-from asab.actions.sample import (
-    PushRecord, clean, deliver, drain, first_portion, first_portion_volume, prime, sample_volume,
-)
-from asab.config import Instrument
-from asab.errors import BelowResolutionError, DeviceError, RequestError
+from asab.actions.executor import EventKind, Execution, execute_into, sync_syringes
+from asab.actions.job import check_in_service, context
+from asab.actions.sample import PushRecord
+from asab.errors import RequestError
 from asab.formulation import by_name, plan_formulation
+from asab.plan import JobPlan, Purpose
+from asab.plan.planner import formulate as plan_composition
+from asab.plan.planner import plan_clean, plan_drain, plan_mix, plan_prime
 from asab.formulation.plan import MAX_TOTAL_VOLUME
 from asab.servers.common import ServerContext, Strict, lookup, make_app
 from asab.servers.densimeter import MeasureRequest, submit_measure
@@ -87,14 +86,6 @@ class PushesResult(BaseModel):
     formulation: FormulationResponse | None = None
 
 
-@dataclass
-class MixPlan:
-    formulation: FormulationResponse
-    flows: dict[str, float]  # pump → mL/s
-    sources: dict[str, str]  # pump → reservoir node
-    instrument: Instrument
-
-
 def formulate(bench: Bench, body: FormulateRequest) -> FormulationResponse:
     """Plan ``body.composition`` (raises NotMakeableError / RequestError → 422)."""
     cfg = bench.config
@@ -106,47 +97,44 @@ def formulate(bench: Bench, body: FormulateRequest) -> FormulationResponse:
         flows=plan.flows, pumps=plan.pumps, total_volume=plan.total_volume)
 
 
-def plan_mix(bench: Bench, composition: dict[str, float]) -> MixPlan:
-    """Plan a mix for the densimeter and check that pumps and stocks can deliver it.
-
-    Raises:
-        NotMakeableError, RequestError, BelowResolutionError, InsufficientStockError (422),
-        DeviceError: no densimeter, or the bench is out of service (409).
-    """
-    cfg = bench.config
-    if cfg.densimeter is None:
+def _planned(bench: Bench, make, *, densimeter: bool = True) -> JobPlan:
+    """``make(ctx, ledger)`` over the synchronised ledger (raises 409 out of service, 404 no
+    densimeter, 422 for a consumable or an unmakeable composition)."""
+    check_in_service(bench)
+    if densimeter and bench.config.densimeter is None:
         raise HTTPException(404, "this bench has no densimeter")
-    if bench.out_of_service:
-        raise DeviceError("bench", "out of service", f"bench out of service: {bench.out_of_service}")
-    plan = plan_formulation(cfg, composition, 1.0)
-    if not plan.deliverable:
-        raise BelowResolutionError("the pumps cannot deliver this mix: " + "; ".join(plan.notes))
-    flows = {plan.pumps[s]: f for s, f in plan.flows.items() if f > 0}
-    sources = {cfg.stock(s).pump: cfg.stock(s).reservoir for s, f in plan.flows.items() if f > 0}
-    instrument = cfg.instrument(cfg.densimeter.instrument)
-    check_stock(bench, plan.stock_volumes, first_portion_volume(bench, flows, instrument)
-                + sample_volume(bench, instrument))
+    sync_syringes(bench)
+    return make(context(bench), bench.ledger.current())
+
+
+def _run_plan(bench: Bench, plan: JobPlan, job: JobHandle,
+              formulation: FormulationResponse | None = None) -> PushesResult:
+    """Execute ``plan`` (the job's steps follow its phases) and say what it pushed."""
+    ex = Execution()
+
+    def on_event(event) -> None:
+        if event.kind is EventKind.PHASE:
+            job.step(str(event.phase))
+    execute_into(bench, plan, ex, on_event)
+    primed = sorted({st.pump for st in plan.steps
+                     if st.kind == "fill" and st.purpose is Purpose.PRIME})
+    return PushesResult(pushes=[PushRecord.of(p) for p in plan.pushes], primed=primed,
+                        mass=ex.readings[-1] if ex.readings else None, formulation=formulation)
+
+
+def _submit(ctx: ServerContext, name: str, plan: JobPlan, formulation=None, **kwargs) -> JobInfo:
+    steps = tuple(dict.fromkeys(str(m.phase) for m in plan.phases))
+    return ctx.jobs.submit(name, lambda job: _run_plan(ctx.bench, plan, job, formulation),
+                           steps=steps, **kwargs)
+
+
+def _mix(ctx: ServerContext, body: MixRequest, deliver: bool) -> JobInfo:
+    bench = ctx.bench
+    composition = dict(body.composition)
+    plan = _planned(bench, lambda c, ledger: plan_mix(
+        c, ledger, plan_composition(c, ledger, composition, 1.0), deliver=deliver))
     response = formulate(bench, FormulateRequest(composition=composition))
-    return MixPlan(response, flows, sources, instrument)
-
-
-def _mix_job(bench: Bench, mix: MixPlan, and_deliver: bool):
-    def run(job: JobHandle) -> PushesResult:
-        ledger = Ledger()
-        job.step("prime")
-        primed = prime(bench, mix.sources, ledger)
-        job.step("mix")
-        pushes = [first_portion(bench, mix.flows, mix.sources, mix.instrument, ledger)]
-        if and_deliver:
-            sink = bench.config.balance.vessel if bench.config.balance else \
-                bench.config.settings.waste_nodes[0]
-            job.step("tare")
-            if bench.balance is not None:
-                bench.balance.tare()
-            job.step("deliver")
-            pushes.append(deliver(bench, mix.flows, mix.sources, mix.instrument, sink, ledger))
-        return PushesResult(pushes=pushes, primed=primed, formulation=mix.formulation)
-    return run
+    return _submit(ctx, "deliver" if deliver else "mix", plan, response)
 
 
 def _prime_sources(bench: Bench, pumps: list[str] | None) -> dict[str, str]:
@@ -162,19 +150,6 @@ def _prime_sources(bench: Bench, pumps: list[str] | None) -> dict[str, str]:
     return {p: table[p] for p in pumps}
 
 
-def _instrument(bench: Bench) -> Instrument:
-    if bench.config.densimeter is None:
-        raise HTTPException(404, "this bench has no densimeter")
-    return bench.config.instrument(bench.config.densimeter.instrument)
-
-
-def _mass(bench: Bench, sink: str) -> float | None:
-    b = bench.config.balance
-    if bench.balance is None or b is None or b.vessel != sink:
-        return None
-    return bench.balance.read(stable=True).value
-
-
 def create_actions_app(ctx: ServerContext) -> FastAPI:
     """The actions server for ``ctx.bench``: POST acts (long ones return a job), GET reads."""
     app = make_app(ctx, "actions", "Named actions on one asab bench: formulate, prime, mix, "
@@ -188,25 +163,20 @@ def create_actions_app(ctx: ServerContext) -> FastAPI:
 
     @app.post("/prime", tags=["actions"], status_code=202)
     def post_prime(body: PrimeRequest) -> JobInfo:
-        """Prime reservoir lines (pumps primed earlier are skipped)."""
+        """Prime reservoir lines (lines the ledger knows to be primed are skipped)."""
         sources = _prime_sources(bench, body.pumps)
-
-        def run(job: JobHandle) -> PushesResult:
-            return PushesResult(pushes=[], primed=prime(bench, sources, Ledger()))
-        return jobs.submit("prime", run, resources=RESOURCES, steps=("prime",))
+        plan = _planned(bench, lambda c, ledger: plan_prime(c, ledger, sources), densimeter=False)
+        return _submit(ctx, "prime", plan, resources=RESOURCES)
 
     @app.post("/mix", tags=["actions"], status_code=202)
     def post_mix(body: MixRequest) -> JobInfo:
         """Prime, then run the first portion of the mixture through the mixer to waste."""
-        mix = plan_mix(bench, dict(body.composition))
-        return jobs.submit("mix", _mix_job(bench, mix, False), steps=("prime", "mix"))
+        return _mix(ctx, body, deliver=False)
 
     @app.post("/deliver", tags=["actions"], status_code=202)
     def post_deliver(body: MixRequest) -> JobInfo:
         """Prime, mix, tare the balance and push the sample through the densimeter cell."""
-        mix = plan_mix(bench, dict(body.composition))
-        return jobs.submit("deliver", _mix_job(bench, mix, True),
-                           steps=("prime", "mix", "tare", "deliver"))
+        return _mix(ctx, body, deliver=True)
 
     @app.post("/measure", tags=["actions"], status_code=202)
     def post_measure(body: MeasureRequest) -> JobInfo:
@@ -216,23 +186,13 @@ def create_actions_app(ctx: ServerContext) -> FastAPI:
     @app.post("/drain", tags=["actions"], status_code=202)
     def post_drain(body: DrainRequest) -> JobInfo:
         """Blow gas through mixer, lines and cell into ``sink`` and weigh it if on the balance."""
-        instrument = _instrument(bench)
-        sink = body.sink or (bench.config.balance.vessel if bench.config.balance
-                             else bench.config.settings.waste_nodes[0])
-        bench.graph.route(bench.config.settings.mixer_outlet, sink)  # 422 if impossible
-
-        def run(job: JobHandle) -> PushesResult:
-            push = drain(bench, instrument, sink, Ledger())
-            job.step("weigh")
-            return PushesResult(pushes=[push], mass=_mass(bench, sink))
-        return jobs.submit("drain", run, steps=("drain", "weigh"))
+        plan = _planned(bench, lambda c, ledger: plan_drain(c, ledger, body.sink))
+        return _submit(ctx, "drain", plan)
 
     @app.post("/clean", tags=["actions"], status_code=202)
     def post_clean() -> JobInfo:
         """Rinse mixer, lines and cell with solvent into waste, then drain with gas."""
-        instrument = _instrument(bench)
-        return jobs.submit("clean", lambda job: PushesResult(
-            pushes=clean(bench, instrument, Ledger())), steps=("clean",))
+        return _submit(ctx, "clean", _planned(bench, plan_clean))
 
     @app.post("/calibrate", tags=["actions"], status_code=202)
     def post_calibrate(body: CalibrateRequest) -> JobInfo:

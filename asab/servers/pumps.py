@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import FastAPI, Path
 from pydantic import BaseModel, Field
 
-from asab.actions.fluidics import Ledger, fill, motion, move_timeout, wait_done
+from asab.actions.fluidics import MoveLog, dispense, fill
 from asab.errors import RequestError
 from asab.servers.common import ServerContext, Strict, lookup, make_app
 from asab.servers.jobs import JobHandle, JobInfo
@@ -108,7 +108,7 @@ def create_pumps_app(ctx: ServerContext) -> FastAPI:
         route = bench.graph.route(body.source, bench.config.pump(name).node)
 
         def run(job: JobHandle) -> MoveResult:
-            fill(bench, name, body.source, body.volume, Ledger(), flow)
+            fill(bench, name, body.source, body.volume, MoveLog(), flow)
             return MoveResult(pump=name, volume=body.volume, route=route.to_dict(),
                               fill_level=drv.fill_level())
         return ctx.jobs.submit("aspirate", run, resources=("pumps", "valves"), steps=("aspirate",))
@@ -124,10 +124,7 @@ def create_pumps_app(ctx: ServerContext) -> FastAPI:
 
         def run(job: JobHandle) -> MoveResult:
             volume = body.volume if body.volume is not None else drv.fill_level()
-            with motion(bench):
-                bench.set_valves(route.valve_settings)
-                drv.dispense(volume, flow)
-                wait_done(bench, drv, move_timeout(volume, flow, bench))
+            dispense(bench, name, body.target, volume, flow, MoveLog())
             return MoveResult(pump=name, volume=volume, route=route.to_dict(),
                               fill_level=drv.fill_level())
         return ctx.jobs.submit("dispense", run, resources=("pumps", "valves"), steps=("dispense",))

@@ -1,0 +1,212 @@
+"""The bench ledger: what the bench holds — every consumable and every line.
+
+One :class:`BenchLedger` per bench (not per run): volume and origin of the liquid in each stock
+reservoir, the solvent bottle, each waste container (its fill against its capacity), the vessel
+on the balance (its load against the balance's capacity), each vial, each syringe, and what
+fills each tubing segment (:mod:`asab.ledger.liquid`). Capacities come from ``bench.toml``
+(``settings.solvent_volume``, ``settings.waste_capacity``/``waste_capacities``,
+``settings.vial_capacity``, ``balance.capacity``; a stock reservoir's capacity is the stock's
+configured volume). The planner reads a ledger and never a driver; the executor updates it
+after every step (:func:`asab.ledger.apply.apply_step`); operators correct it
+(``asab bench refill/empty/set-line``). Persistence: :mod:`asab.ledger.store`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asab.config import BenchConfig
+from asab.ledger.liquid import GAS, SOLVENT, Parcel, volume_of
+
+LEDGER_VERSION = 1
+"""Format version of the ledger file."""
+
+MAX_LOG = 2000
+"""Ledger events kept (oldest dropped first); the job records keep the full history."""
+
+
+class VesselKind(StrEnum):
+    """What a vessel node is on the bench."""
+
+    STOCK = "stock"
+    SOLVENT = "solvent"
+    GAS = "gas"
+    WASTE = "waste"
+    VIAL = "vial"
+
+
+class LedgerChange(StrEnum):
+    """Why the ledger changed (see :class:`LedgerEvent`)."""
+
+    CREATED = "created"
+    STEP = "step"
+    REFILL = "refill"
+    EMPTY = "empty"
+    SET_LINE = "set-line"
+    LINES_UNKNOWN = "lines-unknown"
+    SERVICE = "service"
+    SYNC = "sync"
+
+
+def now_iso() -> str:
+    """Wall clock now, ISO 8601 UTC (milliseconds)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class ParcelState(BaseModel):
+    """A parcel of a tube in JSON form: ``volume`` mL, ``content`` origin → volume fraction."""
+
+    model_config = ConfigDict(extra="forbid")
+    volume: float = Field(gt=0, allow_inf_nan=False)
+    content: dict[str, float]
+
+    def to_parcel(self) -> Parcel:
+        return Parcel(self.volume, tuple(sorted(self.content.items())))
+
+    @classmethod
+    def of(cls, parcel: Parcel) -> "ParcelState":
+        return cls(volume=parcel.volume, content=dict(parcel.shares))
+
+
+class VesselState(BaseModel):
+    """One open vessel: its kind, capacity (mL; None = unlimited, e.g. a gas supply) and
+    content (origin → mL of liquid; gas vents)."""
+
+    model_config = ConfigDict(extra="forbid")
+    node: str
+    kind: VesselKind
+    capacity: float | None = Field(default=None, description="mL")
+    content: dict[str, float] = Field(default_factory=dict, description="origin → mL")
+
+    @property
+    def volume(self) -> float:
+        """mL of liquid in the vessel."""
+        return volume_of(self.content, gas=False)
+
+
+class SyringeState(BaseModel):
+    """One syringe: capacity (mL) and content (origin → mL, gas included)."""
+
+    model_config = ConfigDict(extra="forbid")
+    pump: str
+    capacity: float = Field(description="mL")
+    content: dict[str, float] = Field(default_factory=dict, description="origin → mL")
+
+    @property
+    def volume(self) -> float:
+        """mL in the syringe (liquid and gas): its fill level."""
+        return volume_of(self.content)
+
+
+class LedgerEvent(BaseModel):
+    """One change of the ledger: when, why, what, and the operator's note if any."""
+
+    model_config = ConfigDict(extra="forbid")
+    time: str
+    change: LedgerChange
+    subject: str = Field(default="", description="node, pump, segment or job concerned")
+    detail: str = ""
+    note: str = ""
+
+
+class BenchLedger(BaseModel):
+    """The consumable state of one bench (see the module docstring).
+
+    Attributes:
+        bench: the bench's name.
+        vessels: vessel node → state.
+        syringes: pump → state.
+        lines: tubing edge label → parcels from the edge's ``start`` to its ``end``.
+        out_of_service: why the bench refuses wet work (None when fine).
+        waiting: why no further job can be planned (a consumable is exhausted); set by the
+            job queue, cleared by an operator's refill/empty.
+        log: the latest changes, oldest first (at most :data:`MAX_LOG`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = LEDGER_VERSION
+    bench: str
+    updated: str = Field(default_factory=now_iso)
+    vessels: dict[str, VesselState] = Field(default_factory=dict)
+    syringes: dict[str, SyringeState] = Field(default_factory=dict)
+    lines: dict[str, list[ParcelState]] = Field(default_factory=dict)
+    out_of_service: str | None = None
+    waiting: str | None = None
+    log: list[LedgerEvent] = Field(default_factory=list)
+
+    def note(self, change: LedgerChange, subject: str = "", detail: str = "",
+             note: str = "") -> None:
+        """Append an event (and drop the oldest beyond :data:`MAX_LOG`)."""
+        self.updated = now_iso()
+        self.log.append(LedgerEvent(time=self.updated, change=change, subject=subject,
+                                    detail=detail, note=note))
+        del self.log[:-MAX_LOG]
+
+    def line(self, label: str) -> list[Parcel]:
+        """The parcels of segment ``label`` (start → end)."""
+        return [p.to_parcel() for p in self.lines.get(label, [])]
+
+    def set_line(self, label: str, parcels: list[Parcel]) -> None:
+        self.lines[label] = [ParcelState.of(p) for p in parcels]
+
+    def vessel(self, node: str) -> VesselState:
+        """Raises KeyError naming the node when it is not a vessel of this bench."""
+        try:
+            return self.vessels[node]
+        except KeyError:
+            raise KeyError(f"{node!r} is not a vessel of bench {self.bench} "
+                           f"(vessels: {', '.join(sorted(self.vessels))})") from None
+
+
+def waste_capacity(config: BenchConfig, node: str) -> float:
+    """mL waste container ``node`` takes: ``settings.waste_capacities[node]``, else
+    ``settings.waste_capacity``."""
+    s = config.settings
+    return float(s.waste_capacities.get(node, s.waste_capacity))
+
+
+def initial_ledger(config: BenchConfig) -> BenchLedger:
+    """The ledger of a freshly set-up bench: every stock reservoir full (its configured volume),
+    the solvent bottle full (``settings.solvent_volume``), wastes and vials empty, syringes
+    empty, every line holding gas (the bench starts dry; an operator who knows otherwise says
+    so with ``asab bench set-line``)."""
+    s = config.settings
+    vessels: dict[str, VesselState] = {}
+    for stock in config.stocks:
+        vessels.setdefault(stock.reservoir, VesselState(
+            node=stock.reservoir, kind=VesselKind.STOCK, capacity=stock.volume,
+            content={stock.name: stock.volume}))
+    vessels.setdefault(s.solvent_node, VesselState(
+        node=s.solvent_node, kind=VesselKind.SOLVENT, capacity=s.solvent_volume,
+        content={SOLVENT: s.solvent_volume}))
+    for node in s.gas_nodes:
+        vessels.setdefault(node, VesselState(node=node, kind=VesselKind.GAS))
+    for node in s.waste_nodes:
+        vessels.setdefault(node, VesselState(node=node, kind=VesselKind.WASTE,
+                                             capacity=waste_capacity(config, node)))
+    for node in s.vial_nodes:
+        vessels.setdefault(node, VesselState(node=node, kind=VesselKind.VIAL,
+                                             capacity=s.vial_capacity))
+    syringes = {p.name: SyringeState(pump=p.name, capacity=config.syringe_of(p.name).volume)
+                for p in config.pumps}
+    lines = {e.label: [ParcelState(volume=e.dead_volume, content={GAS: 1.0})]
+             for e in config.tubing.edges if e.dead_volume > 0}
+    ledger = BenchLedger(bench=config.name, vessels=vessels, syringes=syringes, lines=lines)
+    ledger.note(LedgerChange.CREATED, config.name, "fresh bench: reservoirs and solvent full, "
+                "wastes and vials empty, lines dry")
+    return ledger
+
+
+def mass_of(config: BenchConfig, content: dict[str, float]) -> float:
+    """g of the liquid in ``content`` (origin → mL): each stock at its configured density, the
+    solvent at its chemical's density; liquid of unknown origin at the densest stock's
+    density (an upper bound for a capacity check). Volumes add (ideal mixing)."""
+    density = {st.name: st.density for st in config.stocks}
+    solvent = config.chemical(config.settings.solvent_chemical).density
+    density[SOLVENT] = solvent if solvent is not None else max(density.values(), default=1.0)
+    top = max(density.values(), default=1.0)
+    return math.fsum(v * density.get(k, top) for k, v in content.items() if k != GAS)

@@ -1,0 +1,159 @@
+"""What a step does to the bench ledger: liquid moved along routes in plug flow
+(:mod:`asab.ledger.liquid`). The planner applies each step to a copy of the ledger as it
+plans (so it knows syringe levels and line contents at every step); the executor applies each
+step to the real ledger once the drivers have done it.
+
+Pure functions over a :class:`~asab.ledger.BenchLedger` (changed in place) and the bench
+configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asab.config import BenchConfig
+from asab.ledger.liquid import (
+    GAS,
+    UNKNOWN,
+    Parcel,
+    add,
+    draw_from_vessel,
+    liquid,
+    merge_streams,
+    take_from_syringe,
+    through,
+)
+from asab.ledger.model import BenchLedger, LedgerChange, VesselKind
+from asab.plan.steps import Dispense, Fill, ForgetLines, PlannedRoute, Step
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Edge label → (start node, end node, dead volume mL) of a bench's tubing."""
+
+    table: dict[str, tuple[str, str, float]]
+
+    @classmethod
+    def of(cls, config: BenchConfig) -> "Edges":
+        return cls({e.label: (e.start, e.end, e.dead_volume) for e in config.tubing.edges})
+
+
+def _flow_along(ledger: BenchLedger, edges: Edges, route: PlannedRoute,
+                incoming: Sequence[Parcel], first: int = 0, last: int | None = None
+                ) -> list[Parcel]:
+    """Push ``incoming`` through ``route.edges[first:last]`` in flow order; returns what
+    leaves the last of them."""
+    stream = list(incoming)
+    stop = len(route.edges) if last is None else last
+    for i in range(first, stop):
+        label = route.edges[i]
+        if label not in edges.table:  # a valve channel: no volume of its own
+            continue
+        start, _end, volume = edges.table[label]
+        forward = route.nodes[i] == start
+        held = ledger.line(label)
+        segment = held if forward else list(reversed(held))
+        kept, stream = through(segment, volume, stream)
+        ledger.set_line(label, kept if forward else list(reversed(kept)))
+    return stream
+
+
+def _receive(ledger: BenchLedger, node: str, parcels: Sequence[Parcel]) -> None:
+    """The liquid of ``parcels`` stays in vessel ``node`` (if it is one); gas vents."""
+    vessel = ledger.vessels.get(node)
+    if vessel is None or vessel.kind is VesselKind.GAS:
+        return
+    content = dict(vessel.content)
+    for p in parcels:
+        content = add(content, liquid(p.content()))
+    vessel.content = content
+
+
+def apply_fill(ledger: BenchLedger, edges: Edges, step: Fill, volume: float | None = None) -> None:
+    """Aspirate ``volume`` mL (default the step's) from the step's source into its syringe."""
+    volume = step.volume if volume is None else volume
+    if volume <= 0:
+        return
+    vessel = ledger.vessels.get(step.source)
+    gas_supply = vessel is None or vessel.kind is VesselKind.GAS
+    drawn, left = draw_from_vessel({} if vessel is None else vessel.content, volume,
+                                   gas_supply=gas_supply)
+    if vessel is not None and not gas_supply:
+        vessel.content = left
+    parcel = Parcel.of(drawn)
+    out = _flow_along(ledger, edges, step.route, [parcel] if parcel else [])
+    syringe = ledger.syringes[step.pump]
+    content = dict(syringe.content)
+    for p in out:
+        content = add(content, p.content())
+    syringe.content = content
+
+
+def apply_dispense(ledger: BenchLedger, edges: Edges, step: Dispense,
+                   moved: dict[str, float] | None = None) -> None:
+    """Dispense each move of the step (or only ``moved[pump]`` mL of it, after a failure):
+    each pump's stream runs along its own route up to where the routes join, the streams
+    merge, and the merged stream runs on to the sink, whose vessel keeps its liquid."""
+    routes = [m.route for m in step.moves]
+    join = _common_tail_start(routes)
+    streams = []
+    for move, route in zip(step.moves, routes):
+        syringe = ledger.syringes[move.pump]
+        volume = move.volume if moved is None else moved.get(move.pump, 0.0)
+        out, left = take_from_syringe(syringe.content, volume)
+        syringe.content = left
+        parcel = Parcel.of(out)
+        streams.append(_flow_along(ledger, edges, route, [parcel] if parcel else [],
+                                   last=len(route.edges) - join))
+    merged = merge_streams(streams)
+    tail = routes[0]
+    out = _flow_along(ledger, edges, tail, merged, first=len(tail.edges) - join)
+    _receive(ledger, tail.nodes[-1], out)
+
+
+def _common_tail_start(routes: Sequence[PlannedRoute]) -> int:
+    """Number of trailing edges every route shares (where the streams have merged)."""
+    n = 0
+    shortest = min(len(r.edges) for r in routes)
+    while n < shortest and len({r.edges[len(r.edges) - 1 - n] for r in routes}) == 1:
+        n += 1
+    return n
+
+
+def forget_lines(ledger: BenchLedger, edges: Edges) -> None:
+    """Every line and syringe holds liquid of unknown origin from now on (volumes kept)."""
+    for label, (_s, _e, volume) in edges.table.items():
+        if volume > 0:
+            ledger.set_line(label, [Parcel(volume, ((UNKNOWN, 1.0),))])
+    for syringe in ledger.syringes.values():
+        v = sum(syringe.content.values())
+        gas = syringe.content.get(GAS, 0.0)
+        syringe.content = {k: x for k, x in {GAS: gas, UNKNOWN: v - gas}.items() if x > 1e-12}
+    ledger.note(LedgerChange.LINES_UNKNOWN, "lines", "what the lines hold is unknown now")
+
+
+def apply_step(ledger: BenchLedger, edges: Edges, step: Step) -> None:
+    """Apply the whole of ``step`` to ``ledger`` (steps that move no liquid change nothing)."""
+    if isinstance(step, Fill):
+        apply_fill(ledger, edges, step)
+    elif isinstance(step, Dispense):
+        apply_dispense(ledger, edges, step)
+    elif isinstance(step, ForgetLines):
+        forget_lines(ledger, edges)
+
+
+def holds_only(ledger: BenchLedger, edges: Edges, route: PlannedRoute, origin: str,
+               skip_first: int = 0, skip_last: int = 0, purity: float = 0.99) -> bool:
+    """Whether every segment of ``route.edges[skip_first:len−skip_last]`` (with a volume) holds
+    at least ``purity`` of ``origin`` by volume."""
+    labels = route.edges[skip_first:len(route.edges) - skip_last]
+    for label in labels:
+        if label not in edges.table or edges.table[label][2] <= 0:
+            continue
+        parcels = ledger.line(label)
+        volume = sum(p.volume for p in parcels)
+        share = sum(p.volume * dict(p.shares).get(origin, 0.0) for p in parcels)
+        if volume <= 0 or share < purity * volume:
+            return False
+    return True
