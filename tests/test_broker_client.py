@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from asab.broker import BrokerSettings, FinalesClient, LocalValidationError, PostOutcomeUnknown
 from asab.broker.client import token_expiry
 from asab.errors import BrokerError, ConfigError, RequestError
+from simulators.clock import VirtualClock
 from tests.fake_finales import TENANT_UUID, make_fake_finales, serve_fake
 
 DENSITY = "vibrating_tube_densimetry"
@@ -324,6 +326,22 @@ def test_transient_gives_up_after_max_attempts(fake, sleeps):
     assert err.value.status == 502 and not err.value.permanent
     assert len(fake.calls) == 5 and len(sleeps) == 4
     assert all(d <= 3.0 for d in sleeps) and sleeps[-1] == pytest.approx(3.0, abs=0.01)
+
+
+def test_backoff_waits_on_the_injected_clock_never_in_real_time(fake, monkeypatch):
+    """Minutes of backoff pass on a virtual clock in no wall time; a real sleep would fail."""
+    def no_real_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s of real time")
+
+    monkeypatch.setattr(time, "sleep", no_real_sleep)
+    clock = VirtualClock(max_step=10.0)
+    s = settings(max_attempts=4, backoff_base=30.0, backoff_max=60.0)
+    wall = time.monotonic()
+    with FinalesClient(s, transport=fake.transport(), sleep=clock.sleep, rng=lambda: 0.5) as c:
+        fake.fail_next(3, 503)
+        assert c.hello().startswith("Hello")
+    assert clock.now() == pytest.approx(0.75 * (30.0 + 60.0 + 60.0))  # cap·(1/2 + 0.5/2)
+    assert time.monotonic() - wall < 5.0
 
 
 def test_connection_refused_retried_even_for_post(client, fake, sleeps):

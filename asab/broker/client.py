@@ -9,7 +9,8 @@ quirks:
   (payload decoded without checking the signature); on a 401 it logs in once more and
   retries the call once (quirk: an expired token gives the same 401 as a bad password);
 - a timeout on every call; bounded exponential backoff with jitter on transient failures
-  (connection errors, timeouts, 5xx other than the schema 500, 408/429);
+  (connection errors, timeouts, 5xx other than the schema 500, 408/429), through
+  :func:`asab.retry.retrying` (tenacity) with the injected ``sleep``;
 - local validation before sending (jsonschema against the vendored capability schemas,
   NaN/Infinity refused: quirks 1, 2, 8), see :mod:`asab.broker.validation`.
 
@@ -65,6 +66,7 @@ from asab.broker.validation import (
 )
 from asab.errors import BrokerError
 from asab.requests import capability_schema
+from asab.retry import retrying
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +112,8 @@ class FinalesClient:
         settings: URL, credentials, timeouts and retry bounds.
         transport: an httpx transport (tests pass the fake broker's); default: network.
         clock: epoch seconds, for token expiry (injectable for tests).
-        sleep: how to wait between retries (injectable for tests).
+        sleep: how to wait between retries, in s: pass the bench clock's ``sleep`` to retry
+            on its time (tests pass a recorder or a virtual clock's). Default: real time.
         rng: uniform [0, 1) source for the backoff jitter.
         schemas: capability documents for local validation (default: the vendored ones).
     """
@@ -234,23 +237,27 @@ class FinalesClient:
                 raise LocalValidationError(f"{method} {path}: {exc}") from None
             kwargs["headers"] = {"Content-Type": "application/json"}
         attempts = self.settings.max_attempts
-        for attempt in range(attempts):
-            try:
-                return self._authorized(method, path, schema_500, **kwargs)
-            except _Transient as exc:
-                if not idempotent and exc.sent:
-                    raise PostOutcomeUnknown(f"{exc} (may have been stored: look it up before "
-                                             "posting again)", status=exc.status) from exc
-                if attempt == attempts - 1:
-                    raise BrokerError(f"{exc} (gave up after {attempts} attempts)",
-                                      status=exc.status, permanent=False) from exc
-                delay = self._backoff(attempt)
-                logger.warning("%s; retry %d/%d in %.2f s", exc, attempt + 1, attempts - 1, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+
+        def retriable(exc: BaseException) -> bool:
+            return isinstance(exc, _Transient) and (idempotent or not exc.sent)
+
+        def log_retry(attempt: int, exc: BaseException, delay: float) -> None:
+            logger.warning("%s; retry %d/%d in %.2f s", exc, attempt, attempts - 1, delay)
+
+        policy = retrying(attempts, retriable, sleep=lambda s: self._sleep(s),
+                          backoff=lambda failed: self._backoff(failed - 1), on_retry=log_retry)
+        try:
+            return policy(self._authorized, method, path, schema_500, **kwargs)
+        except _Transient as exc:
+            if not idempotent and exc.sent:
+                raise PostOutcomeUnknown(f"{exc} (may have been stored: look it up before "
+                                         "posting again)", status=exc.status) from exc
+            raise BrokerError(f"{exc} (gave up after {attempts} attempts)",
+                              status=exc.status, permanent=False) from exc
 
     def _backoff(self, attempt: int) -> float:
-        """``min(backoff_max, backoff_base·2^attempt)``, half of it jittered (equal jitter)."""
+        """s to wait after try ``attempt`` (0-based) failed: ``min(backoff_max,
+        backoff_base·2^attempt)``, half of it jittered (equal jitter)."""
         cap = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** attempt)
         return cap / 2 + self._rng() * cap / 2
 

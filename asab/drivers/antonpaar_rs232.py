@@ -62,6 +62,7 @@ from asab.errors import (
     TransportTimeout,
     WaitTimeout,
 )
+from asab.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -309,23 +310,22 @@ class DMA4100Rs232Driver:
     def _query(self, command: str, ok: Callable[[str], bool]) -> str:
         """An idempotent command, up to :data:`SAFE_TRIES` times until ``ok(reply)``.
 
-        Refusals (``heating``, ``invalid method``...) raise at once (:func:`codec.raise_for_reply`).
+        No reply, a truncated or an unexpected reply is tried again at once; refusals
+        (``heating``, ``invalid method``...) raise at once (:func:`codec.raise_for_reply`).
         """
         frame = codec.encode_command(command)
-        error: TransportError | None = None
-        with self._io.lock:
-            for _ in range(SAFE_TRIES):
-                try:
-                    reply = self._ask(frame)
-                except TransportError as exc:
-                    error = exc
-                    continue
-                if ok(reply):
-                    return reply
-                codec.raise_for_reply(self.name, command, reply)
-                error = ReplyError(self.name, "garbled reply", f"unexpected reply {reply!r} to {command!r}")
-        assert error is not None
-        if isinstance(error, TransportTimeout):
-            raise TransportTimeout(self.name, f"{error} ({SAFE_TRIES} tries)")
-        raise error
 
+        def once() -> str:
+            reply = self._ask(frame)
+            if ok(reply):
+                return reply
+            codec.raise_for_reply(self.name, command, reply)
+            raise ReplyError(self.name, Cause.GARBLED_REPLY, f"unexpected reply {reply!r} to {command!r}")
+
+        policy = retrying(SAFE_TRIES, lambda exc: isinstance(exc, TransportError), sleep=self.clock.sleep)
+        with self._io.lock:
+            try:
+                return policy(once)
+            except TransportTimeout as exc:
+                raise TransportTimeout(self.name, f"{exc} ({SAFE_TRIES} tries)", port=exc.port,
+                                       command=exc.command) from exc

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from asab.clock import Clock, poll_until
 from asab.config.models import Syringe
 from asab.drivers.interlock import Interlock
+from asab.retry import retrying
 from asab.errors import (
     Cause,
     DeviceBusy,
@@ -144,14 +145,14 @@ class SdkGuard:
         Raises:
             DeviceError: cause "sdk error" when every attempt failed.
         """
-        for attempt in range(1, QUERY_ATTEMPTS + 1):
-            try:
-                return fn(*args)
-            except self._error as exc:
-                if attempt == QUERY_ATTEMPTS:
-                    raise DeviceError(device, Cause.SDK_ERROR, self.describe(exc)) from exc
-                logger.warning("%s: status query failed (attempt %d): %s", device, attempt, exc)
-        raise AssertionError("unreachable")  # pragma: no cover
+        def log_retry(attempt: int, exc: BaseException, _: float) -> None:
+            logger.warning("%s: status query failed (attempt %d): %s", device, attempt, exc)
+
+        policy = retrying(QUERY_ATTEMPTS, lambda exc: isinstance(exc, self._error), on_retry=log_retry)
+        try:
+            return policy(fn, *args)
+        except self._error as exc:
+            raise DeviceError(device, Cause.SDK_ERROR, self.describe(exc)) from exc
 
     def transport(self, fn: Callable[..., T], *args: Any) -> T:
         """Call a bus-level ``fn(*args)``; an SDK failure becomes :class:`TransportError`."""
