@@ -146,6 +146,17 @@ class BenchLedger(BaseModel):
                                     detail=detail, note=note))
         del self.log[:-MAX_LOG]
 
+    def clone(self) -> "BenchLedger":
+        """A copy that can be changed without touching this ledger. Cheap: contents, parcel
+        lists and events are treated as immutable values (every change assigns a new dict
+        or list, never mutates one), so only the containers are copied."""
+        out = self.model_copy()
+        out.vessels = {k: v.model_copy() for k, v in self.vessels.items()}
+        out.syringes = {k: v.model_copy() for k, v in self.syringes.items()}
+        out.lines = dict(self.lines)
+        out.log = list(self.log)
+        return out
+
     def line(self, label: str) -> list[Parcel]:
         """The parcels of segment ``label`` (start → end)."""
         return [p.to_parcel() for p in self.lines.get(label, [])]

@@ -100,14 +100,14 @@ class LedgerStore:
             return self._ledger
 
     def snapshot(self) -> BenchLedger:
-        """A deep copy of :meth:`current`."""
-        return self.current().model_copy(deep=True)
+        """A copy of :meth:`current` that may be changed (:meth:`BenchLedger.clone`)."""
+        return self.current().clone()
 
     def update(self, change: Callable[[BenchLedger], T]) -> T:
         """Apply ``change`` to the ledger and write it to disk before returning its result.
         If ``change`` raises, nothing is written and the ledger is as before."""
         with self._lock:
-            working = self.current().model_copy(deep=True)
+            working = self.current().clone()
             result = change(working)
             self._write(working)
             self._ledger = working

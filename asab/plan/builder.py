@@ -55,7 +55,7 @@ class PlanBuilder:
     def __init__(self, config: BenchConfig, graph: TubingGraph, ledger: BenchLedger,
                  factors: Mapping[str, float] | None = None) -> None:
         self.cfg, self.graph = config, graph
-        self.ledger = ledger.model_copy(deep=True)
+        self.ledger = ledger.clone()
         self.edges = Edges.of(config)
         self.factors = dict(factors or {})
         self.steps: list[Step] = []
