@@ -34,25 +34,41 @@ class RunSummary(BaseModel):
     succeeded: int
     rejected: int
     failed: int
+    waiting: str | None = Field(default=None, description=(
+        "why the bench waits for the operator: the consumables some jobs were refused for "
+        "(those jobs run when the same command is given again after the fix)"))
     bench_minutes_per_sample: float | None = Field(description="mean over succeeded jobs")
     stock_per_sample: float | None = Field(description="mL of stock drawn per succeeded job")
     rows: list[dict[str, Any]]
 
 
 def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
-             progress: Progress | None = None) -> RunSummary:
+             progress: Progress | None = None, *, resume: bool = False) -> RunSummary:
     """Run ``requests`` (FINALES2 RequestInfo objects) in order on ``bench``.
 
-    Malformed or unmakeable requests leave a record with the reason; the run continues.
-    The instrument's sample name is ``<run folder name>_<job id>``, unique across runs.
+    Malformed or unmakeable requests leave a record with the reason; the run continues. A job
+    the ledger cannot supply (stock, solvent, waste or balance capacity) is refused before any
+    liquid moves, with the consumable named (``JobRecord.consumables``); the later jobs are
+    still planned, each run or refused on its own, and the summary's ``waiting`` says what
+    the operator must do. The instrument's sample name is ``<run folder name>_<job id>``,
+    unique across runs.
+
+    Args:
+        resume: ``run_dir`` holds an earlier run of the same requests: keep its final records
+            and run only the jobs refused for a consumable (after the operator's fix).
     """
     records_dir, raw_dir = run_dir / "records", run_dir / "raw"
     records_dir.mkdir(parents=True, exist_ok=True)
     raw_dir.mkdir(exist_ok=True)
+    earlier = _earlier_records(records_dir) if resume else {}
     records: list[JobRecord] = []
     run_id = re.sub(r"[^A-Za-z0-9_-]", "-", run_dir.resolve().name) or "run"
     for i, info in enumerate(requests, start=1):
         job_id = f"job{i:03d}"
+        done = earlier.get(i)
+        if done is not None and done.consumables is None:  # final: not run again
+            records.append(done)
+            continue
         t0 = bench.clock.now()
 
         def step(name: str, _i=i, _id=job_id, _t0=t0) -> None:
@@ -69,8 +85,49 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
         records.append(rec)
         step(rec.status)
     summary = summarize_run(records, run_dir)
+    _say_waiting(bench, summary.waiting)
     (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     return summary
+
+
+def _earlier_records(records_dir: Path) -> dict[int, JobRecord]:
+    """Index → record of an earlier run in ``records_dir`` (files ``NNN_jobNNN.json``).
+
+    Raises:
+        RequestError: a record is unreadable (never run a job twice by mistake).
+    """
+    out: dict[int, JobRecord] = {}
+    for path in sorted(records_dir.glob("[0-9][0-9][0-9]_*.json")):
+        try:
+            out[int(path.name[:3])] = JobRecord.model_validate_json(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise RequestError(f"earlier record {path} is unreadable: {exc}") from exc
+    return out
+
+
+def waiting_reason(records: Sequence[JobRecord]) -> str | None:
+    """What the operator must do for the jobs refused for a consumable, or None: each
+    consumable short once (node, what is left, the fix), with the number of jobs waiting."""
+    short: dict[tuple[str, str], dict] = {}
+    waiting = [r for r in records if r.consumables]
+    for rec in waiting:
+        for item in rec.consumables:
+            short.setdefault((item["consumable"], item["node"]), item)
+    if not short:
+        return None
+    parts = [f"{c} {item.get('stock') or node} ({node}): {item['left']:.2f} {item['unit']} left; "
+             f"{item['fix']}" for (c, node), item in sorted(short.items())]
+    return f"{len(waiting)} job(s) wait for the operator: " + "; ".join(parts)
+
+
+def _say_waiting(bench: Bench, reason: str | None) -> None:
+    """Keep the waiting reason in the ledger (``asab bench status`` shows it)."""
+    def change(ledger) -> None:
+        ledger.waiting = reason
+    if bench.ledger.current().waiting != reason:
+        bench.ledger.update(change)
+    if reason:
+        log.warning("bench waits for the operator: %s", reason)
 
 
 def _not_run(bench: Bench, item: Any, job_id: str, reason: str) -> JobRecord:
@@ -115,6 +172,7 @@ def summarize_run(records: Sequence[JobRecord], run_dir: Path) -> RunSummary:
         run_dir=str(run_dir), jobs=len(records), succeeded=len(ok),
         rejected=sum(r.status == "rejected" for r in records),
         failed=sum(r.status == "failed" for r in records),
+        waiting=waiting_reason(records),
         bench_minutes_per_sample=statistics.fmean(r.bench_seconds / 60 for r in ok) if ok else None,
         stock_per_sample=statistics.fmean(sum(r.stock_drawn.values()) for r in ok) if ok else None,
         rows=rows,

@@ -126,6 +126,9 @@ class CycleReport:
     skipped: list[str] = field(default_factory=list)
     broker_errors: list[str] = field(default_factory=list)
     out_of_service: str | None = None
+    waiting: list[str] = field(default_factory=list)
+    """Reasons of requests refused because a consumable ran short (the bench waits for the
+    operator; they are taken once the ledger says the consumable is back)."""
 
     @property
     def idle(self) -> bool:
@@ -243,6 +246,20 @@ class Tenant:
             log.error("emergency stop latched (%s): not taking requests", self.bench.estop)
             report.out_of_service = f"emergency stop latched: {self.bench.estop}"
             return report
+        self._cycle_requests(report, stop)
+        self._say_waiting(report)
+        return report
+
+    def _say_waiting(self, report: CycleReport) -> None:
+        """Keep in the ledger why the bench waits for the operator (or that it does not)."""
+        reason = (f"{len(report.waiting)} request(s) wait for consumables: {report.waiting[0]}"
+                  if report.waiting else None)
+        if self.bench.ledger.current().waiting != reason:
+            def change(ledger) -> None:
+                ledger.waiting = reason
+            self.bench.ledger.update(change)
+
+    def _cycle_requests(self, report: CycleReport, stop: threading.Event | None) -> None:
         for quantity, method in CAPABILITIES:
             try:
                 pending = self.client.pending_requests(quantity, method)
@@ -252,7 +269,7 @@ class Tenant:
                 continue
             for info in sorted(pending, key=lambda r: (str(r.ctime), r.uuid)):
                 if stop is not None and stop.is_set():
-                    return report
+                    return
                 report.seen += 1
                 try:
                     self.consider(info.model_dump(mode="json"), report)
@@ -261,7 +278,6 @@ class Tenant:
                     log.warning("broker error on %s: %s", info.uuid, exc)
                 except Exception as exc:  # noqa: BLE001 - one request must not stop the tenant
                     self._unexpected(info.uuid, exc, report)
-        return report
 
     def _unexpected(self, uid: str, exc: Exception, report: CycleReport) -> None:
         """A bug or an unforeseen input while handling ``uid``: journal it, make the bench safe
@@ -289,6 +305,8 @@ class Tenant:
         acc = check_request(self.bench, info, vials=self.vials)
         if not acc.accepted:
             self._reject(uid, "; ".join(acc.reasons), report)
+            if acc.consumables:
+                report.waiting.append("; ".join(acc.reasons))
             return
         self._say(uid, "reserve")
         # journalled first: a stop between the two leaves a hold that a restart gives back
