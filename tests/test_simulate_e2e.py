@@ -93,7 +93,8 @@ def test_loopback_bench_matches_the_in_process_bench(bench_config, tmp_path) -> 
             run = subprocess.run(
                 _asab("run", "--hardware", "--config", ready["config_dir"], "--jobs", str(jobs),
                       "--out", str(tmp_path / "net"), "--json"),
-                capture_output=True, text=True, timeout=RUN_TIMEOUT)
+                capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                cwd=tmp_path)  # a fresh bench ledger (runs/state/<bench> under the cwd)
         finally:
             code = _stop(proc)
     wall = time.monotonic() - t0

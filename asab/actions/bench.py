@@ -13,7 +13,7 @@ from asab.drivers.base import Balance, DensityViscosityMeter, PumpBus, SelectorV
 from asab.drivers.interlock import EmergencyStopped, Interlock
 
 __all__ = ["Bench", "EmergencyStopped", "OperationCancelled", "open_bench"]
-from asab.errors import AsabError, DeviceError
+from asab.errors import AsabError, Cause, DeviceError
 from asab.ledger.model import LedgerChange
 from asab.ledger.store import LedgerStore
 from asab.tubing import TubingGraph
@@ -192,7 +192,7 @@ class Bench:
         for name, position in sorted(settings.items()):
             valve = self.valves.get(name)
             if valve is None:
-                raise DeviceError(name, "no driver", f"valve {name} has no driver; cannot set it")
+                raise DeviceError(name, Cause.NO_DRIVER, f"valve {name} has no driver; cannot set it")
             if valve.position() != position:
                 valve.switch(position)
 

@@ -31,7 +31,7 @@ from asab.actions.gravimetric import (
     wet_balance_route,
 )
 from asab.config import BenchConfig
-from asab.errors import ConfigError, DeviceError
+from asab.errors import Cause, ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def check_factor(cal: PumpCalibration, limits: tuple[float, float] = FACTOR_LIMI
     """Raise DeviceError (cause ``"calibration out of range"``) unless low ≤ factor ≤ high."""
     low, high = limits
     if not low <= cal.factor <= high:
-        raise DeviceError(cal.pump, "calibration out of range",
+        raise DeviceError(cal.pump, Cause.CALIBRATION_OUT_OF_RANGE,
                           f"calibration out of range: pump {cal.pump} delivered "
                           f"{cal.factor:.3f} × the commanded volume "
                           f"(accepted {low}–{high}): check the syringe size, leaks and gas in "
@@ -163,7 +163,7 @@ def _liquid_of(config: BenchConfig, pump: str) -> tuple[str, str, float, float]:
         chem = config.chemical(s.solvent_chemical)
         if chem.density is not None:
             return chem.name, s.solvent_node, chem.density, DEFAULT_DENSITY_UNCERTAINTY
-    raise DeviceError(pump, "no liquid", f"pump {pump} draws no stock and is not the solvent "
+    raise DeviceError(pump, Cause.NO_LIQUID, f"pump {pump} draws no stock and is not the solvent "
                       "pump with a known density: nothing to weigh")
 
 

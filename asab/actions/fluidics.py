@@ -12,8 +12,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from asab.actions.bench import Bench
+from asab.clock import poll_until
 from asab.drivers.base import SyringePump
-from asab.errors import Cause, DeviceError
+from asab.errors import Cause, DeviceError, WaitTimeout
 from asab.tubing import Route
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,15 @@ def wait_done(bench: Bench, pump: SyringePump, timeout: float) -> None:
         TransportTimeout, DeviceFault: as ``wait_until_done``.
     """
     deadline = bench.clock.now() + timeout
-    while pump.is_pumping() and bench.clock.now() < deadline:
+
+    def stopped() -> bool:
         bench.checkpoint()
-        bench.clock.sleep(min(bench.config.settings.poll_interval, deadline - bench.clock.now()))
+        return not pump.is_pumping()
+    try:
+        poll_until(bench.clock, stopped, timeout, "the end of the move",
+                   bench.config.settings.poll_interval, device=pump.name)
+    except WaitTimeout:
+        pass  # wait_until_done below raises the pump's own timeout
     pump.wait_until_done(max(deadline - bench.clock.now(), 0.0))
 
 

@@ -40,7 +40,7 @@ from asab.actions.bench import Bench
 from asab.actions.fluidics import MoveLog, builder, empty, motion, push, run_steps
 from asab.plan.planner import shared_line_volume
 from asab.plan.steps import Purpose
-from asab.errors import DeviceError
+from asab.errors import Cause, DeviceError
 from asab.formulation import FormulationPlan, achieved_from_masses, composition_distance
 from asab.tubing import Route
 
@@ -117,7 +117,7 @@ def balance_routes(bench: Bench, pump: str) -> tuple[Route, Route, float]:
     """
     cfg = bench.config
     if cfg.balance is None or bench.balance is None:
-        raise DeviceError("balance", "not configured", "this bench has no balance")
+        raise DeviceError("balance", Cause.NOT_CONFIGURED, "this bench has no balance")
     s, node = cfg.settings, cfg.pump(pump).node
     avoid = [i.inlet for i in cfg.instruments]
     waste = _waste(bench)
@@ -284,6 +284,6 @@ def _waste(bench: Bench) -> str:
     for waste in bench.config.settings.waste_nodes:
         if waste != vessel:
             return waste
-    raise DeviceError("balance", "no waste", f"every waste is {vessel}, the balance vessel; "
+    raise DeviceError("balance", Cause.NO_WASTE, f"every waste is {vessel}, the balance vessel; "
                       "gravimetric verification needs a waste off the balance to flush into")
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 
 from asab.actions.bench import Bench, EmergencyStopped
-from asab.errors import AsabError, DeviceBusy, DeviceError
+from asab.errors import AsabError, Cause, DeviceBusy, DeviceError
 from asab.tubing import joins, parking_positions
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class SafetyError(DeviceError):
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
-        super().__init__("bench", "unsafe", "; ".join(self.problems))
+        super().__init__("bench", Cause.UNSAFE, "; ".join(self.problems))
 
 
 def sources(bench: Bench) -> list[str]:
@@ -119,7 +119,7 @@ def park_valves(bench: Bench) -> dict[str, int]:
         valve = bench.valves.get(name)
         try:
             if valve is None:
-                raise DeviceError(name, "no driver", f"valve {name} has no driver")
+                raise DeviceError(name, Cause.NO_DRIVER, f"valve {name} has no driver")
             valve.switch(position)
         except AsabError as exc:
             problems.append(f"valve {name}: cannot park at position {position} ({exc})")
@@ -184,7 +184,7 @@ def reset_faults(bench: Bench) -> str:
     if bench.estop is not None:
         raise EmergencyStopped(bench.estop)
     if not bench.lock.acquire(timeout=RESET_LOCK_TIMEOUT):
-        raise DeviceBusy("bench", "busy", "an action holds the bench; reset refused")
+        raise DeviceBusy("bench", Cause.BUSY, "an action holds the bench; reset refused")
     try:
         return _reset_locked(bench)
     finally:
