@@ -8,7 +8,7 @@ fills, empties, pushes and partial (failed) dispenses on the 2023 bench conserve
 origin over vessels + syringes + lines; changing a clone never changes the original; the store
 round-trips a ledger and refuses a damaged one.
 
-Tests marked ``xfail(strict=True)`` show bugs found in the review.
+The bugs the review found are fixed; each has its test here.
 """
 
 from __future__ import annotations
@@ -305,19 +305,8 @@ def test_a_syringe_s_gas_leaves_before_its_liquid_on_the_lines_too(bench):
     assert b.ledger.vessels["waste_1"].volume == pytest.approx(1.0 - route.dead_volume)
 
 
-xfail_gas_first = pytest.mark.xfail(strict=True, reason=(
-    "bug: apply_dispense/apply_fill turn the syringe's (or vessel's) output into ONE mixed "
-    "parcel (Parcel.of(out)), so gas that leaves a syringe first is smeared over the lines "
-    "(e.g. 18 % gas in the prime-to-waste lines after a density job, world: pure liquid)"))
-test_a_syringe_s_gas_leaves_before_its_liquid_on_the_lines_too = xfail_gas_first(
-    test_a_syringe_s_gas_leaves_before_its_liquid_on_the_lines_too)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: PlanBuilder._refill_low skips a refill when usable + MARGIN >= need, but push() "
-    "then limits the stroke by usable alone; a syringe short of its need by < 1e-6 mL "
-    "leaves a remainder > MARGIN, the next stroke is 0 and the plan fails with 'cannot be "
-    "refilled' (asab/plan/builder.py:190-192 and :213)"))
 def test_a_push_never_refuses_a_refillable_syringe(bench):
     config, graph, start = bench
     b = PlanBuilder(config, graph, start)
@@ -414,10 +403,6 @@ def test_store_sees_a_change_written_by_another_process(bench_config, tmp_path):
     assert other.current().vessels["waste_2"].volume == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: LedgerStore.current() reloads only when a stamp exists; a store opened on a fresh "
-    "state folder (no ledger.json yet) never sees the file another process creates and "
-    "overwrites it on its next update (asab/ledger/store.py:98)"))
 def test_a_store_opened_before_the_file_exists_sees_it_later(bench_config, tmp_path):
     tenant = LedgerStore(tmp_path, bench_config)  # fresh folder
     operator_store = LedgerStore(tmp_path, bench_config)
@@ -471,11 +456,6 @@ def test_store_refuses_an_oversized_ledger(bench_config, tmp_path, monkeypatch):
         LedgerStore(tmp_path, bench_config)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a ledger is never reconciled with bench.toml: a configured vessel missing from "
-    "ledger.json (added to the bench after the ledger was written) is accepted, and "
-    "apply_fill then treats it as a gas supply (asab/plan/effects.py:79): the stock is "
-    "never drawn down nor checked, the syringe is believed to hold gas"))
 def test_a_ledger_missing_a_configured_vessel_is_completed_or_refused(bench_config, tmp_path):
     data = json.loads(_ledger_text(bench_config, tmp_path))
     del data["vessels"]["Reservoir6"]
@@ -501,10 +481,6 @@ def _poisoned(config, tmp_path, where: str, value: str) -> None:
     (tmp_path / "ledger.json").write_text(json.dumps(data).replace('"@@"', value))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the ledger model accepts NaN, Infinity and negative volumes/capacities/shares "
-    "(VesselState/SyringeState.content, capacity, ParcelState.content have no bounds); a "
-    "NaN waste or balance vessel then disables every capacity check (x > nan is False)"))
 @pytest.mark.parametrize("where", ["vessel", "capacity", "syringe", "share"])
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-5.0"])
 def test_store_refuses_non_finite_or_negative_numbers(bench_config, tmp_path, where, value):
@@ -513,10 +489,6 @@ def test_store_refuses_non_finite_or_negative_numbers(bench_config, tmp_path, wh
         LedgerStore(tmp_path, bench_config)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a NaN level on the balance vessel (waste_2) or the solvent bottle passes "
-    "check_consumables (asab/plan/consumables.py: `volume > left + SLACK`, "
-    "`after.volume > after.capacity + SLACK` are False for NaN)"))
 @pytest.mark.parametrize("node", ["waste_2", "Solvent"])
 def test_a_nan_level_never_passes_the_consumable_check(bench_config, node):
     from asab.plan.consumables import ConsumableError

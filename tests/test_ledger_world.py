@@ -5,7 +5,7 @@ vessel of the ledger within 1 % of the world (of max(world volume, 1 mL): a near
 is judged against 10 µL) and every syringe within 1e-6 mL of its pump's fill level; a bench
 restarted on its state folder starts its world from the ledger.
 
-Tests marked ``xfail(strict=True)`` show bugs found in the review.
+The bugs the review found are fixed; each has its test here.
 """
 
 from __future__ import annotations
@@ -164,12 +164,6 @@ def test_random_actions_keep_the_ledger_in_step_with_the_world(bench_config, seq
                 assert in_step(bench) == [], f"after action {i}: {act}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the dispensed gas is smeared over the stream (one mixed parcel, "
-    "asab/plan/effects.py:106 and :84), so the liquid the ledger puts in a waste is "
-    "off by up to the route's dead volume × the syringe's gas share: 0.5 mL drawn into A0.0 "
-    "and emptied to waste_1 gives ledger 0.3555 mL, world 0.3363 mL; prime + empty: "
-    "1.5087 vs 1.4013 mL"))
 @RUNS
 @example([("fill", "A0.0", 0, 0.05), ("empty", "A0.0", "waste_1")])
 @example([("plan", "prime", MIXES[0])])
@@ -239,11 +233,6 @@ def _density_requests(config, n: int):
     return requests(config, n, seed=5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: ForgetLines (asab/plan/effects.py:124, run by every recovery and by "
-    "reset_faults) replaces the content of EVERY line, gas included, by liquid of unknown "
-    "origin; the next job pushes that phantom liquid into the wastes/balance vessel "
-    "(waste_2: ledger 23.6 mL, world 9.9 mL after one job)"))
 def test_the_ledger_keeps_with_the_world_after_an_operator_reset(bench_config, tmp_path):
     from asab.runner import run_jobs
 
@@ -255,11 +244,6 @@ def test_the_ledger_keeps_with_the_world_after_an_operator_reset(bench_config, t
         assert disagreements(bench) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: sync_syringes (asab/actions/executor.py:250) reads fill levels and rewrites the "
-    "ledger without the bench lock; called by every POST of the actions server (_planned) "
-    "and by fluidics.builder while another job's pump moves, it discards the liquid in "
-    "flight (here 4.8 mL into waste_1 never reach the ledger)"))
 def test_a_concurrent_sync_does_not_lose_liquid(bench_config, tmp_path, monkeypatch):
     with simulated_bench(bench_config, tmp_path / "i") as bench:
         log = fluidics.MoveLog()
@@ -279,10 +263,6 @@ def test_a_concurrent_sync_does_not_lose_liquid(bench_config, tmp_path, monkeypa
         assert disagreements(bench) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: run_flow_job plans only for the first free vial of the registry "
-    "(asab/actions/vial.py:126); when the ledger says that vial still holds liquid the "
-    "request is refused for 'vial' capacity although 7 empty vials are free"))
 def test_a_vial_job_uses_a_free_vial_the_ledger_can_take(bench_config, tmp_path):
     from asab.actions.vial import run_flow_job
     from asab.actions.vial_state import VialRegistry

@@ -19,7 +19,7 @@ from asab.actions.bench import Bench
 from asab.actions.fluidics import motion, move_timeout, wait_done
 from asab.drivers.base import DensityViscosityResult
 from asab.errors import Cause, DeviceError
-from asab.ledger.liquid import GAS, UNKNOWN, add
+from asab.ledger.liquid import UNKNOWN, add, take_from_syringe
 from asab.ledger.model import BenchLedger, LedgerChange
 from asab.plan.effects import Edges, apply_dispense, apply_fill, apply_step
 from asab.plan.steps import (
@@ -107,42 +107,45 @@ def _record(bench: Bench, change: Callable[[BenchLedger, Edges], None]) -> None:
 
 def run_fill(bench: Bench, step: Fill) -> float:
     """Aspirate as ``step`` says; returns the mL drawn. The ledger is charged what the syringe
-    really took, also when the move fails part-way."""
+    really took, also when the move fails part-way, while the bench lock is still held."""
     drv = bench.pumps[step.pump]
-    before = drv.fill_level()
-    try:
-        with motion(bench):
-            bench.set_valves(step.route.valve_settings)
-            drv.aspirate(step.volume, step.flow)
-            wait_done(bench, drv, move_timeout(step.volume, step.flow, bench))
-    except BaseException:
-        moved = _moved(drv, before, sign=1.0)
-        if moved > 0:
-            _record(bench, lambda L, e: apply_fill(L, e, step, moved))
-        raise
-    _record(bench, lambda L, e: apply_fill(L, e, step))
+    with bench.lock:
+        before = drv.fill_level()
+        try:
+            with motion(bench):
+                bench.set_valves(step.route.valve_settings)
+                drv.aspirate(step.volume, step.flow)
+                wait_done(bench, drv, move_timeout(step.volume, step.flow, bench))
+        except BaseException:
+            moved = min(step.volume, _moved(drv, before, sign=1.0))
+            if moved > 0:
+                _record(bench, lambda L, e: apply_fill(L, e, step, moved))
+            raise
+        _record(bench, lambda L, e: apply_fill(L, e, step))
     return step.volume
 
 
 def run_dispense(bench: Bench, step: Dispense) -> None:
     """Dispense as ``step`` says (all pumps started together); a move cut short is charged
-    to the ledger by what each pump really dispensed (fill levels read back)."""
+    to the ledger by what each pump really dispensed (fill levels read back), while the
+    bench lock is still held."""
     drives = [(bench.pumps[m.pump], m) for m in step.moves]
-    before = [d.fill_level() for d, _ in drives]
-    try:
-        with motion(bench):
-            bench.set_valves(step.valve_settings)
-            for drv, move in drives:
-                drv.dispense(move.volume, move.flow)
-            for drv, move in drives:
-                wait_done(bench, drv, move_timeout(move.volume, move.flow, bench))
-    except BaseException:
-        moved = {m.pump: min(m.volume, _moved(d, b, sign=-1.0))
-                 for (d, m), b in zip(drives, before)}
-        if any(v > 0 for v in moved.values()):
-            _record(bench, lambda L, e: apply_dispense(L, e, step, moved))
-        raise
-    _record(bench, lambda L, e: apply_dispense(L, e, step))
+    with bench.lock:
+        before = [d.fill_level() for d, _ in drives]
+        try:
+            with motion(bench):
+                bench.set_valves(step.valve_settings)
+                for drv, move in drives:
+                    drv.dispense(move.volume, move.flow)
+                for drv, move in drives:
+                    wait_done(bench, drv, move_timeout(move.volume, move.flow, bench))
+        except BaseException:
+            moved = {m.pump: min(m.volume, _moved(d, b, sign=-1.0))
+                     for (d, m), b in zip(drives, before)}
+            if any(v > 0 for v in moved.values()):
+                _record(bench, lambda L, e: apply_dispense(L, e, step, moved))
+            raise
+        _record(bench, lambda L, e: apply_dispense(L, e, step))
 
 
 def _moved(drv, before: float, sign: float) -> float:
@@ -250,13 +253,23 @@ def _run_step(bench: Bench, step: Step, out: Execution) -> None:
 def sync_syringes(bench: Bench) -> list[str]:
     """Correct the ledger's syringe contents to the fill levels the pumps report (before a
     plan is made: the plan is sized from them). More than the ledger knows is liquid of
-    unknown origin; less is taken from the ledger's content, gas first.
+    unknown origin; less is taken from the ledger's content, gas first. Skipped while a move
+    holds the bench lock (that move's step charges the ledger when it ends).
 
     Returns:
         The pumps corrected.
     """
     if bench.ledger is None:
         return []
+    if not bench.lock.acquire(blocking=False):  # a move is under way: its step charges it
+        return []
+    try:
+        return _sync_locked(bench)
+    finally:
+        bench.lock.release()
+
+
+def _sync_locked(bench: Bench) -> list[str]:
     levels = {name: pump.fill_level() for name, pump in bench.pumps.items()}
     ledger = bench.ledger.current()
     off = [p for p, level in levels.items()
@@ -271,11 +284,8 @@ def sync_syringes(bench: Bench) -> list[str]:
             if delta > 0:
                 syringe.content = add(syringe.content, {UNKNOWN: delta})
             else:
-                from asab.ledger.liquid import take_from_syringe
-
                 _, syringe.content = take_from_syringe(syringe.content, -delta)
             L.note(LedgerChange.SYNC, p, f"fill level {levels[p]:.4f} mL read from the pump")
-        _ = GAS
 
     _record(bench, correct)
     log.warning("ledger syringe levels corrected from the pumps: %s", ", ".join(off))

@@ -82,7 +82,7 @@ def add(a: Mapping[str, float], b: Mapping[str, float], factor: float = 1.0) -> 
     out = dict(a)
     for k, v in b.items():
         out[k] = out.get(k, 0.0) + factor * v
-    return {k: v for k, v in out.items() if abs(v) > _EPS}
+    return {k: v for k, v in out.items() if not abs(v) <= _EPS}  # NaN kept: it is refused
 
 
 def volume_of(content: Mapping[str, float], *, gas: bool = True) -> float:

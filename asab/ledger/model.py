@@ -17,13 +17,23 @@ import datetime as dt
 import math
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from asab.config import BenchConfig
 from asab.ledger.liquid import GAS, SOLVENT, Parcel, volume_of
 
 LEDGER_VERSION = 1
 """Format version of the ledger file."""
+
+MAX_VOLUME = 1_000_000.0
+"""mL no vessel, syringe or tube of a bench holds (a bound on numbers read from a ledger
+file: anything larger, negative, NaN or infinite is refused)."""
+
+Volume = Annotated[float, Field(ge=0, le=MAX_VOLUME, allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Content = Annotated[dict[str, Volume], Field(max_length=256)]
 
 MAX_LOG = 2000
 """Ledger events kept (oldest dropped first); the job records keep the full history."""
@@ -61,8 +71,14 @@ class ParcelState(BaseModel):
     """A parcel of a tube in JSON form: ``volume`` mL, ``content`` origin → volume fraction."""
 
     model_config = ConfigDict(extra="forbid")
-    volume: float = Field(gt=0, allow_inf_nan=False)
-    content: dict[str, float]
+    volume: float = Field(gt=0, le=MAX_VOLUME, allow_inf_nan=False)
+    content: Annotated[dict[str, Share], Field(min_length=1, max_length=256)]
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> "ParcelState":
+        if abs(sum(self.content.values()) - 1.0) > 1e-6:
+            raise ValueError(f"parcel shares sum to {sum(self.content.values())!r}, not 1")
+        return self
 
     def to_parcel(self) -> Parcel:
         return Parcel(self.volume, tuple(sorted(self.content.items())))
@@ -79,8 +95,8 @@ class VesselState(BaseModel):
     model_config = ConfigDict(extra="forbid")
     node: str
     kind: VesselKind
-    capacity: float | None = Field(default=None, description="mL")
-    content: dict[str, float] = Field(default_factory=dict, description="origin → mL")
+    capacity: Volume | None = Field(default=None, description="mL")
+    content: Content = Field(default_factory=dict, description="origin → mL")
 
     @property
     def volume(self) -> float:
@@ -93,8 +109,15 @@ class SyringeState(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     pump: str
-    capacity: float = Field(description="mL")
-    content: dict[str, float] = Field(default_factory=dict, description="origin → mL")
+    capacity: Volume = Field(description="mL")
+    content: Content = Field(default_factory=dict, description="origin → mL")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "SyringeState":
+        if self.volume > self.capacity * (1 + 1e-6) + 1e-9:
+            raise ValueError(f"syringe {self.pump} holds {self.volume:g} mL, more than its "
+                             f"{self.capacity:g} mL")
+        return self
 
     @property
     def volume(self) -> float:
@@ -210,6 +233,47 @@ def initial_ledger(config: BenchConfig) -> BenchLedger:
     ledger.note(LedgerChange.CREATED, config.name, "fresh bench: reservoirs and solvent full, "
                 "wastes and vials empty, lines dry")
     return ledger
+
+
+def reconcile(ledger: BenchLedger, config: BenchConfig) -> list[str]:
+    """Bring a loaded ledger in line with the bench's configuration (changed in place):
+    vessels, syringes and tubes the configuration has and the ledger lacks are added as a
+    fresh bench has them; capacities are the configuration's; vessels, syringes and tubes the
+    configuration no longer has are dropped. Returns one line per change (also noted in the
+    ledger's log)."""
+    fresh = initial_ledger(config)
+    changes = []
+    for node, v in fresh.vessels.items():
+        have = ledger.vessels.get(node)
+        if have is None or have.kind is not v.kind:
+            ledger.vessels[node] = v
+            changes.append(f"vessel {node} added as a fresh {v.kind}")
+        elif have.capacity != v.capacity:
+            changes.append(f"capacity of {node}: {have.capacity} → {v.capacity} mL")
+            have.capacity = v.capacity
+    for node in sorted(set(ledger.vessels) - set(fresh.vessels)):
+        del ledger.vessels[node]
+        changes.append(f"vessel {node} dropped (not in the configuration)")
+    for pump, syr in fresh.syringes.items():
+        have = ledger.syringes.get(pump)
+        if have is None or have.capacity != syr.capacity:
+            ledger.syringes[pump] = syr
+            changes.append(f"syringe of {pump} taken as empty ({syr.capacity:g} mL)")
+    for pump in sorted(set(ledger.syringes) - set(fresh.syringes)):
+        del ledger.syringes[pump]
+        changes.append(f"syringe of {pump} dropped (not in the configuration)")
+    volumes = {e.label: e.dead_volume for e in config.tubing.edges if e.dead_volume > 0}
+    for label, volume in volumes.items():
+        have = ledger.lines.get(label)
+        if have is None or abs(sum(p.volume for p in have) - volume) > 1e-9:
+            ledger.lines[label] = fresh.lines[label]
+            changes.append(f"tube {label} taken as holding gas")
+    for label in sorted(set(ledger.lines) - set(volumes)):
+        del ledger.lines[label]
+        changes.append(f"tube {label} dropped (not in the configuration)")
+    for line in changes:
+        ledger.note(LedgerChange.SYNC, "configuration", line)
+    return changes
 
 
 def mass_of(config: BenchConfig, content: dict[str, float]) -> float:

@@ -9,10 +9,12 @@ The default state folder is ``runs/state/<bench name>`` under the working direct
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,11 +22,17 @@ from pydantic import ValidationError
 
 from asab.config import BenchConfig
 from asab.errors import ConfigError
-from asab.ledger.model import LEDGER_VERSION, BenchLedger, initial_ledger
+from asab.ledger.model import LEDGER_VERSION, BenchLedger, initial_ledger, reconcile
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process per state folder (no advisory lock)
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.json"
+LOCK_FILE = "ledger.lock"
 MAX_LEDGER_BYTES = 20_000_000
 """Bytes a ledger file may have (a 2023-bench ledger is about 60 kB)."""
 
@@ -74,17 +82,21 @@ class LedgerStore:
         if ledger.bench != self.config.name:
             raise ConfigError(f"bench ledger {self.path} belongs to bench {ledger.bench!r}, not "
                               f"{self.config.name!r}; use another --state folder")
+        changes = reconcile(ledger, self.config)
+        if changes:
+            log.warning("bench ledger %s brought in line with the configuration: %s",
+                        self.path, "; ".join(changes))
         self._stamp = self._file_stamp()
         return ledger
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> tuple[int, int, int] | None:
         if self.path is None:
             return None
         try:
             st = self.path.stat()
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
     @property
     def exists(self) -> bool:
@@ -95,7 +107,7 @@ class LedgerStore:
         """The ledger (reloaded first if another process wrote it since). Do not change the
         returned object: use :meth:`update`."""
         with self._lock:
-            if self._stamp is not None and self._file_stamp() != self._stamp:
+            if self.path is not None and self._file_stamp() != self._stamp:
                 self._ledger = self._load()
             return self._ledger
 
@@ -105,13 +117,28 @@ class LedgerStore:
 
     def update(self, change: Callable[[BenchLedger], T]) -> T:
         """Apply ``change`` to the ledger and write it to disk before returning its result.
-        If ``change`` raises, nothing is written and the ledger is as before."""
-        with self._lock:
+        If ``change`` raises, nothing is written and the ledger is as before. Another
+        process's write is read first, under an advisory lock on ``ledger.lock`` (POSIX), so
+        two processes on one state folder do not lose each other's changes."""
+        with self._lock, self._file_lock():
             working = self.current().clone()
             result = change(working)
             self._write(working)
             self._ledger = working
             return result
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if self.state_dir is None or fcntl is None:
+            yield
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / LOCK_FILE, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def save(self) -> None:
         """Write the ledger as it is (e.g. to create the file)."""
@@ -122,11 +149,16 @@ class LedgerStore:
         if self.path is None:  # an in-memory ledger (no state folder)
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         data = ledger.model_dump_json(indent=1).encode("utf-8")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.state_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self._stamp = self._file_stamp()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from asab.config import BenchConfig
-from asab.errors import Cause, DeviceError
+from asab.errors import Cause, ConfigError, DeviceError
 from asab.ledger.liquid import SOLVENT
 from asab.ledger.model import BenchLedger, VesselKind
 from asab.plan.effects import Edges, apply_step, holds_only
@@ -130,6 +130,9 @@ class PlanBuilder:
         """Aspirate ``volume`` mL into ``pump`` from ``source`` (least-dead-volume route)."""
         if volume <= MARGIN:
             return
+        if source not in self.ledger.vessels:
+            raise ConfigError(f"{source} is not a vessel of the bench ledger (vessels: "
+                              f"{', '.join(sorted(self.ledger.vessels))}); nothing to draw from")
         flow = min(flow or self.cfg.settings.aspirate_flow, self.flow_max(pump))
         route = self.route(source, self.cfg.pump(pump).node)
         self.add(Fill(phase=self.phase, purpose=purpose, pump=pump, source=source,
@@ -187,8 +190,8 @@ class PlanBuilder:
         remaining = volume
         while remaining > MARGIN:
             self._refill_low(drive, remaining / total_flow, sources)
-            stroke = min(remaining / total_flow,
-                         min(self.usable(p) / f for p, f in drive.items()))
+            stroke = min(remaining / total_flow,  # the refill rule's slack, MARGIN, here too
+                         min((self.usable(p) + MARGIN) / f for p, f in drive.items()))
             if stroke <= 1e-9:
                 raise DeviceError("bench", Cause.CANNOT_REFILL,
                                   f"{purpose}: a syringe cannot be refilled")

@@ -113,7 +113,7 @@ def _draws(config: BenchConfig, start: BenchLedger, steps) -> list[Shortage]:
             continue
         reserve = config.settings.reservoir_reserve if vessel.kind is VesselKind.STOCK else 0.0
         left = vessel.volume - reserve
-        if volume > left + SLACK:
+        if not volume <= left + SLACK:  # NaN-safe: an unknown level is a shortage
             if vessel.kind is VesselKind.STOCK:
                 out.append(Shortage(Consumable.STOCK, node, volume, left, "mL",
                                     f"refill the reservoir, then `asab bench refill {node} "
@@ -132,9 +132,11 @@ def _fills(config: BenchConfig, start: BenchLedger, end: BenchLedger) -> list[Sh
     for node, after in sorted(end.vessels.items()):
         before = start.vessels.get(node)
         added = after.volume - (before.volume if before else 0.0)
-        if added <= SLACK or after.capacity is None:
+        if after.capacity is None or (added <= SLACK and after.volume == after.volume):
             continue
-        if after.volume > after.capacity + SLACK:
+        if after.kind not in (VesselKind.WASTE, VesselKind.VIAL):
+            continue  # a reservoir filling back (e.g. a line emptied into it) is no shortage
+        if not after.volume <= after.capacity + SLACK:
             kind = Consumable.VIAL if after.kind is VesselKind.VIAL else Consumable.WASTE
             fix = (f"empty the vial, then `asab bench empty {node}`" if kind is Consumable.VIAL
                    else f"empty the container, then `asab bench empty {node}`")
@@ -143,7 +145,7 @@ def _fills(config: BenchConfig, start: BenchLedger, end: BenchLedger) -> list[Sh
         if node == vessel_on_pan:
             load = mass_of(config, after.content)
             capacity = config.balance.capacity
-            if load > capacity + SLACK:
+            if not load <= capacity + SLACK:
                 added_mass = load - mass_of(config, before.content if before else {})
                 out.append(Shortage(Consumable.BALANCE, node, added_mass,
                                     capacity - load + added_mass, "g",

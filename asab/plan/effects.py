@@ -21,6 +21,7 @@ from asab.ledger.liquid import (
     draw_from_vessel,
     liquid,
     merge_streams,
+    normalise,
     take_from_syringe,
     through,
 )
@@ -59,6 +60,15 @@ def _flow_along(ledger: BenchLedger, edges: Edges, route: PlannedRoute,
     return stream
 
 
+def _in_order(content: dict[str, float], gas_first: bool) -> list[Parcel]:
+    """``content`` as parcels in flow order: its gas, then its liquid (a syringe, gas at its
+    outlet), or its liquid, then air (a vessel drawn dry)."""
+    gas = Parcel.of({GAS: content[GAS]}) if content.get(GAS, 0.0) > 0 else None
+    liq = Parcel.of(liquid(content))
+    ordered = [gas, liq] if gas_first else [liq, gas]
+    return [p for p in ordered if p is not None]
+
+
 def _receive(ledger: BenchLedger, node: str, parcels: Sequence[Parcel]) -> None:
     """The liquid of ``parcels`` stays in vessel ``node`` (if it is one); gas vents."""
     vessel = ledger.vessels.get(node)
@@ -81,8 +91,7 @@ def apply_fill(ledger: BenchLedger, edges: Edges, step: Fill, volume: float | No
                                    gas_supply=gas_supply)
     if vessel is not None and not gas_supply:
         vessel.content = left
-    parcel = Parcel.of(drawn)
-    out = _flow_along(ledger, edges, step.route, [parcel] if parcel else [])
+    out = _flow_along(ledger, edges, step.route, _in_order(drawn, gas_first=False))
     syringe = ledger.syringes[step.pump]
     content = dict(syringe.content)
     for p in out:
@@ -103,8 +112,7 @@ def apply_dispense(ledger: BenchLedger, edges: Edges, step: Dispense,
         volume = move.volume if moved is None else moved.get(move.pump, 0.0)
         out, left = take_from_syringe(syringe.content, volume)
         syringe.content = left
-        parcel = Parcel.of(out)
-        streams.append(_flow_along(ledger, edges, route, [parcel] if parcel else [],
+        streams.append(_flow_along(ledger, edges, route, _in_order(out, gas_first=True),
                                    last=len(route.edges) - join))
     merged = merge_streams(streams)
     tail = routes[0]
@@ -122,10 +130,18 @@ def _common_tail_start(routes: Sequence[PlannedRoute]) -> int:
 
 
 def forget_lines(ledger: BenchLedger, edges: Edges) -> None:
-    """Every line and syringe holds liquid of unknown origin from now on (volumes kept)."""
+    """The liquid in every line and syringe is of unknown origin from now on; gas stays gas
+    (volumes kept), so the wastes are not charged liquid that is not there."""
     for label, (_s, _e, volume) in edges.table.items():
-        if volume > 0:
-            ledger.set_line(label, [Parcel(volume, ((UNKNOWN, 1.0),))])
+        if volume <= 0:
+            continue
+        parcels = []
+        for p in ledger.line(label):
+            shares = dict(p.shares)
+            gas = shares.get(GAS, 0.0)
+            mixed = {k: v for k, v in ((GAS, gas), (UNKNOWN, 1.0 - gas)) if v > 1e-12}
+            parcels.append(Parcel(p.volume, tuple(sorted(mixed.items()))))
+        ledger.set_line(label, normalise(parcels))
     for syringe in ledger.syringes.values():
         v = sum(syringe.content.values())
         gas = syringe.content.get(GAS, 0.0)

@@ -109,8 +109,8 @@ class Fill(_Step):
     kind: Literal["fill"] = "fill"
     pump: str
     source: str
-    volume: float = Field(gt=0, description="mL")
-    flow: float = Field(gt=0, description="mL/s")
+    volume: float = Field(gt=0, allow_inf_nan=False, description="mL")
+    flow: float = Field(gt=0, allow_inf_nan=False, description="mL/s")
     route: PlannedRoute
 
 
@@ -120,8 +120,8 @@ class Move(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     pump: str
-    volume: float = Field(gt=0, description="mL commanded")
-    flow: float = Field(gt=0, description="mL/s commanded")
+    volume: float = Field(gt=0, allow_inf_nan=False, description="mL commanded")
+    flow: float = Field(gt=0, allow_inf_nan=False, description="mL/s commanded")
     route: PlannedRoute
 
 
