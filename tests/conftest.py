@@ -43,3 +43,26 @@ def _private_runtime_dir(tmp_path_factory):
         os.environ.pop("ASAB_RUNTIME_DIR", None)
     else:
         os.environ["ASAB_RUNTIME_DIR"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_bench_state(tmp_path_factory):
+    """$ASAB_STATE for what starts before a test's own (module fixtures): never the
+    runs/state/ of the working directory (the repository)."""
+    import os
+
+    old = os.environ.get("ASAB_STATE")
+    os.environ["ASAB_STATE"] = str(tmp_path_factory.mktemp("session-bench-state"))
+    yield
+    if old is None:
+        os.environ.pop("ASAB_STATE", None)
+    else:
+        os.environ["ASAB_STATE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _private_bench_state(_session_bench_state, tmp_path_factory, monkeypatch):
+    """Every test's `asab run/serve/tenant/plan/bench` (in-process or a child process) keeps
+    its bench ledger in a state folder of its own ($ASAB_STATE), never in runs/state/ of the
+    working directory, shared across tests. Tests of the default unset it."""
+    monkeypatch.setenv("ASAB_STATE", str(tmp_path_factory.mktemp("bench-state")))

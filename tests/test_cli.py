@@ -99,7 +99,7 @@ def test_run_refuses_a_used_run_folder_and_bad_speed(tmp_path):
     used.mkdir()
     (used / "old.json").write_text("{}")
     res = invoke("run", "--out", str(used))
-    assert res.exit_code == 1 and "not an empty folder" in res.output
+    assert res.exit_code == 1 and "neither empty nor an earlier run" in " ".join(res.output.split())
     res = invoke("run", "--out", str(tmp_path / "x"), "--speed", "-1")
     assert res.exit_code == 1 and "--speed" in res.output
 

@@ -53,7 +53,7 @@ def test_a_damaged_journal_is_refused_with_what_to_do(tmp_path: Path, damage: st
         Journal(path)
     message = str(info.value)
     assert "is damaged" in message and "records/ remain the authority" in message
-    result = _asab("journal", "--state", str(state), cwd=tmp_path)
+    result = _asab("journal", "--out", str(state), cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "is damaged" in " ".join(result.stderr.split())
 
@@ -66,7 +66,7 @@ def test_an_empty_journal_beside_records_is_refused(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="is an empty file"):
         Journal(state / "journal.sqlite")
     assert (state / "journal.sqlite").read_bytes() == b""  # left as found
-    result = _asab("journal", "--state", str(state), cwd=tmp_path)
+    result = _asab("journal", "--out", str(state), cwd=tmp_path)
     assert result.returncode == 1 and "is an empty file" in " ".join(result.stderr.split())
 
 
@@ -78,7 +78,7 @@ def test_a_replaced_journal_beside_records_is_refused(tmp_path: Path) -> None:
     with Journal(state / "journal.sqlite") as jr, pytest.raises(JournalError) as info:
         jr.check_records(state / "records")
     assert "does not know the requests of 1 job record(s)" in str(info.value)
-    result = _asab("journal", "--state", str(state), cwd=tmp_path)
+    result = _asab("journal", "--out", str(state), cwd=tmp_path)
     assert result.returncode == 1 and "lost or replaced" in " ".join(result.stderr.split())
 
 

@@ -87,7 +87,7 @@ def test_the_tenant_command_prints_the_fix_unmangled(tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "COLUMNS": "200"}
     result = subprocess.run([sys.executable, "-c", "from asab.cli.main import main; main()",
                              "tenant", "--broker", "http://127.0.0.1:9", "--until-idle",
-                             "--state", str(tmp_path / "state")],
+                             "--out", str(tmp_path / "state")],
                             capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert result.returncode == 1
     assert ('username: not given; set $ASAB_BROKER_USERNAME, or `username = "..."` under '

@@ -62,7 +62,7 @@ def _wait_for(check, timeout: float, what: str, proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "ASAB_SERVER_TOKEN": TOKEN}
+    env = {**os.environ, "ASAB_SERVER_TOKEN": TOKEN, "ASAB_STATE": str(work / "state")}
     sim = subprocess.Popen([sys.executable, "-c", ASAB, "simulate", "--config", str(CONFIG),
                             "--workdir", str(work / "sim"), "--speed", str(SPEED)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

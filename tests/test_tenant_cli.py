@@ -59,7 +59,7 @@ def test_run_broker_serves_every_request_and_prints_json(live, tmp_path):
     served = [add_density(fake, MAKEABLE[0]), add_flow(fake, MAKEABLE[1], 0.8)]
     refused = add_density(fake, UNMAKEABLE)
     state = tmp_path / "tenant"
-    cmd = [*ASAB, "run", "--broker", live.url, "--state", str(state), "--json"]
+    cmd = [*ASAB, "run", "--broker", live.url, "--out", str(state), "--json"]
     proc = subprocess.run(cmd, env=broker_env("http://unused.invalid"), capture_output=True,
                           text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -79,15 +79,15 @@ def test_run_broker_serves_every_request_and_prints_json(live, tmp_path):
     assert json.loads(again.stdout)["requests"] == []  # nothing new: nothing touched
     assert all(len(fake.results_for(uid)) == 1 for uid in served)
 
-    journal = runner.invoke(app, ["journal", "--state", str(state), "--json"])
+    journal = runner.invoke(app, ["journal", "--out", str(state), "--json"])
     assert journal.exit_code == 0, journal.output
     summary = {r["request"]: r for r in json.loads(journal.stdout)}
     assert {summary[u]["state"] for u in served} == {"posted"}
     assert summary[refused]["state"] == "rejected" and "makeable" in summary[refused]["why"]
-    vials = runner.invoke(app, ["vials", "--state", str(state), "--json"])
+    vials = runner.invoke(app, ["vials", "--out", str(state), "--json"])
     (vial,) = json.loads(vials.stdout)
     assert vial["request_id"] == served[1] and vial["status"] == "filled"
-    released = runner.invoke(app, ["vials", "--state", str(state), "--release", vial["vial"],
+    released = runner.invoke(app, ["vials", "--out", str(state), "--release", vial["vial"],
                                    "--json"])
     assert released.exit_code == 0 and json.loads(released.stdout) == []
 
@@ -116,20 +116,20 @@ def test_run_broker_exit_3_when_a_request_fails(live, tmp_path, monkeypatch, qui
     uid = add_density(live.fake, MAKEABLE[2])
     state = tmp_path / "tenant"
     res = runner.invoke(app, ["run", "--broker", live.url, "--credentials", str(credentials),
-                              "--state", str(state), "--json"])
+                              "--out", str(state), "--json"])
     assert res.exit_code == 3, res.output + res.stderr
     (row,) = json.loads(res.stdout)["requests"]
     assert row["request"] == uid and row["failed"] is True and row["failures"] == 2
     assert row["state"] == "skipped" and live.fake.results == []
     gave_back = [m for (r, s, m) in live.fake.status_log if r == uid and s == "pending"]
     assert len(gave_back) == 2 and all(m.startswith("asab job failed") for m in gave_back)
-    table = runner.invoke(app, ["journal", "--state", str(state)], terminal_width=200)
+    table = runner.invoke(app, ["journal", "--out", str(state)], terminal_width=200)
     assert table.exit_code == 0 and uid[:8] in table.stdout and "skipped" in table.stdout
 
 
 def test_run_broker_refuses_a_jobs_file_too(tmp_path):
     res = runner.invoke(app, ["run", "--broker", "http://127.0.0.1:9", "--jobs",
-                              str(tmp_path / "jobs.json"), "--state", str(tmp_path / "s")])
+                              str(tmp_path / "jobs.json"), "--out", str(tmp_path / "s")])
     assert res.exit_code == 1 and "exclude each other" in res.stderr
 
 
@@ -142,7 +142,7 @@ def test_run_broker_unreachable_is_exit_1(tmp_path, monkeypatch, quiet_signals):
     monkeypatch.delenv("ASAB_BROKER_URL", raising=False)
     monkeypatch.setattr("sys.argv", ["asab", "run", "--broker", "http://127.0.0.1:9",
                                      "--credentials", str(credentials),
-                                     "--state", str(tmp_path / "s")])
+                                     "--out", str(tmp_path / "s")])
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 1
@@ -151,11 +151,11 @@ def test_run_broker_unreachable_is_exit_1(tmp_path, monkeypatch, quiet_signals):
 def test_tenant_and_journal_help():
     res = runner.invoke(app, ["tenant", "--help"], terminal_width=200)
     assert res.exit_code == 0
-    for option in ("--broker", "--credentials", "--state", "--until-idle", "--poll",
+    for option in ("--broker", "--credentials", "--out", "--state", "--until-idle", "--poll",
                    "--max-failures", "--max-interruptions"):
         assert option in res.stdout
     assert "Example: asab tenant" in res.stdout
-    missing = runner.invoke(app, ["journal", "--state", "/nonexistent/tenant"])
+    missing = runner.invoke(app, ["journal", "--out", "/nonexistent/tenant"])
     assert missing.exit_code == 1 and "no journal" in missing.stderr
 
 

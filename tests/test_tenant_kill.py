@@ -402,14 +402,38 @@ def _kill(proc) -> bool:
     return True
 
 
-def _operator(state_dir: Path, n_vials: int = 8) -> None:
-    """Empty the vials that are done with (not 'filling') when fewer than 3 are free."""
+def _operator(state_dir: Path, bench_state: Path, n_vials: int = 8) -> None:
+    """Between two runs, as an operator would: empty the vials that are done with (not
+    'filling') when fewer than 3 are free, and keep the bench ledger supplied (the ledger
+    persists across the restarts: reservoirs and the solvent refilled below half, wastes and
+    the balance vessel emptied above half), so that no request waits for a consumable."""
+    from asab.config.loader import load_bench
+    from asab.ledger import operator
+    from asab.ledger.model import VesselKind, mass_of
+    from asab.ledger.store import LedgerStore
+
     registry = VialRegistry(state_dir / "vials.json")
     occupied = registry.occupied()
+    released = []
     if n_vials - len(occupied) < 3:
         for vial, occupant in occupied.items():
             if occupant.status != "filling":
                 registry.release(vial)
+                released.append(vial)
+    config = load_bench(Path(__file__).resolve().parents[1] / "hardware_configs" / "hiu_2023")
+    store = LedgerStore(bench_state, config)
+    if not store.exists:
+        return
+    for node, vessel in store.current().vessels.items():
+        capacity = vessel.capacity or 0.0
+        if vessel.kind in (VesselKind.STOCK, VesselKind.SOLVENT) and vessel.volume < capacity / 2:
+            operator.refill(store, node, capacity, "soak operator")
+        elif vessel.kind is VesselKind.VIAL and node in released:
+            operator.empty(store, node, "soak operator")
+        elif vessel.kind is VesselKind.WASTE and (
+                vessel.volume > capacity / 2 or (config.balance and node == config.balance.vessel
+                                                 and mass_of(config, vessel.content) > 110.0)):
+            operator.empty(store, node, "soak operator")
 
 
 @pytest.mark.e2e
@@ -421,9 +445,9 @@ def test_sigkill_soak(tmp_path, capsys):
         print(f"\n[tenant kill soak] ASAB_KILL_SEED={seed} ASAB_KILLS={KILLS}")
     fake = make_fake_finales(seed=seed)
     hook = BrokerKill(fake)
-    state_dir, log = tmp_path / "state", tmp_path / "tenant.log"
-    args = ["tenant", "--state", str(state_dir), "--until-idle", "--poll", "0.05",
-            "--max-interruptions", "100"]
+    state_dir, log, bench_state = tmp_path / "state", tmp_path / "tenant.log", tmp_path / "bench"
+    args = ["tenant", "--out", str(state_dir), "--state", str(bench_state), "--until-idle",
+            "--poll", "0.05", "--max-interruptions", "100"]
     landed: Counter[str] = Counter()
     start_ups: list[float] = []
     t_total = time.monotonic()
@@ -439,7 +463,7 @@ def test_sigkill_soak(tmp_path, capsys):
             unserved = [u for u in fake.requests if not fake.results_for(u)]
             while len(unserved) < 3:
                 unserved.append(add_random(fake, rng))
-            _operator(state_dir)
+            _operator(state_dir, bench_state)
             mode = MODES[rounds % len(MODES)]
             rounds += 1
             last_id = max((i for i, *_ in journal_events(state_dir)), default=0)

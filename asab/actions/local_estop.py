@@ -3,8 +3,8 @@
 ``asab serve``, ``asab tenant`` and ``asab run`` open a bench; while it is open, a thread
 listens on a Unix-domain socket in the per-user runtime folder (:func:`runtime_dir`; the
 folder is 0700, the socket 0600, so only the operator's own account can reach it). ``asab
-estop`` connects to every such socket (or only to the process working on one state folder)
-and each process stops all its pumps and latches its e-stop
+estop`` connects to every such socket (or only to the process working on one run or tenant
+folder) and each process stops all its pumps and latches its e-stop
 (:meth:`asab.actions.bench.Bench.emergency_stop`) before it answers. No HTTP server, token,
 thread pool or network is involved: it works when the servers are flooded or hung.
 
@@ -90,7 +90,7 @@ def listening(bench: Bench, *, name: str = "", state: Path | None = None) -> Ite
     Args:
         bench: stopped (:meth:`Bench.emergency_stop`) on each request.
         name: the bench's name, shown by ``asab estop``.
-        state: the run or tenant folder this process works on (``asab estop --state``).
+        state: the run or tenant folder this process works on (``asab estop --out``).
 
     A process that cannot listen (no Unix sockets on this platform, an unsafe runtime
     folder) logs why and goes on: the HTTP e-stop and SIGTERM still work.

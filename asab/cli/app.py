@@ -10,7 +10,10 @@ Exit codes (:data:`EXIT_CODES`, shown at the end of ``asab --help`` and in READM
 * 1 — bad input or refused: configuration problems, unknown node or valve, no route, not
   makeable (policy ``reject``), malformed composition or job file, any library error;
 * 2 — usage error: unknown option, missing or malformed argument (typer/click);
-* 3 — ``asab run`` finished but at least one job failed on the bench.
+* 3 — ``asab run`` finished but at least one job failed on the bench;
+* 4 — the bench waits for the operator: a consumable ran out (``asab run``: jobs were
+  refused for it, the same command carries on after the fix; ``asab plan``: the plan is
+  refused for it). Fix it, tell the ledger (``asab bench refill/empty``) and run again.
 
 Every command's help ends with an ``Example:`` line that works on the bundled bench
 (tests/test_cli_help.py runs them).
@@ -34,6 +37,8 @@ EXIT_CODES: dict[int, str] = {
        "not makeable, malformed composition or job file)",
     2: "usage error (unknown option, missing or malformed argument)",
     3: "asab run: at least one job failed on the bench",
+    4: "the bench waits for the operator: a consumable ran out (fix it, tell the ledger with "
+       "asab bench refill/empty, run the same command again)",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -47,6 +52,14 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
     "--config", "-c", help="bench folder (with bench.toml) or bench.toml; "
     "default $ASAB_CONFIG, else the bundled hiu_2023 bench")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+StateOpt = Annotated[Optional[Path], typer.Option(
+    "--state", envvar="ASAB_STATE", show_envvar=False,
+    help="bench state folder holding the bench ledger (ledger.json: stock, solvent, wastes, "
+    "balance vessel, vials, syringes, lines), shared by run, serve, tenant, plan and bench; "
+    "default $ASAB_STATE, else runs/state/<bench name> under the working directory")]
+
+RUN_FOLDER_MARKS = ("journal.sqlite", "records", "summary.json")
+"""What a run or tenant folder holds and a bench state folder never does."""
 
 
 def config_path(path: Path | None) -> Path:
@@ -130,8 +143,50 @@ def emit_json(data) -> None:
 
 def fail(message: str, code: int = 1) -> None:
     """Print ``message`` as an error on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def state_folder(cfg, state: Path | None, *, out: Path | None = None) -> Path:
+    """The bench state folder: ``--state`` (or ``$ASAB_STATE``), else
+    :func:`asab.ledger.store.default_state_dir`. Exits 1 when it is a run or tenant folder
+    (``--state`` meant that before it named the bench state) or the same folder as ``out``."""
+    from asab.ledger.store import default_state_dir
+
+    folder = state if state is not None else default_state_dir(cfg)
+    for mark in RUN_FOLDER_MARKS:
+        if (folder / mark).exists():
+            fail(f"--state {folder} holds {mark}: that is a run or tenant folder (give it as "
+                 "--out); --state is the bench state folder holding ledger.json")
+    if out is not None and folder.resolve() == out.resolve():
+        fail(f"--state and --out are both {folder}: the bench state folder (its ledger) and "
+             "the run or tenant folder must differ")
+    return folder
+
+
+def open_ledger(cfg, folder: Path):
+    """The :class:`~asab.ledger.store.LedgerStore` of ``folder``, only read (nothing is
+    written until the caller changes it). Exits 1 with one line when the ledger file is
+    unreadable, of another version or of another bench."""
+    from asab.errors import ConfigError
+    from asab.ledger.store import LedgerStore
+
+    try:
+        return LedgerStore(folder, cfg)
+    except ConfigError as exc:
+        fail(exc.problems[0].reason)
+
+
+def ledger_line(store) -> str:
+    """One line saying which ledger a command uses and whether it continues or starts."""
+    if store.exists:
+        import datetime as dt
+
+        written = dt.datetime.fromtimestamp(store.path.stat().st_mtime, dt.UTC)
+        return (f"bench ledger {store.path} (continued: the bench as last written, "
+                f"{written.isoformat(timespec='seconds')})")
+    return (f"bench ledger {store.path} (new: a fresh bench, reservoirs and solvent full, "
+            "wastes and vials empty, lines dry; correct it with asab bench refill/empty/set-line)")
 
 
 @app.callback()

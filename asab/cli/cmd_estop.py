@@ -11,9 +11,9 @@ from asab.cli.app import JsonOpt, app, console, emit_json, fail
 
 
 @app.command()
-def estop(state: Annotated[Optional[Path], typer.Option(
-              "--state", help="only the process working on this run or tenant folder "
-              "(default: every asab process of this user on this PC)")] = None,
+def estop(out: Annotated[Optional[Path], typer.Option(
+              "--out", help="only the process working on this run or tenant folder (its "
+              "--out; default: every asab process of this user on this PC)")] = None,
           reason: Annotated[str, typer.Option(help="recorded with the latch")] = "",
           as_json: JsonOpt = False) -> None:
     """Stop every pump of the running asab serve / tenant / run, and latch its e-stop.
@@ -29,7 +29,7 @@ def estop(state: Annotated[Optional[Path], typer.Option(
     from asab.actions.local_estop import LocalEstopError, stop_all
 
     try:
-        stopped = stop_all(reason, state)
+        stopped = stop_all(reason, out)
     except LocalEstopError as exc:
         fail(str(exc))
     if as_json:

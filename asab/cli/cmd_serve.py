@@ -10,7 +10,10 @@ from typing import Annotated
 
 import typer
 
-from asab.cli.app import ConfigOpt, app, bench_folder, err_console, fail, load
+from asab.cli.app import (
+    ConfigOpt, StateOpt, app, bench_folder, err_console, fail, ledger_line, load, open_ledger,
+    state_folder,
+)
 from asab.errors import ConfigError
 
 
@@ -27,13 +30,17 @@ def serve(config: ConfigOpt = None,
               "actions (default: servers.ports of bench.toml)")] = None,
           workdir: Annotated[Path | None, typer.Option(
               help="simulated bench: folder for the instruments' exchange files "
-              "(default a temporary folder)")] = None) -> None:
+              "(default a temporary folder)")] = None,
+          state: StateOpt = None) -> None:
     """Serve pumps & valves, balance, densimeter and actions over HTTP, each on its own port.
 
     Every request needs ``Authorization: Bearer <token>``, the token coming from
     $ASAB_SERVER_TOKEN (or the token of the servers section of bench.toml). OpenAPI docs at
     http://HOST:PORT/docs?token=TOKEN (the API description alone also takes ?token=).
     With --hardware the pump calibration file of the bench folder is applied when present.
+    The bench ledger in --state is read at the start (a simulated bench starts its world from
+    it) and kept up to date; GET /bench/status and POST /bench/refill, /bench/empty,
+    /bench/set-line on the actions server show and correct it.
 
     Example: ASAB_SERVER_TOKEN=change-me asab serve --speed 10
     """
@@ -52,6 +59,9 @@ def serve(config: ConfigOpt = None,
         fail(exc.problems[0].reason)
     if not math.isfinite(speed) or speed < 0:
         fail(f"--speed must be 0 (virtual time) or a positive number, not {speed}")
+    ledger_dir = state_folder(cfg, state)
+    err_console.print(ledger_line(open_ledger(cfg, ledger_dir)), markup=False, highlight=False,
+                      soft_wrap=True)
 
     def ready() -> None:
         urls = ", ".join(f"{name} http://{settings.host}:{port}"
@@ -59,7 +69,8 @@ def serve(config: ConfigOpt = None,
         err_console.print(f"asab serve ready on {cfg.name}: {urls}", highlight=False, soft_wrap=True)
 
     with contextlib.ExitStack() as stack:
-        bench = stack.enter_context(_open(cfg, config, hardware, speed, workdir, stack))
+        bench = stack.enter_context(_open(cfg, config, hardware, speed, workdir, stack,
+                                          ledger_dir))
         try:
             run_servers(bench, settings, token, on_started=ready)
         except ConfigError as exc:
@@ -67,10 +78,10 @@ def serve(config: ConfigOpt = None,
 
 
 def _open(cfg, config: Path | None, hardware: bool, speed: float, workdir: Path | None,
-          stack: contextlib.ExitStack):
+          stack: contextlib.ExitStack, ledger_dir: Path):
     from asab.cli.wiring import hardware_bench, simulated_bench
 
     if hardware:
-        return hardware_bench(cfg, bench_folder(config))
+        return hardware_bench(cfg, bench_folder(config), ledger_dir=ledger_dir)
     folder = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asab-serve-")))
-    return simulated_bench(cfg, folder, speed=speed)
+    return simulated_bench(cfg, folder, speed=speed, ledger_dir=ledger_dir)

@@ -26,12 +26,14 @@ import typer
 from rich.table import Table
 
 from asab.cli.app import (
-    ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail, load,
+    ConfigOpt, JsonOpt, StateOpt, app, bench_folder, config_path, console, emit_json, err_console,
+    fail, ledger_line, load, open_ledger, state_folder,
 )
 
-StateOpt = Annotated[Path, typer.Option(
-    "--state", help="tenant folder: journal.sqlite, job records, raw exports, vial occupancy")]
-DEFAULT_STATE = Path("runs") / "tenant"
+TenantOpt = Annotated[Path, typer.Option(
+    "--out", help="tenant folder: journal.sqlite, job records, raw exports, vial occupancy "
+    "(the bench ledger is in the bench state folder, --state of asab tenant)")]
+DEFAULT_TENANT = Path("runs") / "tenant"
 
 
 def _settings(config: Path | None, credentials: Path | None, broker: str | None):
@@ -52,12 +54,15 @@ def _settings(config: Path | None, credentials: Path | None, broker: str | None)
 
 
 @contextlib.contextmanager
-def _bench(cfg, state: Path, hardware: bool, speed: float, config: Path | None = None) -> Iterator:
+def _bench(cfg, folder: Path, hardware: bool, speed: float, config: Path | None = None,
+           ledger_dir: Path | None = None) -> Iterator:
+    """The bench for the tenant folder ``folder``, its ledger in ``ledger_dir``."""
     from asab.cli.wiring import hardware_bench, simulated_bench
 
     bench_dir = bench_folder(config)  # the calibration file is in the bench folder
-    opened = (hardware_bench(cfg, bench_dir, state=state) if hardware
-              else simulated_bench(cfg, state / "instruments", speed=speed, state=state))
+    opened = (hardware_bench(cfg, bench_dir, state=folder, ledger_dir=ledger_dir) if hardware
+              else simulated_bench(cfg, folder / "instruments", speed=speed, state=folder,
+                                   ledger_dir=ledger_dir))
     with opened as bench:
         yield bench
 
@@ -92,18 +97,21 @@ def _check_tenant(client, strict: bool) -> None:
             "broker not reachable at start (%s); starting anyway, it is polled every cycle", exc)
 
 
-def serve_broker(config: Path | None, broker: str | None, credentials: Path | None, state: Path,
-                 *, hardware: bool = False, speed: float = 0.0, until_idle: bool = False,
-                 poll: float | None = None, max_failures: int | None = None,
-                 max_interruptions: int | None = None, quiet: bool = False):
-    """Run the tenant worker; returns the :class:`~asab.broker.tenant.CycleReport` list.
+def serve_broker(config: Path | None, broker: str | None, credentials: Path | None, folder: Path,
+                 *, state: Path | None = None, hardware: bool = False, speed: float = 0.0,
+                 until_idle: bool = False, poll: float | None = None,
+                 max_failures: int | None = None, max_interruptions: int | None = None,
+                 quiet: bool = False):
+    """Run the tenant worker on tenant folder ``folder`` and the bench ledger of the bench
+    state folder ``state`` (default :func:`asab.ledger.store.default_state_dir`); returns the
+    :class:`~asab.broker.tenant.CycleReport` list.
 
     Progress lines go to stdout, or to stderr with ``quiet`` (for ``--json``).
 
     Raises:
         ConfigError: bad bench configuration or broker settings.
         BrokerError: the broker cannot be reached at start or does not know our tenant.
-        JournalError: the journal in ``state`` cannot be opened.
+        JournalError: the journal in ``folder`` cannot be opened.
     """
     from asab.broker.client import FinalesClient
     from asab.broker.journal import Journal
@@ -114,43 +122,48 @@ def serve_broker(config: Path | None, broker: str | None, credentials: Path | No
     updates = {k: v for k, v in (("poll_interval", poll), ("max_failures", max_failures),
                                  ("max_interruptions", max_interruptions)) if v is not None}
     tenant_settings = tenant_settings.model_copy(update=updates)
-    state.mkdir(parents=True, exist_ok=True)
+    ledger_dir = state_folder(cfg, state, out=folder)
+    store = open_ledger(cfg, ledger_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     stop = _stop_on_signals()
     out = err_console if quiet else console
-    with FinalesClient(settings) as client, Journal(state / "journal.sqlite") as journal:
+    if not quiet:
+        out.print(ledger_line(store), markup=False, highlight=False, soft_wrap=True)
+    with FinalesClient(settings) as client, Journal(folder / "journal.sqlite") as journal:
         _check_tenant(client, strict=until_idle)
-        with _bench(cfg, state, hardware, speed, config) as bench:
-            worker = Tenant(bench, client, journal, state, tenant_settings,
+        with _bench(cfg, folder, hardware, speed, config, ledger_dir) as bench:
+            worker = Tenant(bench, client, journal, folder, tenant_settings,
                             progress=lambda uid, step: out.log(f"{uid[:8]} {step}"))
             return worker.serve(stop, until_idle=until_idle)
 
 
-def run_broker(config: Path | None, broker: str | None, credentials: Path | None, state: Path,
-               *, hardware: bool = False, speed: float = 0.0, as_json: bool = False) -> None:
+def run_broker(config: Path | None, broker: str | None, credentials: Path | None, folder: Path,
+               *, state: Path | None = None, hardware: bool = False, speed: float = 0.0,
+               as_json: bool = False) -> None:
     """``asab run --broker``: serve until idle, then show the requests this run touched.
 
-    Prints a table (or with ``as_json`` one JSON object: ``state``, the report totals and
-    ``requests``, the :func:`requests_since` rows).
+    Prints a table (or with ``as_json`` one JSON object: ``out``, the tenant folder, the
+    report totals and ``requests``, the :func:`requests_since` rows).
 
     Raises:
         typer.Exit: code 3 when a request of this run failed.
     """
     start = time.time()
-    reports = serve_broker(config, broker, credentials, state, hardware=hardware, speed=speed,
-                           until_idle=True, quiet=as_json)
-    rows = requests_since(state, start)
+    reports = serve_broker(config, broker, credentials, folder, state=state, hardware=hardware,
+                           speed=speed, until_idle=True, quiet=as_json)
+    rows = requests_since(folder, start)
     totals = {k: sum(len(getattr(r, k)) for r in reports)
               for k in ("served", "posted", "rejected", "failed", "skipped")}
     if as_json:
-        emit_json({"state": str(state), **totals, "requests": rows})
+        emit_json({"out": str(folder), **totals, "requests": rows})
     else:
-        print_requests(rows, f"requests of this run (journal {state / 'journal.sqlite'})")
+        print_requests(rows, f"requests of this run (journal {folder / 'journal.sqlite'})")
         console.print(", ".join(f"{k} {v}" for k, v in totals.items()))
     if any(r["failed"] for r in rows):
         raise typer.Exit(3)
 
 
-def requests_since(state: Path, since: float) -> list[dict]:
+def requests_since(folder: Path, since: float) -> list[dict]:
     """Journal summary rows (:func:`~asab.broker.tenant_state.journal_summary`) of the requests
     with an event at or after ``since`` (epoch s), each with a ``failed`` flag: the request
     ended without a result after a failure or interruption, or its result says ``success``
@@ -158,7 +171,7 @@ def requests_since(state: Path, since: float) -> list[dict]:
     from asab.broker.journal import Journal
     from asab.broker.tenant_state import journal_summary
 
-    with Journal(state / "journal.sqlite") as jr:
+    with Journal(folder / "journal.sqlite") as jr:
         rows = [r for r in journal_summary(jr) if r["since"] >= since]
     for r in rows:
         unserved = r["state"] not in ("posted", "measured")
@@ -184,7 +197,8 @@ def tenant(config: ConfigOpt = None,
                "--broker", help="broker URL (default: broker.toml or $ASAB_BROKER_URL)")] = None,
            credentials: Annotated[Optional[Path], typer.Option(
                help="broker.toml holding the credentials (default: in the bench folder)")] = None,
-           state: StateOpt = DEFAULT_STATE,
+           out: TenantOpt = DEFAULT_TENANT,
+           state: StateOpt = None,
            hardware: Annotated[bool, typer.Option("--hardware", help="real instruments")] = False,
            speed: Annotated[float, typer.Option(help="simulated bench: 0 = virtual time")] = 0.0,
            poll: Annotated[Optional[float], typer.Option(help="s between idle polls")] = None,
@@ -199,38 +213,40 @@ def tenant(config: ConfigOpt = None,
     """Serve the broker's density and electrolyte requests with this bench until stopped.
 
     SIGTERM or Ctrl-C lets the running job finish, journals it and stops. The journal in
-    --state makes a restart resume: unposted results are posted, interrupted requests given
-    back, served requests never served again.
+    the tenant folder (--out) makes a restart resume: unposted results are posted,
+    interrupted requests given back, served requests never served again. The bench ledger in
+    the bench state folder (--state) is shared with asab run and asab serve on this bench.
 
-    Example: asab tenant --broker http://127.0.0.1:8000 --state runs/tenant --until-idle
+    Example: asab tenant --broker http://127.0.0.1:8000 --out runs/tenant --until-idle
     """
-    reports = serve_broker(config, broker, credentials, state, hardware=hardware, speed=speed,
-                           until_idle=until_idle, poll=poll, max_failures=max_failures,
-                           max_interruptions=max_interruptions, quiet=as_json)
+    reports = serve_broker(config, broker, credentials, out, state=state, hardware=hardware,
+                           speed=speed, until_idle=until_idle, poll=poll,
+                           max_failures=max_failures, max_interruptions=max_interruptions,
+                           quiet=as_json)
     totals = {k: sum(len(getattr(r, k)) for r in reports)
               for k in ("served", "posted", "rejected", "failed", "skipped")}
     if as_json:
-        emit_json({"state": str(state), **totals})
+        emit_json({"out": str(out), **totals})
     else:
         console.print(", ".join(f"{k} {v}" for k, v in totals.items()))
 
 
 @app.command()
-def journal(state: StateOpt = DEFAULT_STATE,
+def journal(out: TenantOpt = DEFAULT_TENANT,
             request: Annotated[Optional[str], typer.Option(help="show every event of one request")] = None,
             as_json: JsonOpt = False) -> None:
     """Show the tenant journal: each request's state, failures and result uuid.
 
-    Example: asab journal --state runs/tenant --json
+    Example: asab journal --out runs/tenant --json
     """
     from asab.broker.journal import Journal
     from asab.broker.tenant import journal_summary
 
-    path = state / "journal.sqlite"
+    path = out / "journal.sqlite"
     if not path.is_file():
         fail(f"no journal at {path}")
     with Journal(path) as jr:
-        jr.check_records(state / "records")
+        jr.check_records(out / "records")
         if request:
             events = [e.model_dump(mode="json") for e in jr.history(request)]
             if not events:
@@ -249,20 +265,21 @@ def journal(state: StateOpt = DEFAULT_STATE,
 
 
 @app.command()
-def vials(state: StateOpt = DEFAULT_STATE,
+def vials(out: TenantOpt = DEFAULT_TENANT,
           release: Annotated[Optional[list[str]], typer.Option(
               "--release", help="mark this vial empty (after emptying or replacing it)")] = None,
           as_json: JsonOpt = False) -> None:
     """Show which vials of the tenant folder hold an electrolyte; release emptied ones.
 
     A vial marked 'failed' may hold part of an electrolyte from a stopped or failed job: empty
-    it, then release it.
+    it, then release it. (asab bench empty VIAL --vials FOLDER does both: it tells the bench
+    ledger the vial is empty and releases it here.)
 
-    Example: asab vials --state runs/tenant --json
+    Example: asab vials --out runs/tenant --json
     """
     from asab.actions.vial_state import VIAL_STATE_FILE, VialRegistry
 
-    registry = VialRegistry(state / VIAL_STATE_FILE)
+    registry = VialRegistry(out / VIAL_STATE_FILE)
     occupied = registry.occupied()
     unknown = [v for v in release or [] if v not in occupied]
     if unknown:
@@ -273,7 +290,7 @@ def vials(state: StateOpt = DEFAULT_STATE,
     if as_json:
         emit_json(rows)
         return
-    table = Table("vial", "status", "request", "job", "volume / mL", title=f"vials {state}")
+    table = Table("vial", "status", "request", "job", "volume / mL", title=f"vials {out}")
     for r in rows:
         volume = "" if r["volume"] is None else f"{r['volume']:.3f}"
         table.add_row(r["vial"], r["status"], r["request_id"], r["job_id"], volume)

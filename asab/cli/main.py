@@ -6,7 +6,9 @@ Exit codes: see :mod:`asab.cli.app`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from asab.cli.app import (  # noqa: F401 - re-exported for tests and other command modules
-    ConfigOpt, JsonOpt, app, bench_folder, config_path, console, emit_json, err_console, fail,
-    load, load_checked, print_problems, problem_json,
+    ConfigOpt, JsonOpt, StateOpt, app, bench_folder, config_path, console, emit_json, err_console,
+    fail, ledger_line, load, load_checked, open_ledger, print_problems, problem_json, state_folder,
 )
 from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
 
@@ -230,8 +232,11 @@ def run(config: ConfigOpt = None,
         jobs: Annotated[Optional[Path], typer.Option(help="JSON list of FINALES2 requests "
                                                      "(default: the bench's demo_requests.json)")] = None,
         out: Annotated[Optional[Path], typer.Option(
-            "--out", "--state", help="run folder (default runs/<timestamp>); with --broker the "
-            "tenant folder, journal included (default runs/tenant; reused: a re-run resumes)")] = None,
+            "--out", help="run folder: records, raw exports, summary.json (default "
+            "runs/<timestamp>); an earlier run's folder carries that run on (its final jobs "
+            "are kept, the jobs that waited for a consumable run). With --broker: the tenant "
+            "folder, journal included (default runs/tenant; reused: a re-run resumes)")] = None,
+        state: StateOpt = None,
         speed: Annotated[float, typer.Option(help="simulated bench: 0 = virtual time (instant), "
                                              "else real time × speed")] = 0.0,
         hardware: Annotated[bool, typer.Option(
@@ -246,23 +251,26 @@ def run(config: ConfigOpt = None,
         as_json: JsonOpt = False) -> None:
     """Formulate and measure each requested electrolyte on the (simulated) bench.
 
-    With --broker: serve the broker's pending density and electrolyte requests (asab tenant
-    --until-idle) and print each request's state and result uuid from the journal.
+    The bench ledger in --state (what every reservoir, waste, vial and line holds) is read
+    at the start and kept up to date: the next run on the same state folder continues from
+    it. With --broker: serve the broker's pending density and electrolyte requests (asab
+    tenant --until-idle) and print each request's state and result uuid from the journal.
 
-    Exit 3: at least one job failed on the bench; 1: bad job file or run folder, or the broker
-    cannot be reached.
+    Exit 4: the bench waits for the operator (a consumable ran out); fix it, tell the ledger
+    (asab bench refill/empty) and run the same command again. Exit 3: at least one job failed
+    on the bench (wins over 4); 1: bad job file or run folder, or the broker cannot be reached.
 
     Example: asab run --out runs/demo
     """
     if not math.isfinite(speed) or speed < 0:
         fail(f"--speed must be 0 (virtual time) or a positive number, not {speed}")
     if broker is not None:
-        from asab.cli.cmd_tenant import DEFAULT_STATE, run_broker
+        from asab.cli.cmd_tenant import DEFAULT_TENANT, run_broker
 
         if jobs is not None:
             fail("--jobs and --broker exclude each other")
-        run_broker(config, broker, credentials, out or DEFAULT_STATE, hardware=hardware,
-                   speed=speed, as_json=as_json)
+        run_broker(config, broker, credentials, out or DEFAULT_TENANT, state=state,
+                   hardware=hardware, speed=speed, as_json=as_json)
         return
     from asab.cli.wiring import hardware_bench, simulated_bench
     from asab.requests import load_jobs
@@ -276,19 +284,31 @@ def run(config: ConfigOpt = None,
     except RequestError as exc:
         fail(str(exc))
     run_dir = out or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        fail(f"run folder {run_dir} exists and is not an empty folder; choose another --out")
+    resume = _earlier_run(run_dir, requests)
+    ledger_dir = state_folder(cfg, state, out=run_dir)
+    store = open_ledger(cfg, ledger_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"cannot create run folder {run_dir}: {exc}")
-    opened = (hardware_bench(cfg, bench_dir, state=run_dir) if hardware
-              else simulated_bench(cfg, run_dir / "instruments", speed=speed, state=run_dir))
+    if not as_json:
+        console.print(ledger_line(store), markup=False, highlight=False, soft_wrap=True)
+        if resume:
+            console.print(f"carrying on the run in {run_dir}: its final jobs are kept, the "
+                          "jobs that waited for the operator run now", markup=False,
+                          highlight=False)
+    opened = (hardware_bench(cfg, bench_dir, state=run_dir, ledger_dir=ledger_dir) if hardware
+              else simulated_bench(cfg, run_dir / "instruments", speed=speed, state=run_dir,
+                                   ledger_dir=ledger_dir))
     with opened as bench:
         from asab.cli.display import RunDisplay
 
         with RunDisplay(console, quiet=as_json) as display:
-            summary = run_jobs(bench, requests, run_dir, progress=display.update)
+            kwargs = {"resume": True} if resume else {}
+            try:
+                summary = run_jobs(bench, requests, run_dir, progress=display.update, **kwargs)
+            except RequestError as exc:  # an earlier record it cannot carry on from
+                fail(str(exc))
     if as_json:
         emit_json(summary.model_dump_json())
     else:
@@ -297,6 +317,56 @@ def run(config: ConfigOpt = None,
         print_summary(console, summary)
     if summary.failed:
         raise typer.Exit(3)
+    if summary.waiting:
+        again = ["asab", "run", *(["--config", str(config)] if config else []),
+                 *(["--jobs", str(jobs)] if jobs else []), "--out", str(run_dir),
+                 "--state", str(ledger_dir), *(["--speed", f"{speed:g}"] if speed else []),
+                 *(["--hardware"] if hardware else [])]
+        if not as_json:
+            _say_waiting(summary.waiting, shlex.join(again))
+        raise typer.Exit(4)
+
+
+def _earlier_run(run_dir: Path, requests) -> bool:
+    """Whether ``run_dir`` holds an earlier run of ``requests`` to carry on (records/ and
+    summary.json); exits 1 for any other non-empty folder or a run of other requests."""
+    if not run_dir.exists():
+        return False
+    if not run_dir.is_dir():
+        fail(f"run folder {run_dir} exists and is not a folder; choose another --out")
+    if not any(run_dir.iterdir()):
+        return False
+    summary = run_dir / "summary.json"
+    if not ((run_dir / "records").is_dir() and summary.is_file()):
+        fail(f"run folder {run_dir} exists and is neither empty nor an earlier run (records/ "
+             "and summary.json); choose another --out")
+    try:
+        rows = json.loads(summary.read_text(encoding="utf-8"))["rows"]
+        earlier = [str(r.get("request") or "") for r in rows]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        fail(f"run folder {run_dir}: summary.json is unreadable ({exc}); choose another --out")
+    given = [_request_id(r) for r in requests]
+    if len(earlier) != len(given) or any(a and b and a != b for a, b in zip(earlier, given)):
+        fail(f"run folder {run_dir} holds a run of other requests ({len(earlier)} jobs); "
+             "carry a run on with the jobs file it ran, or choose another --out")
+    return True
+
+
+def _request_id(item) -> str:
+    """The id a job record keeps for ``item`` (its uuid, else its id), "" when unsure."""
+    rid = (item.get("uuid") or item.get("id") or "") if isinstance(item, dict) else ""
+    return rid if isinstance(rid, str) and len(rid) <= 64 else ""
+
+
+def _say_waiting(waiting: str, again: str) -> None:
+    """The waiting reason, the fix and the command that carries the run on (one line each,
+    never wrapped: the command is copied as it is)."""
+    console.print("[bold yellow]The bench waits for the operator:[/] " + escape(waiting),
+                  soft_wrap=True)
+    console.print("Fix it, tell the ledger ([bold]asab bench refill[/] / [bold]asab bench "
+                  "empty[/]), then run the same command again to carry this run on:",
+                  soft_wrap=True)
+    console.print(f"  {again}", markup=False, highlight=False, soft_wrap=True)
 
 
 # Command groups in their own modules register themselves on ``app`` when imported.
