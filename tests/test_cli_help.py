@@ -18,16 +18,18 @@ from asab.cli.main import app
 
 runner = CliRunner()
 #: commands whose example is cheap enough to run here (others: only checked to exist).
-RUN_EXAMPLES = ("check-config", "route", "formulate", "limits", "run", "draw", "import-legacy")
+RUN_EXAMPLES = ("check-config", "route", "formulate", "limits", "run", "draw", "import-legacy",
+                "plan", "bench status", "bench refill", "bench empty", "bench set-line")
 #: commands a script would drive: they must offer --json.
 JSON_COMMANDS = RUN_EXAMPLES
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> dict[str, click.Command]:
-    """Every leaf command, by its full name (``"tenant serve"`` for sub-commands)."""
+    """Every leaf command, by its full name (``"bench status"`` for sub-commands; typer ≥ 0.29
+    brings its own click, whose groups are no ``click.Group``: a group is what has commands)."""
     found: dict[str, click.Command] = {}
     for name, cmd in sorted(group.commands.items()):
-        if isinstance(cmd, click.Group):
+        if isinstance(getattr(cmd, "commands", None), dict):
             found.update(_commands(cmd, prefix + (name,)))
         else:
             found[" ".join(prefix + (name,))] = cmd
@@ -83,6 +85,7 @@ def example_cwd(tmp_path, monkeypatch):
     (bench / "demo_requests.json").write_text(json.dumps(requests[:1]), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ASAB_CONFIG", str(bench))
+    monkeypatch.delenv("ASAB_STATE", raising=False)  # the default: runs/state/<bench> here
     return tmp_path
 
 

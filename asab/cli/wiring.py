@@ -9,6 +9,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 from asab.actions.bench import Bench, open_bench
 from asab.actions.local_estop import listening
@@ -27,7 +28,9 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
     With ``ledger_dir`` (the bench's state folder) the bench ledger is read from and written
     to ``ledger_dir/ledger.json``, and the simulated world starts from it: the physical bench
     did not change while the process was down. Without it the ledger lives in memory and the
-    world starts as a fresh bench.
+    world starts as a fresh bench. ``bench.operator_hook(ledger, subject)`` applies an
+    operator's correction made while the bench is open (the actions server's
+    ``POST /bench/...``) to the simulated world as well.
 
     While it is open, ``asab estop`` reaches it (:mod:`asab.actions.local_estop`; ``state``
     is the run or tenant folder it is registered under). On exit every pump is stopped, the
@@ -41,6 +44,7 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
     try:
         bench = open_bench(sim.config, sim.clock, cetoni_sdk=sim.sdk, ledger=store)
         bench.simulation = sim  # type: ignore[attr-defined]  # for inspection in tests/demos
+        bench.operator_hook = _mirror_into(sim.world)  # type: ignore[attr-defined]
         try:
             with listening(bench, name=config.name, state=state):
                 yield bench
@@ -48,6 +52,17 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
             bench.close()
     finally:
         sim.close()
+
+
+def _mirror_into(world):
+    """``hook(ledger, subject)``: an operator's correction of vessel or segment ``subject``
+    (``POST /bench/refill`` …) done in the simulated world too, as the operator's hands
+    would on the real bench; the rest of the world is left as it is."""
+    def hook(ledger, subject: str) -> None:
+        world.load_ledger(SimpleNamespace(
+            vessels={k: v for k, v in ledger.vessels.items() if k == subject}, syringes={},
+            lines={k: v for k, v in ledger.lines.items() if k == subject}))
+    return hook
 
 
 @contextlib.contextmanager

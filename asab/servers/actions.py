@@ -1,6 +1,9 @@
 """The actions server: formulate (a plan, answered at once) and the long actions as jobs —
-prime, mix, deliver, measure, drain, clean, calibrate (a pump, on the balance) — and the
-operator's ``POST /bench/reset`` that puts an out-of-service bench back in service.
+prime, mix, deliver, measure, drain, clean, calibrate (a pump, on the balance) — the
+operator's ``POST /bench/reset`` that puts an out-of-service bench back in service, and the
+bench ledger: ``GET /bench/status`` and the operator's corrections ``POST /bench/refill``,
+``/bench/empty``, ``/bench/set-line`` (:mod:`asab.ledger.operator`, as ``asab bench ...``;
+refused with 409 while a job runs).
 
 Every long action is a plan made from the bench ledger before it is accepted
 (:mod:`asab.plan.planner`, as ``asab run`` plans its jobs) and run by the one executor
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from asab.actions.bench import Bench
@@ -26,6 +29,9 @@ from asab.plan import JobPlan, Purpose
 from asab.plan.planner import formulate as plan_composition
 from asab.plan.planner import plan_clean, plan_drain, plan_mix, plan_prime
 from asab.formulation.plan import MAX_TOTAL_VOLUME
+from asab.ledger import operator
+from asab.ledger.liquid import total
+from asab.ledger.model import BenchLedger, LedgerEvent
 from asab.servers.common import ServerContext, Strict, lookup, make_app
 from asab.servers.densimeter import MeasureRequest, submit_measure
 from asab.servers.jobs import RESOURCES, JobHandle, JobInfo
@@ -63,6 +69,82 @@ class CalibrateRequest(Strict):
     pump: str = Field(min_length=1, max_length=64, description="stock or solvent pump")
     volume: float = Field(default=1.0, gt=0, le=10, description="mL dispensed per repeat")
     repeats: int = Field(default=3, ge=1, le=10, description="weighed doses")
+
+
+TEXT = r"^[^\x00-\x1f\x7f]*$"
+"""No control characters (notes and names are shown in tables and logs)."""
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=TEXT)]
+NOTE = Field(default="", max_length=500, pattern=TEXT,
+             description="the operator's note: why, or what was done (kept with the event)")
+
+
+class RefillRequest(Strict):
+    node: Name = Field(description="stock reservoir or solvent bottle (tubing node)")
+    volume: float = Field(ge=0, le=100_000, allow_inf_nan=False,
+                          description="mL the vessel now holds (at most its capacity)")
+    note: str = NOTE
+
+
+class EmptyRequest(Strict):
+    node: Name = Field(description="waste container, vial or the vessel on the balance")
+    note: str = NOTE
+
+
+class SetLineRequest(Strict):
+    segment: Name = Field(description="tubing segment (edge label)")
+    liquid: Name = Field(description="what fills it now: a stock name, solvent, gas or unknown")
+    note: str = NOTE
+
+
+class VesselLevel(BaseModel):
+    node: str
+    kind: str = Field(description="stock, solvent, gas, waste or vial")
+    stocks: list[str] = Field(description="stock solutions kept in it (reservoirs)")
+    volume: float = Field(description="mL of liquid")
+    capacity: float | None = Field(description="mL; null: unlimited (a gas supply)")
+    content: dict[str, float] = Field(description="origin → mL")
+
+
+class BalanceLoad(BaseModel):
+    vessel: str = Field(description="the vessel on the pan")
+    load: float = Field(description="g of liquid in it")
+    capacity: float = Field(description="g the balance weighs at most")
+
+
+class SyringeLevel(BaseModel):
+    pump: str
+    capacity: float = Field(description="mL")
+    volume: float = Field(description="mL (liquid and gas)")
+    content: dict[str, float] = Field(description="origin → mL")
+
+
+class LineContent(BaseModel):
+    segment: str
+    volume: float = Field(description="mL")
+    main: str = Field(description="the origin filling most of it")
+    content: dict[str, float] = Field(description="origin → mL")
+
+
+class BenchStatus(BaseModel):
+    """What the bench ledger holds (``asab bench status --json`` shows the same)."""
+
+    bench: str
+    updated: str = Field(description="last change, ISO 8601 UTC")
+    out_of_service: str | None
+    waiting: str | None = Field(description="why no further job can be planned, or null")
+    vessels: list[VesselLevel]
+    balance: BalanceLoad | None
+    syringes: list[SyringeLevel]
+    lines: list[LineContent]
+    events: list[LedgerEvent] = Field(description="the latest changes, oldest first")
+    ledger: BenchLedger | None = Field(default=None, description="the whole ledger (?ledger=true)")
+
+
+class LedgerCorrection(BaseModel):
+    subject: str = Field(description="the vessel or segment corrected")
+    before: dict[str, float] = Field(description="its content before, origin → mL")
+    after: dict[str, float] = Field(description="its content now, origin → mL")
+    event: LedgerEvent
 
 
 class FormulationResponse(BaseModel):
@@ -150,6 +232,35 @@ def _prime_sources(bench: Bench, pumps: list[str] | None) -> dict[str, str]:
     return {p: table[p] for p in pumps}
 
 
+def _content(ledger: BenchLedger, subject: str, segment: bool) -> dict[str, float]:
+    return total(ledger.line(subject)) if segment else dict(ledger.vessels[subject].content)
+
+
+def _correct(ctx: ServerContext, subject: str, change, *, segment: bool = False
+             ) -> LedgerCorrection:
+    """Apply an operator's correction ``change(store)`` to the ledger while no job runs (409
+    otherwise); an unknown name or a refused value is 422 with the message. On a simulated
+    bench the world follows (the operator's hands, simulated)."""
+    bench = ctx.bench
+    store = bench.ledger
+    with ctx.jobs.claim(RESOURCES, motion=False):
+        try:
+            if segment:
+                operator.check_segment(bench.config, subject)
+            else:
+                operator.check_vessel(store.current(), subject)
+            before = _content(store.current(), subject, segment)
+            ledger = change(store)
+        except (KeyError, ValueError) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise RequestError(str(text)) from exc
+        mirror = getattr(bench, "operator_hook", None)
+        if mirror is not None:
+            mirror(ledger, subject)
+    return LedgerCorrection(subject=subject, before=before,
+                            after=_content(ledger, subject, segment), event=ledger.log[-1])
+
+
 def create_actions_app(ctx: ServerContext) -> FastAPI:
     """The actions server for ``ctx.bench``: POST acts (long ones return a job), GET reads."""
     app = make_app(ctx, "actions", "Named actions on one asab bench: formulate, prime, mix, "
@@ -213,6 +324,38 @@ def create_actions_app(ctx: ServerContext) -> FastAPI:
         with jobs.claim(RESOURCES, motion=True):
             done = bench.reset_faults()
         return ResetResponse(done=done, out_of_service=bench.out_of_service)
+
+    @app.get("/bench/status", tags=["ledger"])
+    def get_bench_status(
+            events: Annotated[int, Query(ge=0, le=2000, description="latest events")] = 10,
+            ledger: Annotated[bool, Query(description="include the whole ledger")] = False,
+    ) -> BenchStatus:
+        """The bench ledger: every vessel's level and capacity, the balance load, syringe and
+        line contents, out-of-service and waiting reasons, the latest events."""
+        current = bench.ledger.current()
+        data = operator.status(bench.config, current, events=events)
+        return BenchStatus.model_validate({**data, "ledger": current if ledger else None})
+
+    @app.post("/bench/refill", tags=["ledger"])
+    def post_bench_refill(body: RefillRequest) -> LedgerCorrection:
+        """A stock reservoir or the solvent bottle now holds ``volume`` mL (the operator
+        refilled it). 422: unknown node, not a reservoir or the solvent, above its capacity."""
+        return _correct(ctx, body.node, lambda store: operator.refill(
+            store, body.node, body.volume, body.note))
+
+    @app.post("/bench/empty", tags=["ledger"])
+    def post_bench_empty(body: EmptyRequest) -> LedgerCorrection:
+        """A waste container, vial or the vessel on the balance has been emptied. (A vial of
+        the tenant's occupancy is released with ``asab vials --release``.)"""
+        return _correct(ctx, body.node, lambda store: operator.empty(store, body.node,
+                                                                     body.note))
+
+    @app.post("/bench/set-line", tags=["ledger"])
+    def post_bench_set_line(body: SetLineRequest) -> LedgerCorrection:
+        """Tubing segment ``segment`` holds ``liquid`` over its whole volume (after manual
+        work). 422: unknown segment or liquid."""
+        return _correct(ctx, body.segment, lambda store: operator.set_line(
+            store, body.segment, body.liquid, body.note), segment=True)
 
     return app
 
