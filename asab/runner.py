@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
 from asab.actions.job import JobRecord, new_record, run_density_job
-from asab.errors import describe
+from asab.errors import RequestError, describe
 from asab.formulation import by_name
 from asab.requests import DENSITY, safe_copy, validate_request
 
@@ -145,7 +145,7 @@ def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step) -> JobReco
     if checked.job is None:
         exc = checked.error()
         rec = new_record(bench, job_id, checked.request_id, info)
-        rec.requested = by_name(checked.formulation, bench.config) or None
+        rec.requested = by_name(checked.formulation, bench.config)
         rec.status, rec.reason, rec.error = "rejected", str(exc), describe(exc)
         rec.finished = rec.started
         return rec

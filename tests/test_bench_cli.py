@@ -336,10 +336,6 @@ def test_bench_state_folder_in_run_examples_is_separate(tmp_path):
                 if v["node"] == "Solvent")["volume"] == 250.0
 
 
-@pytest.mark.xfail(reason="asab/runner.py (resume): the record of a malformed request is written "
-                   "with requested=None, which JobRecord cannot read back, and "
-                   "_earlier_records raises RequestError without importing it (NameError)",
-                   raises=NameError)
 def test_the_demo_carries_on_after_the_operator(tmp_path):
     """The demo holds a malformed request: carrying its run on must read that record back."""
     state, out = tmp_path / "state", tmp_path / "run"
