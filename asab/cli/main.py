@@ -296,7 +296,7 @@ def run(config: ConfigOpt = None,
         if resume:
             console.print(f"carrying on the run in {run_dir}: its final jobs are kept, the "
                           "jobs that waited for the operator run now", markup=False,
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     opened = (hardware_bench(cfg, bench_dir, state=run_dir, ledger_dir=ledger_dir) if hardware
               else simulated_bench(cfg, run_dir / "instruments", speed=speed, state=run_dir,
                                    ledger_dir=ledger_dir))
