@@ -23,6 +23,12 @@ from asab.cli.app import (
 
 NoteOpt = Annotated[str, typer.Option(
     "--note", help="why, or what was done (kept with the ledger event)")]
+RefillNode = Annotated[str, typer.Argument(help="stock reservoir or solvent bottle")]
+Volume = Annotated[str, typer.Argument(
+    help="mL now in it, or a quantity such as '45 mL' or '0.5 L'")]
+Segment = Annotated[str, typer.Argument(help="tubing segment (edge label)")]
+Liquid = Annotated[str, typer.Argument(
+    help="what fills it now: a stock name, solvent, gas or unknown")]
 
 
 def _wide():
@@ -310,10 +316,8 @@ def _checked_note(note: str) -> str:
 
 
 @bench_app.command("refill")
-def bench_refill(node: Annotated[str, typer.Argument(help="stock reservoir or solvent bottle")],
-                 volume: Annotated[str, typer.Argument(
-                     help="mL now in it, or a quantity such as '45 mL' or '0.5 L'")],
-                 note: NoteOpt = "", config: ConfigOpt = None, state: StateOpt = None,
+def bench_refill(node: RefillNode, volume: Volume, note: NoteOpt = "",
+                 config: ConfigOpt = None, state: StateOpt = None,
                  as_json: JsonOpt = False) -> None:
     """Tell the ledger that a stock reservoir or the solvent bottle now holds VOLUME.
 
@@ -393,10 +397,8 @@ def bench_empty(node: Annotated[str, typer.Argument(help="waste, vial or any ves
 
 
 @bench_app.command("set-line")
-def bench_set_line(segment: Annotated[str, typer.Argument(help="tubing segment (edge label)")],
-                   liquid: Annotated[str, typer.Argument(
-                       help="what fills it now: a stock name, solvent, gas or unknown")],
-                   note: NoteOpt = "", config: ConfigOpt = None, state: StateOpt = None,
+def bench_set_line(segment: Segment, liquid: Liquid, note: NoteOpt = "",
+                   config: ConfigOpt = None, state: StateOpt = None,
                    as_json: JsonOpt = False) -> None:
     """Tell the ledger what fills a tubing segment over its whole volume, after manual work
     (a line flushed by hand, a tube replaced: gas).
