@@ -461,8 +461,9 @@ def plan_recovery(ctx: BenchContext, ledger: BenchLedger, *, kind: Literal["dens
                 clean(b, instrument)
                 plan.notes.append("cell and lines drained and cleaned")
         except (AsabError, ValueError) as exc:
-            b.steps.clear()
-            b.pushes.clear()
+            b = ctx.builder(ledger)  # nothing of the half-planned rinse is kept
+            b.enter(Phase.RECOVER)
+            plan.notes.clear()
             problems.append(f"{'rinse/dry' if kind == 'vial' else 'drain/clean'}: {exc}")
         b.add(ForgetLines(phase=b.phase))
     b.enter(Phase.PARK)
