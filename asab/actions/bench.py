@@ -9,12 +9,18 @@ from typing import Any
 
 from asab.clock import Clock
 from asab.config import BenchConfig
-from asab.drivers.base import Balance, DensityViscosityMeter, PumpBus, SelectorValve, SyringePump
+from asab.drivers.base import (
+    Balance,
+    DensityViscosityMeter,
+    PumpBus,
+    SelectorValve,
+    SyringePump,
+)
 from asab.drivers.interlock import EmergencyStopped, Interlock
 
 __all__ = ["Bench", "EmergencyStopped", "OperationCancelled", "open_bench"]
 from asab.errors import AsabError, Cause, DeviceError
-from asab.ledger.model import LedgerChange
+from asab.ledger.model import LedgerChange, VesselKind
 from asab.ledger.store import LedgerStore
 from asab.tubing import TubingGraph
 
@@ -102,7 +108,8 @@ class Bench:
         """Reservoir or solvent node → mL drawn since it was last full, from the ledger."""
         out = {}
         for node, v in self.ledger.current().vessels.items():
-            if v.kind in ("stock", "solvent") and v.capacity and v.capacity - v.volume > 1e-9:
+            if (v.kind in (VesselKind.STOCK, VesselKind.SOLVENT) and v.capacity
+                    and v.capacity - v.volume > 1e-9):
                 out[node] = v.capacity - v.volume
         return out
 
@@ -174,12 +181,12 @@ class Bench:
         """Stop every pump now; never raises (logs instead), safe in ``finally`` blocks."""
         try:
             self.bus.stop_all()
-        except Exception:  # noqa: BLE001 - last line of defence, must not mask the cause
+        except Exception:
             log.exception("stop_all failed; stopping pumps one by one")
             for pump in self.pumps.values():
                 try:
                     pump.stop()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("could not stop pump %s", pump.name)
 
     def set_valves(self, settings: dict[str, int]) -> None:
@@ -208,7 +215,7 @@ class Bench:
                     continue
                 try:
                     close()
-                except Exception:  # noqa: BLE001 - closing must not mask the bus outcome
+                except Exception:
                     log.exception("could not close %s", getattr(device, "name", device))
 
 

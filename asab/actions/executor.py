@@ -151,7 +151,7 @@ def run_dispense(bench: Bench, step: Dispense) -> None:
 def _moved(drv, before: float, sign: float) -> float:
     try:
         return max(0.0, sign * (drv.fill_level() - before))
-    except Exception:  # noqa: BLE001 - unreadable: the lines are forgotten by the recovery
+    except Exception:
         log.exception("cannot read %s after a failed move", getattr(drv, "name", drv))
         return 0.0
 

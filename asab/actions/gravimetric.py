@@ -38,10 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
 from asab.actions.fluidics import MoveLog, builder, empty, motion, push, run_steps
-from asab.plan.planner import shared_line_volume
-from asab.plan.steps import Purpose
 from asab.errors import Cause, DeviceError
 from asab.formulation import FormulationPlan, achieved_from_masses, composition_distance
+from asab.plan.planner import shared_line_volume
+from asab.plan.steps import Purpose
 from asab.tubing import Route
 
 log = logging.getLogger(__name__)

@@ -135,7 +135,7 @@ class JobRecord(RunRecord):
 
 def _now() -> str:
     """Wall-clock now, ISO 8601 UTC."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_record(bench: Bench, job_id: str, request_id: str, request: Any) -> JobRecord:
@@ -180,13 +180,11 @@ class JobRun:
         for listener in self.listeners:
             listener(event)
 
-    def plan_with(self, make, composition, volume: float, policy=None) -> JobPlan:
-        """Plan from the ledger (syringes synchronised first), preferring available stocks."""
+    def plan_with(self, planner) -> JobPlan:
+        """``planner(ctx, ledger) → JobPlan`` over the ledger (syringes synchronised first);
+        the record takes what the plan makes."""
         sync_syringes(self.bench)
-        ledger = self.bench.ledger.current()
-        ctx = context(self.bench)
-        self.plan = stock_aware(lambda f: make(ctx, ledger, f), ctx, ledger, composition,
-                                volume, policy)
+        self.plan = planner(context(self.bench), self.bench.ledger.current())
         f = self.plan.formulation
         cfg = self.bench.config
         self.rec.achieved = by_name(f.achieved, cfg)
@@ -234,7 +232,7 @@ class JobRun:
                 rec.closest, rec.distance = exc.closest, exc.distance
             if isinstance(exc, ConsumableError):
                 rec.consumables = [s.as_dict() for s in exc.shortages]
-        except Exception as exc:  # noqa: BLE001 - any failure must end in a record
+        except Exception as exc:
             log.exception("job %s failed", rec.job_id)
             bench.stop_all()
             rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
@@ -295,8 +293,9 @@ def _density(run: JobRun, job: DensityJob) -> None:
         raise RequestError(f"temperature {job.temperature:.2f} K is not available: this bench "
                            f"measures at {dens.temperature:.2f} K (method {dens.method})")
     run.step(Phase.FORMULATE)
-    plan = run.plan_with(lambda ctx, ledger, f: plan_density(
-        ctx, ledger, f, request_id=job.request_id, sample=rec.sample), job.formulation, 1.0)
+    plan = run.plan_with(lambda ctx, ledger: stock_aware(lambda f: plan_density(
+        ctx, ledger, f, request_id=job.request_id, sample=rec.sample),
+        ctx, ledger, job.formulation, 1.0))
     try:
         run.execute()
     finally:

@@ -15,7 +15,7 @@ from asab.actions.bench import Bench
 from asab.actions.fluidics import motion
 from asab.drivers.base import DensityViscosityResult
 from asab.errors import Cause, DeviceError
-from asab.plan.steps import PushSummary, Purpose
+from asab.plan.steps import Purpose, PushSummary
 
 
 class PushRecord(BaseModel):
@@ -32,7 +32,7 @@ class PushRecord(BaseModel):
         "when the sample is switched to the cell)"))
 
     @classmethod
-    def of(cls, push: PushSummary) -> "PushRecord":
+    def of(cls, push: PushSummary) -> PushRecord:
         return cls(purpose=push.purpose, flows=dict(push.flows), volume=push.volume,
                    valve_settings=dict(push.valve_settings), sink=push.sink,
                    shared_line=push.shared_line)

@@ -31,8 +31,8 @@ from asab.actions.vial_state import VialOccupant, VialRegistry
 from asab.config import BenchConfig
 from asab.errors import RequestError
 from asab.formulation import by_name
-from asab.plan import Consumable, ConsumableError, Phase, Purpose
-from asab.plan.planner import common_line_volume, plan_vial
+from asab.plan import Phase, Purpose
+from asab.plan.planner import common_line_volume, plan_first_vial
 from asab.requests import FlowJob
 
 __all__ = ["DEFAULT_VIAL_CAPACITY", "FlowJob", "FlowRecord", "NoFreeVialError",
@@ -123,16 +123,9 @@ def _deliver(run: JobRun, job: FlowJob, rec: FlowRecord, vials: VialRegistry, po
     if not free:
         raise NoFreeVialError(f"no free vial: all {len(cfg.settings.vial_nodes)} vials "
                               "of this bench are occupied")
-    plan = None
-    for i, vial in enumerate(free):  # the first free vial the ledger says can take it
-        try:
-            plan = run.plan_with(lambda ctx, ledger, f, _v=vial: plan_vial(
-                ctx, ledger, f, _v, job.volume, request_id=job.request_id),
-                job.formulation, job.volume, policy)
-            break
-        except ConsumableError as exc:
-            if exc.kinds != {Consumable.VIAL} or i == len(free) - 1:
-                raise
+    plan = run.plan_with(lambda ctx, ledger: plan_first_vial(
+        ctx, ledger, job.formulation, job.volume, free, request_id=job.request_id,
+        policy=policy))
     rec.vial, rec.waste, rec.vial_branch = plan.vial, plan.waste, plan.vial_branch
     run.vial = plan.vial
     vials.claim(VialOccupant(vial=plan.vial, request_id=job.request_id, job_id=rec.job_id,

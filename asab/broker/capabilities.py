@@ -29,13 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asab.actions.bench import Bench
 from asab.actions.vial import vial_capacity
-from asab.ledger import initial_ledger
-from asab.plan import Consumable, ConsumableError, JobPlan
-from asab.plan.planner import BenchContext, plan_density, plan_vial, stock_aware
 from asab.actions.vial_state import VialRegistry
 from asab.config import BenchConfig
-from asab.errors import AsabError, RequestError
+from asab.errors import AsabError
 from asab.formulation import FormulationPlan, StockModel, by_name, plan_formulation
+from asab.ledger import initial_ledger
+from asab.plan import ConsumableError, JobPlan
+from asab.plan.planner import BenchContext, plan_density, plan_first_vial, stock_aware
 from asab.requests import (  # noqa: F401 - MAX_REASON, TEMPERATURE_TOLERANCE re-exported
     CAPABILITIES,
     DENSITY,
@@ -173,34 +173,25 @@ def _check_supplies(bench: Bench | None, config: BenchConfig, acc: Acceptance,
             acc.reasons.append(f"no free vial: all {len(config.settings.vial_nodes)} vials "
                                "are occupied")
             return
-    else:
-        free = [None]
     if bench is not None:
         ctx, ledger = BenchContext(config, bench.graph, bench.delivery_factors), bench.ledger.current()
     else:
         ctx, ledger = BenchContext(config), initial_ledger(config)
     job = acc.job
-    for i, vial in enumerate(free):  # flow: the first free vial the ledger can fill
-        try:
-            if vial is not None:
-                acc.job_plan = stock_aware(lambda f, _v=vial: plan_vial(
-                    ctx, ledger, f, _v, job.volume, request_id=acc.request_id),
-                    ctx, ledger, job.formulation, job.volume, acc.plan.policy)
-                acc.vial = vial
-            else:
-                acc.job_plan = stock_aware(lambda f: plan_density(
-                    ctx, ledger, f, request_id=acc.request_id),
-                    ctx, ledger, job.formulation, DENSITY_PLAN_VOLUME, acc.plan.policy)
-            return
-        except ConsumableError as exc:
-            if exc.kinds == {Consumable.VIAL} and i < len(free) - 1:
-                continue
-            acc.reasons.append(str(exc))
-            acc.consumables = [str(k) for k in sorted(exc.kinds)]
-            return
-        except (AsabError, KeyError) as exc:
-            acc.reasons.append(str(exc))
-            return
+    try:
+        if acc.quantity == "electrolyte":
+            acc.job_plan = plan_first_vial(ctx, ledger, job.formulation, job.volume, free,
+                                           request_id=acc.request_id, policy=acc.plan.policy)
+            acc.vial = acc.job_plan.vial
+        else:
+            acc.job_plan = stock_aware(lambda f: plan_density(
+                ctx, ledger, f, request_id=acc.request_id),
+                ctx, ledger, job.formulation, DENSITY_PLAN_VOLUME, acc.plan.policy)
+    except ConsumableError as exc:
+        acc.reasons.append(str(exc))
+        acc.consumables = [str(k) for k in sorted(exc.kinds)]
+    except (AsabError, KeyError) as exc:
+        acc.reasons.append(str(exc))
 
 
 def reachable_ranges(config: BenchConfig) -> dict[str, tuple[float, float]]:

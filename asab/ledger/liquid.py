@@ -57,7 +57,7 @@ class Parcel:
     shares: tuple[tuple[str, float], ...]
 
     @classmethod
-    def of(cls, content: Mapping[str, float]) -> "Parcel | None":
+    def of(cls, content: Mapping[str, float]) -> Parcel | None:
         """The parcel holding ``content`` (origin → mL), or None when it is empty."""
         volume = math.fsum(v for v in content.values() if v > 0)
         if volume <= _EPS:
@@ -68,7 +68,7 @@ class Parcel:
         """origin → mL."""
         return {k: f * self.volume for k, f in self.shares}
 
-    def scaled(self, volume: float) -> "Parcel":
+    def scaled(self, volume: float) -> Parcel:
         """The same content in ``volume`` mL."""
         return Parcel(volume, self.shares)
 

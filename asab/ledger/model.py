@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from enum import StrEnum
-
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -75,7 +74,7 @@ class ParcelState(BaseModel):
     content: Annotated[dict[str, Share], Field(min_length=1, max_length=256)]
 
     @model_validator(mode="after")
-    def _shares_sum_to_one(self) -> "ParcelState":
+    def _shares_sum_to_one(self) -> ParcelState:
         if abs(sum(self.content.values()) - 1.0) > 1e-6:
             raise ValueError(f"parcel shares sum to {sum(self.content.values())!r}, not 1")
         return self
@@ -84,7 +83,7 @@ class ParcelState(BaseModel):
         return Parcel(self.volume, tuple(sorted(self.content.items())))
 
     @classmethod
-    def of(cls, parcel: Parcel) -> "ParcelState":
+    def of(cls, parcel: Parcel) -> ParcelState:
         return cls(volume=parcel.volume, content=dict(parcel.shares))
 
 
@@ -113,7 +112,7 @@ class SyringeState(BaseModel):
     content: Content = Field(default_factory=dict, description="origin → mL")
 
     @model_validator(mode="after")
-    def _fits(self) -> "SyringeState":
+    def _fits(self) -> SyringeState:
         if self.volume > self.capacity * (1 + 1e-6) + 1e-9:
             raise ValueError(f"syringe {self.pump} holds {self.volume:g} mL, more than its "
                              f"{self.capacity:g} mL")
@@ -169,7 +168,7 @@ class BenchLedger(BaseModel):
                                     detail=detail, note=note))
         del self.log[:-MAX_LOG]
 
-    def clone(self) -> "BenchLedger":
+    def clone(self) -> BenchLedger:
         """A copy that can be changed without touching this ledger. Cheap: contents, parcel
         lists and events are treated as immutable values (every change assigns a new dict
         or list, never mutates one), so only the containers are copied."""

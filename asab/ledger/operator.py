@@ -32,7 +32,7 @@ def refill(store: LedgerStore, node: str, volume: float, note: str = "") -> Benc
             raise ValueError(f"{node} is a {vessel.kind} vessel; only a stock reservoir or the "
                              "solvent bottle is refilled (use `asab bench empty` for wastes "
                              "and vials)")
-        if not 0 <= volume <= (vessel.capacity or float("inf")) or volume != volume:
+        if not 0 <= volume <= (vessel.capacity or float("inf")):  # NaN fails too
             raise ValueError(f"{volume!r} mL is not a level of {node} (0 … {vessel.capacity:g} mL)")
         vessel.content = {_origin(ledger, store, node): volume} if volume > 0 else {}
         ledger.waiting = None

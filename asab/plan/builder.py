@@ -26,8 +26,8 @@ from asab.plan.steps import (
     Move,
     Phase,
     PlannedRoute,
-    PushSummary,
     Purpose,
+    PushSummary,
     Step,
 )
 from asab.tubing import Route, TubingGraph, merge_settings

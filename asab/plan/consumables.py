@@ -87,8 +87,8 @@ def consumption(config: BenchConfig, before: BenchLedger, after: BenchLedger) ->
     return Consumption(change=change, balance_load=load)
 
 
-def check_consumables(config: BenchConfig, start: BenchLedger, b: "PlanBuilder",
-                      plan: "JobPlan") -> None:
+def check_consumables(config: BenchConfig, start: BenchLedger, b: PlanBuilder,
+                      plan: JobPlan) -> None:
     """Refuse ``plan`` (built by ``b`` from ``start``) if it needs more than ``start`` holds.
 
     Raises:
@@ -154,7 +154,7 @@ def _fills(config: BenchConfig, start: BenchLedger, end: BenchLedger) -> list[Sh
     return out
 
 
-def total_drawn(plan: "JobPlan") -> dict[str, float]:
+def total_drawn(plan: JobPlan) -> dict[str, float]:
     """Source node → mL the plan aspirates."""
     out: dict[str, float] = {}
     for st in plan.steps:

@@ -36,7 +36,7 @@ class Edges:
     table: dict[str, tuple[str, str, float]]
 
     @classmethod
-    def of(cls, config: BenchConfig) -> "Edges":
+    def of(cls, config: BenchConfig) -> Edges:
         return cls({e.label: (e.start, e.end, e.dead_volume) for e in config.tubing.edges})
 
 

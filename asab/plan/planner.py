@@ -28,23 +28,32 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from asab.config import BenchConfig, Instrument
-from asab.errors import AsabError, BelowResolutionError, Cause, DeviceError, RoutingError
+from asab.errors import (
+    AsabError,
+    BelowResolutionError,
+    RoutingError,
+)
 from asab.formulation import FormulationPlan, StockModel, plan_formulation
 from asab.ledger.model import BenchLedger
 from asab.plan.builder import PlanBuilder
-from asab.plan.consumables import ConsumableError, check_consumables, consumption
+from asab.plan.consumables import (
+    Consumable,
+    ConsumableError,
+    check_consumables,
+    consumption,
+)
 from asab.plan.steps import (
+    ForgetLines,
     JobKind,
     JobPlan,
     MakeSafe,
     Measure,
     Phase,
     PhaseMark,
-    PushSummary,
     Purpose,
+    PushSummary,
     Tare,
     Weigh,
-    ForgetLines,
 )
 from asab.tubing import Route, TubingGraph
 
@@ -364,6 +373,29 @@ def plan_vial(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPl
     return _finish(b, plan, ledger, check=check)
 
 
+def plan_first_vial(ctx: BenchContext, ledger: BenchLedger, composition, volume: float,
+                    vials: Sequence[str], *, request_id: str = "", policy=None) -> JobPlan:
+    """The delivery of ``volume`` mL of ``composition`` into the first of ``vials`` the ledger
+    can fill (stock-aware, :func:`stock_aware`).
+
+    Raises:
+        ConsumableError: no vial can take it (the last vial's refusal), or another consumable
+            runs short.
+        ValueError: ``vials`` is empty.
+    """
+    if not vials:
+        raise ValueError("no vial to plan for")
+    for i, vial in enumerate(vials):
+        try:
+            return stock_aware(lambda f, _v=vial: plan_vial(
+                ctx, ledger, f, _v, volume, request_id=request_id),
+                ctx, ledger, composition, volume, policy)
+        except ConsumableError as exc:
+            if exc.kinds != {Consumable.VIAL} or i == len(vials) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def plan_prime(ctx: BenchContext, ledger: BenchLedger, sources: Mapping[str, str]) -> JobPlan:
     """Prime the lines of ``sources`` (pump → source node) that are not primed yet."""
     b = ctx.builder(ledger)
@@ -472,9 +504,26 @@ def plan_recovery(ctx: BenchContext, ledger: BenchLedger, *, kind: Literal["dens
 
 
 __all__ = [
-    "BenchContext", "ConsumableError", "DeviceError", "Cause", "MEASURE_ESTIMATE",
-    "common_line_volume", "density_instrument", "density_sink", "first_portion_volume",
-    "formulate", "mix_inputs", "other_inlets", "plan_clean", "plan_density", "plan_drain",
-    "plan_mix", "plan_prime", "plan_recovery", "plan_vial", "sample_volume",
-    "shared_line_volume", "stock_aware", "vial_routes",
+    "MEASURE_ESTIMATE",
+    "BenchContext",
+    "ConsumableError",
+    "common_line_volume",
+    "density_instrument",
+    "density_sink",
+    "first_portion_volume",
+    "formulate",
+    "mix_inputs",
+    "other_inlets",
+    "plan_clean",
+    "plan_density",
+    "plan_drain",
+    "plan_first_vial",
+    "plan_mix",
+    "plan_prime",
+    "plan_recovery",
+    "plan_vial",
+    "sample_volume",
+    "shared_line_volume",
+    "stock_aware",
+    "vial_routes",
 ]

@@ -76,7 +76,7 @@ class PlannedRoute(BaseModel):
     dead_volume: float
 
     @classmethod
-    def of(cls, route: Route) -> "PlannedRoute":
+    def of(cls, route: Route) -> PlannedRoute:
         return cls(nodes=route.nodes, edges=route.edges, valve_settings=dict(route.valve_settings),
                    dead_volume=route.dead_volume)
 
