@@ -144,6 +144,19 @@ async def serve_all(servers: list[uvicorn.Server], sockets: list[socket.socket],
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (not on Windows), else asyncio's own.
+
+    Measured with tests/test_estop_flood.py on 2 cores: the e-stop on the flooded port
+    answered in 0.9–1.0 s on asyncio's loop and in 0.28–0.37 s on uvloop (the other ports:
+    0.16–0.22 s against 5–45 ms): uvloop drains the accept queue about three times faster."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows, or uvloop not installed
+        return None
+    return uvloop.new_event_loop
+
+
 def run_servers(bench: Bench, settings: ServerSettings, token: str,
                 on_started: Callable[[], None] | None = None, log_level: str = "warning") -> None:
     """Serve every app of ``bench`` until interrupted; then cancel jobs and stop the pumps.
@@ -155,7 +168,8 @@ def run_servers(bench: Bench, settings: ServerSettings, token: str,
     servers = build_servers(apps, settings, log_level)
     sockets = bind(servers)
     try:
-        asyncio.run(serve_all(servers, sockets, on_started))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve_all(servers, sockets, on_started))
     finally:
         ctx.jobs.shutdown()
         for sock in sockets:
