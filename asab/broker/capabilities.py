@@ -195,9 +195,9 @@ def _check_supplies(bench: Bench | None, config: BenchConfig, acc: Acceptance,
 
 
 def reachable_ranges(config: BenchConfig) -> dict[str, tuple[float, float]]:
-    """InChIKey → (min, max) mole fraction over the makeable region (see
-    :meth:`StockModel.reachable_ranges`)."""
-    return StockModel.from_config(config).reachable_ranges()
+    """InChIKey → (min, max) mole fraction over the makeable region that the pumps carry at
+    the bench's ``settings.total_flow`` (LPs, see :meth:`StockModel.reachable_ranges`)."""
+    return StockModel.from_config(config).reachable_ranges(config.settings.total_flow)
 
 
 # ---------------------------------------------------------------------- limitations document

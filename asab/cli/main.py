@@ -181,7 +181,8 @@ def limits(config: ConfigOpt = None,
                help="tenant name in the document (default asab_<bench>)")] = None,
            contact: Annotated[str, typer.Option(help="contact person in the document")] = "",
            as_json: JsonOpt = False) -> None:
-    """Print the reachable mole-fraction range of each chemical with the loaded stocks.
+    """Print the reachable mole-fraction range of each chemical with the loaded stocks (over
+    the mixes the pumps carry at the bench's total flow; linear programmes).
 
     With --finales: the tenant's limitations document (format of tenant_limitations_2023.json)
     with the ranges the bench really reaches, the densimeter temperature and the vial volumes.
@@ -194,7 +195,7 @@ def limits(config: ConfigOpt = None,
     if finales:
         _print_finales_limits(cfg, tenant_name, contact, as_json)
         return
-    ranges = StockModel.from_config(cfg).reachable_ranges()
+    ranges = StockModel.from_config(cfg).reachable_ranges(cfg.settings.total_flow)
     named = {cfg.chemical(k).name: {"InChIKey": k, "min": lo, "max": hi} for k, (lo, hi) in ranges.items()}
     if as_json:
         emit_json(named)

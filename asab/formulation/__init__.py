@@ -14,13 +14,14 @@ from asab.formulation.composition import (
     parse_composition,
 )
 from asab.formulation.hull import HullProjector, HullSolution, kkt_gap
-from asab.formulation.mixes import MixOption, choose_mix, mix_options
+from asab.formulation.mixes import MixOption, choose_mix, mix_options, near_mix
 from asab.formulation.plan import FormulationPlan, plan_formulation
 from asab.formulation.stocks import StockModel, stock_concentration
 
 __all__ = [
     "FormulationPlan", "HullProjector", "HullSolution", "MixOption", "StockModel",
     "achieved_composition", "achieved_from_masses", "by_name", "choose_mix",
-    "composition_distance", "kkt_gap", "mix_options", "parse_composition", "plan_formulation",
+    "composition_distance", "kkt_gap", "mix_options", "near_mix", "parse_composition",
+    "plan_formulation",
     "stock_concentration",
 ]

@@ -1,51 +1,49 @@
-"""Exact Euclidean projection onto the convex hull of a few points (the stock compositions).
+"""Euclidean projection onto the convex hull of the stock compositions, at any size.
 
 Problem: given the stock mole-fraction matrix ``S`` (k components × n stocks, column j = ŝ_j)
 and a composition ``x`` (k), find weights ``w`` on the simplex (w ≥ 0, Σw = 1) minimising
 ``‖S w − x‖₂``. The minimiser ``x* = S w*`` is unique (projection onto a convex set); ``w*`` need
 not be (more stocks than dimensions).
 
-Method — face enumeration (exact, global):
-    * Enumerate every *face* F: a subset of stocks whose points are affinely independent
-      (so |F| ≤ d + 1, d = dimension of the stocks' affine hull; Carathéodory).
-    * On each face the equality-constrained least squares
-      ``min ‖S_F w_F − x‖ s.t. Σ w_F = 1`` has the unique solution
-      ``w_F = e₀ + [−1ᵀα; α]`` with ``α = D⁺(x − s₀)``, ``D = [s₁ − s₀, …]`` — an affine map of
-      ``x``; the thin SVD of every D is computed once per stock set (:class:`HullProjector`)
-      and a solve applies all faces' maps in two batched products.
-    * A face's candidate is feasible when ``w_F ≥ 0``; its objective is evaluated on the clipped,
-      renormalised weights, so every candidate is an honest feasible point.
-    * Completeness: ``x*`` lies in the relative interior of conv(S_F) for some affinely
-      independent F (Carathéodory); there it is also the minimiser over aff(S_F), i.e. that
-      face's candidate, with w_F > 0. Hence the minimum over feasible candidates *is* the global
-      optimum — no iteration, no starting point, no convergence tolerance.
-    * Certificate: the Frank–Wolfe gap ``gap = gᵀw − minⱼ gⱼ`` with ``g = Sᵀ(S w − x)`` is ≥ 0,
-      is 0 exactly at a KKT point, and bounds the sub-optimality: ``f(w) − f* ≤ gap`` for
-      ``f = ½‖S w − x‖²``; by strong convexity in composition space
-      ``‖S w − x*‖ ≤ √(2·gap)``. Every solution carries it.
+Method — one non-negative least-squares problem (NNLS), exactly equivalent:
+    Since Σw = 1, ``S w − x = B w`` with ``B = S − x 1ᵀ``. Put ``u = τ w`` (τ ≥ 0, w on the
+    simplex) into the NNLS problem ``min_{u ≥ 0} ‖B u‖² + (1ᵀu − 1)²``: for fixed w the best τ
+    is 1 / (1 + ‖B w‖²) and the value ‖B w‖² / (1 + ‖B w‖²), increasing in ‖B w‖. So the NNLS
+    minimiser u* gives the projection's weights w* = u* / 1ᵀu* — no penalty weight, no
+    approximation (the same reduction as least-distance programming, C. L. Lawson and
+    R. J. Hanson, *Solving Least Squares Problems*, 1974, ch. 23). SciPy's
+    :func:`scipy.optimize.nnls` is the Lawson–Hanson active-set method: finite, and its
+    passive set is linearly independent, so the support of w* is affinely independent
+    (≤ d + 1 stocks, Carathéodory).
 
-Numerical limits: stocks whose compositions differ by less than :data:`RANK_TOL` (relative)
-are treated as one (faces containing both are skipped), which can cost a distance of that
-order; the certificate is checked on every solve (:data:`KKT_TOL`).
+    Polishing: weights of 1e-12 or less are rounding residue and are dropped. When the point is
+    then within 1e-9 of x but not within rounding (a makeable request), the equality-
+    constrained least squares ``min ‖S_F w_F − x‖ s.t. Σ w_F = 1`` on the support is solved
+    directly (affine coordinates, one SVD) and replaces the NNLS weights when they are
+    non-negative and closer.
 
-Cost: at most Σ_{s ≤ d+1} C(n, s) faces (14 for the 2023 bench, 255 for 8 stocks); one solve is
-a few batched products and vectorised reductions (~50 µs; see benchmarks/bench_formulation.py).
+Certificate: the Frank–Wolfe gap ``gap = gᵀw − minⱼ gⱼ`` with ``g = Sᵀ(S w − x)`` is ≥ 0, is 0
+exactly at a KKT point, and bounds the sub-optimality: ``f(w) − f* ≤ gap`` for
+``f = ½‖S w − x‖²``; by strong convexity in composition space ``‖S w − x*‖ ≤ √(2·gap)``. Every
+solve checks it (:data:`KKT_TOL`) and carries it.
+
+Cost: NNLS on a (k + 1) × n matrix, polynomial in k and n (measured in
+benchmarks/bench_formulation.py: about 0.1 ms at 8 components × 32 stocks). The exhaustive
+face enumeration it replaced is kept as the test oracle in :mod:`asab.formulation.faces`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import nnls
 
 from asab.errors import FormulationError
 
 logger = logging.getLogger(__name__)
-
-#: Largest number of stocks the exhaustive face enumeration accepts (2¹² − 1 faces at most).
-MAX_STOCKS = 12
 
 #: Relative singular-value threshold below which a set of stocks counts as affinely dependent.
 RANK_TOL = 1e-10
@@ -56,6 +54,21 @@ KKT_TOL = 1e-10
 
 #: Weights above −FEASIBILITY_TOL count as non-negative (then clipped to 0 and renormalised).
 FEASIBILITY_TOL = 1e-9
+
+#: Weights at or below this (a share of 1e-12 of the moles) are rounding residue of the solve:
+#: the polished solution leaves those stocks out.
+SUPPORT_TOL = 1e-12
+
+#: Distances within ROUNDING·(1 + max|x|) count as equal (8 units in the last place).
+ROUNDING = 8 * float(np.finfo(float).eps)
+
+#: Distance (mole fraction) below which a solution is polished by the direct solve on its
+#: support (see the module docstring).
+POLISH_BELOW = 1e-9
+
+#: Lawson–Hanson iterations allowed per stock (SciPy's default is 3 per column; each iteration
+#: moves one stock into or out of the passive set).
+NNLS_ITERATIONS_PER_STOCK = 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,18 +107,13 @@ def kkt_gap(points: np.ndarray, x: np.ndarray, weights: np.ndarray) -> float:
 
 
 class HullProjector:
-    """Exact projector onto conv(columns of ``points``), precomputed for fast repeated solves.
-
-    Per face F = (f₀, f₁, …) it stores ``s_f₀``, ``Uᵀ`` and ``V Σ⁻¹`` of the thin SVD of
-    ``D = [s_f₁ − s_f₀, …]``; a solve evaluates ``α = V Σ⁻¹ (Uᵀ (x − s_f₀))`` for all faces at
-    once (batched products, in this order so that nearly dependent stocks lose no accuracy in the
-    composition) and ``w_f₀ = 1 − Σα``.
+    """Projector onto conv(columns of ``points``) (see the module docstring).
 
     Args:
         points: (k, n) array, column j = stock j's mole-fraction vector; finite, n ≥ 1.
 
     Raises:
-        FormulationError: bad shape, non-finite entries, or more than :data:`MAX_STOCKS` stocks.
+        FormulationError: bad shape or non-finite entries.
     """
 
     def __init__(self, points: np.ndarray) -> None:
@@ -114,46 +122,12 @@ class HullProjector:
             raise FormulationError(f"stock matrix must be 2-D and non-empty, got shape {s.shape}")
         if not np.all(np.isfinite(s)):
             raise FormulationError("stock matrix has non-finite entries")
-        if s.shape[1] > MAX_STOCKS:
-            raise FormulationError(
-                f"{s.shape[1]} stocks: exact face enumeration supports at most {MAX_STOCKS}"
-            )
         s.setflags(write=False)
         self.points = s
-        self.faces, factors = _enumerate_faces(s)
-        self._origin = np.array([s[:, f[0]] for f in self.faces])  # (m, k)
-        self._project = np.array([u for u, _ in factors])  # (m, r, k)
-        self._lift = np.array([v for _, v in factors])  # (m, n, r)
-        self._base = np.zeros((len(self.faces), s.shape[1]))  # (m, n): e_f₀
-        self._base[np.arange(len(self.faces)), [f[0] for f in self.faces]] = 1.0
         self._scale = max(1.0, float(np.max(np.sum(s**2, axis=0))))  # for the KKT check
-        logger.debug("hull projector: %d stocks, %d faces", s.shape[1], len(self.faces))
-
-    def _affine(self, x: np.ndarray, rows: slice | int = slice(None)) -> np.ndarray:
-        """Unconstrained-sign weights of the faces ``rows`` for ``x`` ((m, n) or (n,))."""
-        diff = (x - self._origin[rows])[..., None]
-        coords = np.matmul(self._project[rows], diff)
-        return np.matmul(self._lift[rows], coords)[..., 0] + self._base[rows]
-
-    def face_candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each face's least-squares candidate for composition ``x``.
-
-        Args:
-            x: (k,) composition.
-
-        Returns:
-            ``(weights, distances)``: (m, n) clipped and renormalised weights (row i = face
-            ``self.faces[i]``) and (m,) distances ``‖S w − x‖``; ``inf`` for faces whose
-            affine solution has a weight below −:data:`FEASIBILITY_TOL`.
-        """
-        raw = self._affine(x)
-        feasible = raw.min(axis=1) >= -FEASIBILITY_TOL
-        w = np.maximum(raw, 0.0)
-        w /= w.sum(axis=1, keepdims=True)
-        res = w @ self.points.T - x
-        dist = np.sqrt((res * res).sum(axis=1))
-        dist[~feasible] = np.inf
-        return w, dist
+        self._system = np.vstack([s, np.ones((1, s.shape[1]))])  # rows: S, then 1ᵀ
+        self._rhs = np.zeros(s.shape[0] + 1)
+        self._rhs[-1] = 1.0
 
     def project(self, x: np.ndarray) -> HullSolution:
         """Closest point of the hull to ``x`` (global optimum, see the module docstring).
@@ -166,63 +140,89 @@ class HullProjector:
                 failure that exact arithmetic excludes) the result fails its KKT certificate.
         """
         xv = np.asarray(x, dtype=float)
-        if xv.shape != (self.points.shape[0],) or not np.all(np.isfinite(xv)):
-            raise FormulationError(
-                f"composition vector must be finite with shape ({self.points.shape[0]},)"
-            )
-        w_all, dist = self.face_candidates(xv)
-        w = w_all[int(np.argmin(dist))]
-        point = self.points @ w
-        gap = kkt_gap(self.points, xv, w)
-        if not gap <= KKT_TOL * max(self._scale, float(xv @ xv)):
+        k, n = self.points.shape
+        norm2 = float(xv @ xv) if xv.shape == (k,) else math.nan
+        if not math.isfinite(norm2):  # a NaN or an infinity anywhere makes x·x non-finite
+            raise FormulationError(f"composition vector must be finite with shape ({k},)")
+        system = self._system.copy()
+        system[:k] -= xv[:, None]
+        try:
+            u, _ = nnls(system, self._rhs, maxiter=NNLS_ITERATIONS_PER_STOCK * max(n, 3))
+        except RuntimeError as exc:  # iteration limit: exact arithmetic excludes it
+            raise FormulationError(f"closest-makeable solver did not converge: {exc}") from exc
+        total = float(u.sum())
+        if not total > 0:
+            raise FormulationError("closest-makeable solver returned no weights")
+        w, point, residual = self._polish(xv, u / total)
+        g = self.points.T @ residual
+        gap = float(g @ w - g.min())  # kkt_gap(points, x, w), from the residual at hand
+        if not gap <= KKT_TOL * max(self._scale, norm2):
             raise FormulationError(
                 f"closest-makeable solution failed its optimality certificate (KKT gap {gap:.3g})"
             )
         return HullSolution(
             weights=w,
             point=point,
-            distance=float(np.linalg.norm(point - xv)),
-            support=tuple(j for j, v in enumerate(w.tolist()) if v > 0),
+            distance=math.sqrt(float(residual @ residual)),
+            support=tuple(np.flatnonzero(w).tolist()),
             kkt_gap=gap,
         )
 
+    def face_weights(self, x: np.ndarray, face: tuple[int, ...] | np.ndarray) -> np.ndarray | None:
+        """Weights (n,) of the least-squares point of aff(stocks ``face``) for ``x``, or None
+        when they are not all ≥ −:data:`FEASIBILITY_TOL` or the stocks are affinely dependent.
 
-Factors = tuple[np.ndarray, np.ndarray]
+        ``w_F = e₀ + [−1ᵀα; α]`` with ``α = D⁺(x − s₀)``, ``D = [s₁ − s₀, …]``; negative
+        rounding is clipped and the weights renormalised.
+        """
+        idx = np.asarray(face, dtype=int)
+        w = np.zeros(self.points.shape[1])
+        if idx.size == 1:
+            w[idx[0]] = 1.0
+            return w
+        origin = self.points[:, idx[0]]
+        d = self.points[:, idx[1:]] - origin[:, None]
+        u, sv, vt = np.linalg.svd(d, full_matrices=False)
+        if not sv.min() > RANK_TOL * max(1.0, sv.max()):
+            return None
+        alpha = vt.T @ ((u.T @ (x - origin)) / sv)
+        w[idx[1:]] = alpha
+        w[idx[0]] = 1.0 - alpha.sum()
+        if w[idx].min() < -FEASIBILITY_TOL:
+            return None
+        w = np.maximum(w, 0.0)
+        return w / w.sum()
+
+    def _polish(self, x: np.ndarray,
+                w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(weights, point, residual)``: ``w`` without its rounding residue (weights at or
+        below :data:`SUPPORT_TOL`, set to 0 and the rest renormalised) when that is no farther
+        from ``x`` up to rounding; then, for a point closer than :data:`POLISH_BELOW` (a
+        makeable request), the exact least-squares weights on that support when they are
+        feasible and closer still."""
+        point = self.points @ w
+        residual = point - x
+        here = math.sqrt(float(residual @ residual))
+        rounding = ROUNDING * (1.0 + float(np.abs(x).max()))
+        if np.count_nonzero(w) != np.count_nonzero(w > SUPPORT_TOL):
+            clean = np.where(w > SUPPORT_TOL, w, 0.0)
+            clean /= clean.sum()
+            there = distance_to(self.points, clean, x)
+            if there <= here + rounding:
+                w = clean
+                point = self.points @ w
+                residual = point - x
+                here = there
+        if rounding < here < POLISH_BELOW:
+            exact = self.face_weights(x, np.flatnonzero(w > 0))
+            if exact is not None and distance_to(self.points, exact, x) < here:
+                w = exact
+                point = self.points @ w
+                residual = point - x
+        return w, point, residual
 
 
-def _enumerate_faces(s: np.ndarray) -> tuple[list[tuple[int, ...]], list[Factors]]:
-    """All affinely independent stock subsets, smallest first, with their SVD factors.
-
-    Returns ``(faces, factors)``; factors[i] = (Uᵀ (r, k), lift (n, r)), zero-padded to
-    r = d (the affine dimension of all stocks), with ``w = lift @ (Uᵀ (x − s_f₀)) + e_f₀``.
-    """
-    k, n = s.shape
-    dim = int(np.linalg.matrix_rank(s - s[:, :1], tol=RANK_TOL * max(1.0, np.abs(s).max())))
-    faces: list[tuple[int, ...]] = []
-    factors: list[Factors] = []
-    for size in range(1, min(n, dim + 1) + 1):
-        for face in itertools.combinations(range(n), size):
-            pair = _face_factors(s, face, max(dim, 1))
-            if pair is not None:
-                faces.append(face)
-                factors.append(pair)
-    return faces, factors
-
-
-def _face_factors(s: np.ndarray, face: tuple[int, ...], r: int) -> Factors | None:
-    """(Uᵀ, lift) of one face, or None when its stocks are affinely dependent."""
-    k, n = s.shape
-    ut = np.zeros((r, k))
-    lift = np.zeros((n, r))
-    if len(face) == 1:
-        return ut, lift
-    d = s[:, face[1:]] - s[:, [face[0]]]
-    u, sv, vt = np.linalg.svd(d, full_matrices=False)
-    if not sv.min() > RANK_TOL * max(1.0, sv.max()):
-        return None
-    q = len(sv)
-    ut[:q] = u.T
-    vs = vt.T / sv  # (|F|−1, q): α = vs @ (Uᵀ (x − s₀))
-    lift[list(face[1:]), :q] = vs
-    lift[face[0], :q] = -vs.sum(axis=0)
-    return ut, lift
+def distance_to(points: np.ndarray, w: np.ndarray, x: np.ndarray) -> float:
+    """‖points @ w − x‖ (Euclidean), a plain float."""
+    r = points @ w - x
+    return math.sqrt(float(r @ r))

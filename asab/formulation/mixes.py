@@ -1,14 +1,18 @@
 """Choosing which stocks to mix: among the mixes that make a composition, one the pumps deliver.
 
-With more stocks than the composition space needs (4 stocks, 3 components → a one-parameter
-family of mixes), many stock mixes make the same composition. The rule (deterministic):
+With more stocks than the composition space needs, many stock mixes make the same
+composition x*: in mole shares w they form the polytope P = {w ≥ 0 : S w = x*, Σw = 1}. Its
+vertices are the mixes of affinely independent stock subsets (≤ d + 1 stocks, Carathéodory),
+the mixes no stock can be left out of. The rule (deterministic, polynomial):
 
-1. Candidates are the *faces* of :class:`~asab.formulation.hull.HullProjector`: affinely
-   independent stock subsets (Carathéodory: ≤ d + 1 stocks suffice) whose least-squares point
-   is as close to the target as the whole makeable region allows (within
-   :data:`EXACT_TOL`), with every weight of the subset positive (a zero weight means the
-   smaller subset without it is the same mix). Accuracy is never traded for convenience: a
-   subset that would only come within the makeable tolerance of the target is not a candidate.
+1. Candidates are vertices of P. The search starts at the projection's own vertex (the NNLS
+   solution of :mod:`asab.formulation.hull`) and walks along P's edges (simplex pivots: one
+   stock enters, the ratio test names the one that leaves), each step to the best neighbour,
+   for as long as that improves on the current vertex; each step costs one QR factorisation of
+   a (k + 1) × (d + 1) matrix and a ratio test per non-basic stock. The result is the best
+   vertex of its neighbourhood; on a bench with one stock more than the composition space needs
+   (the 2023 bench: 4 stocks, 3 components) P is a segment and the walk sees every candidate.
+   Accuracy is never traded for convenience: every candidate makes x* exactly (up to rounding).
 2. For each, volumes v_j ∝ w_j / Σ_i c_ij (scaled to the total volume) and flows
    flow_j = total_flow · v_j / Σv (all stocks run together into the mixer for the same time).
 3. A mix is deliverable when every used stock's flow is within its pump's syringe limits
@@ -16,21 +20,31 @@ family of mixes), many stock mixes make the same composition. The rule (determin
 4. Rank by: deliverable first; fewer stocks (fewer lines to prime, fewer junctions); larger
    smallest relative margin (min over used stocks of flow/min_flow − 1, 1 − flow/max_flow and
    volume/min_dose − 1: the mix furthest from every limit); then stock order (indices).
+5. Stocks the ledger says are available come first: with ``available`` given, the walk runs
+   on the available stocks when they make x* and yields a deliverable mix; else on all.
+6. When no vertex is deliverable, the mix of all usable stocks with the widest margin, a
+   linear programme (:func:`widest_mix`), is a candidate too.
+
+:func:`near_mix` handles a makeable request whose exact mixes are all undeliverable: it
+drops the stocks below their limits and aims at the closest composition of the rest, as long
+as that stays within the makeable tolerance.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from asab.formulation.stocks import StockModel
+from asab.formulation.hull import RANK_TOL, HullProjector, distance_to
+from asab.formulation.stocks import StockModel, reduced_equalities
 
 logger = logging.getLogger(__name__)
 
-#: Extra distance (mole fraction) a candidate subset may have over the best achievable one:
-#: numerical noise only, so every candidate makes the same composition.
+#: Extra distance (mole fraction) a pool of stocks may have over all stocks and still count
+#: as making the same composition: numerical noise only.
 EXACT_TOL = 1e-9
 
 #: Smallest weight counted as "uses the stock"; below it the smaller subset is the same mix.
@@ -77,41 +91,305 @@ def mix_options(
     total_volume: float,
     total_flow: float,
     min_dose: float = DEFAULT_MIN_DOSE,
-    slack: float = 0.0,
+    available: Sequence[bool] | None = None,
+    start: np.ndarray | None = None,
 ) -> list[MixOption]:
-    """All candidate mixes for ``target``, best first (rule in the module docstring).
+    """The candidate mixes for ``target`` the search visited, best first (rule in the module
+    docstring).
 
     Args:
         model: the stocks.
-        target: (k,) mole fractions over ``model.components``.
+        target: (k,) mole fractions over ``model.components``; a makeable point (the request,
+            or its closest makeable composition).
         total_volume: mL to make (> 0).
         total_flow: mL/s through the mixer (> 0).
         min_dose: smallest volume of a used stock in mL (≥ 0).
-        slack: also keep faces whose composition is up to this much farther (mole fraction)
-            from ``target`` than the best one (default 0: only exact mixes).
+        available: (n,) True for the stocks the ledger can supply (default: all).
+        start: (n,) weights of ``target``'s projection when the caller has them (saves one
+            projection).
 
     Returns:
-        Non-empty list of :class:`MixOption`, sorted by :meth:`MixOption.rank_key`.
+        Non-empty list of :class:`MixOption`; mixes of available stocks first when they hold
+        a deliverable one, then by :meth:`MixOption.rank_key`.
+
+    Raises:
+        FormulationError: a numerical failure of the projection (see
+            :meth:`~asab.formulation.hull.HullProjector.project`).
     """
-    weights, dist = model.projector.face_candidates(np.asarray(target, dtype=float))
-    best = float(dist.min())
-    options = []
-    for row, face in enumerate(model.projector.faces):
-        w = weights[row]
-        if dist[row] > best + max(EXACT_TOL, slack) or w[list(face)].min() <= MIN_WEIGHT:
+    x = np.asarray(target, dtype=float)
+    n = len(model.names)
+    everything = np.arange(n)
+    pools = [everything]
+    if available is not None:
+        mask = np.asarray(available, dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"available must have one entry per stock ({n})")
+        if 0 < mask.sum() < n:
+            pools.insert(0, np.flatnonzero(mask))
+    return _options(model, x, total_volume, total_flow, min_dose, available, start, None)
+
+
+def _options(model: StockModel, x: np.ndarray, total_volume: float, total_flow: float,
+             min_dose: float, available: Sequence[bool] | None, start: np.ndarray | None,
+             count: int | None) -> list[MixOption]:
+    """:func:`mix_options`, building only the first ``count`` options (all when None)."""
+    n = len(model.names)
+    pools = [np.arange(n)]
+    if available is not None:
+        mask = np.asarray(available, dtype=bool)
+        if mask.shape != (n,):
+            raise ValueError(f"available must have one entry per stock ({n})")
+        if 0 < mask.sum() < n:
+            pools.insert(0, np.flatnonzero(mask))
+    full = model.projector.project(x).weights if start is None else np.asarray(start, float)
+    for pool in pools:
+        begin = (full if len(pool) == n
+                 else _pool_start(model, pool, x, distance_to(model.fractions, full, x)))
+        if begin is None:
             continue
-        options.append(_option(model, w, float(dist[row]), total_volume, total_flow, min_dose))
-    if not options:  # only faces with a negligible weight: keep the closest one as it is
-        row = int(np.argmin(dist))
-        options.append(_option(model, weights[row], best, total_volume, total_flow, min_dose))
-    if not any(o.deliverable for o in options):
-        achieved = model.fractions @ weights[int(np.argmin(dist))]
-        wide = widest_mix(model, achieved, total_volume, total_flow, min_dose)
+        ranked = _vertex_walk(model, pool, begin, total_volume, total_flow, min_dose)
+        if not ranked[0][0][0] or len(pool) == n:
+            break
+    options = [mix_option(model, w, distance_to(model.fractions, w, x), total_volume, total_flow,
+                          min_dose) for _, w in ranked[:count]]
+    if not options[0].deliverable:
+        wide = widest_mix(model, model.fractions @ options[0].weights, total_volume, total_flow,
+                          min_dose)
         if wide is not None:
-            options.append(_option(model, wide, best, total_volume, total_flow, min_dose))
-    options.sort(key=MixOption.rank_key)
-    logger.debug("mix options: %s", [(o.support, o.deliverable, o.margin) for o in options])
+            options.append(mix_option(model, wide, float(np.linalg.norm(
+                model.fractions @ wide - x)), total_volume, total_flow, min_dose))
+            options.sort(key=MixOption.rank_key)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("mix options: %s", [(o.support, o.deliverable, o.margin) for o in options])
     return options
+
+
+def near_mix(
+    model: StockModel,
+    target: np.ndarray,
+    total_volume: float,
+    total_flow: float,
+    min_dose: float,
+    tolerance: float,
+    available: Sequence[bool] | None = None,
+) -> MixOption | None:
+    """A deliverable mix within ``tolerance`` of ``target`` when no exact one is deliverable.
+
+    Support reduction: take the best exact mix, leave out every stock it has below its pump's
+    minimum flow or the minimum dose, aim at the closest composition of the remaining stocks,
+    and repeat while that composition stays within ``tolerance`` of ``target`` (at most one
+    round per stock).
+
+    Returns:
+        The deliverable :class:`MixOption` (``distance`` from ``target``), or None.
+    """
+    x = np.asarray(target, dtype=float)
+    pool = np.arange(len(model.names))
+    option = choose_mix(model, x, total_volume, total_flow, min_dose, available)
+    while not option.deliverable:
+        low = {j for j in option.support if option.flows[j] < model.min_flows[j]
+               or option.volumes[j] < min_dose}
+        keep = np.array([j for j in pool if j not in low], dtype=int)
+        if not low or keep.size == 0 or keep.size == pool.size:
+            return None
+        pool = keep
+        sub = HullProjector(model.fractions[:, pool]).project(x)
+        if sub.distance > tolerance:
+            return None
+        w = np.zeros(len(model.names))
+        w[pool] = sub.weights
+        _, best = _vertex_walk(model, pool, w, total_volume, total_flow, min_dose)[0]
+        option = mix_option(model, best, float(np.linalg.norm(model.fractions @ best - x)),
+                            total_volume, total_flow, min_dose)
+    return option
+
+
+#: Steps of the vertex walk at most, per stock (each step strictly improves the rank key, so
+#: the walk ends long before; the bound only guards against rounding loops).
+WALK_STEPS_PER_STOCK = 4
+
+#: Smallest step (in mole share) along an edge of P that counts as reaching another vertex;
+#: shorter steps are degenerate pivots (the same point under another basis).
+STEP_TOL = 1e-12
+
+
+def _pool_start(model: StockModel, pool: np.ndarray, x: np.ndarray,
+                best: float) -> np.ndarray | None:
+    """Weights (n,) of ``x``'s projection onto the stocks ``pool``, or None when those stocks
+    do not make ``x`` as closely as all stocks do."""
+    sub = HullProjector(model.fractions[:, pool]).project(x)
+    if sub.distance > best + EXACT_TOL:
+        return None
+    w = np.zeros(len(model.names))
+    w[pool] = sub.weights
+    return w
+
+
+def _vertex_walk(model: StockModel, pool: np.ndarray, start: np.ndarray, total_volume: float,
+                 total_flow: float, min_dose: float) -> list[tuple[tuple, np.ndarray]]:
+    """Rule 1 on the stocks ``pool``: ``(rank key, weights (n,))`` of the vertices visited
+    from ``start``, best first.
+
+    The equalities S w = x* (Σw = 1 follows: every column of S sums to 1) are reduced to
+    their r independent rows once (an SVD), so that each basis is a square r × r system.
+    """
+    a, rank, limits, line = _walk_system(model, pool, total_volume, total_flow, min_dose)
+    w = np.where(start[pool] > MIN_WEIGHT, start[pool], 0.0)
+    w /= w.sum()
+    if line is not None:  # P is a segment (or a point): its two ends are every candidate
+        ends = _segment_ends(w, line)
+        found = sorted(zip(limits.key(ends), ends), key=lambda kw: kw[0])
+        return [(key, _embed(model, pool, weights)) for key, weights in found]
+    support = np.flatnonzero(w)
+    basis = support if support.size == rank else _complete_basis(a, support)
+    key = limits.key(w[None, :])[0]
+    visited = {key[3]: (key, w)}
+    for _ in range(WALK_STEPS_PER_STOCK * len(pool)):
+        step = _best_neighbour(a, basis, w, limits)
+        if step is None or not step[2] < key:
+            break
+        basis, w, key = step
+        visited.setdefault(key[3], (key, w))
+    return [(key, _embed(model, pool, weights))
+            for key, weights in sorted(visited.values(), key=lambda kw: kw[0])]
+
+
+def _embed(model: StockModel, pool: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    full = np.zeros(len(model.names))
+    full[pool] = weights
+    return full
+
+
+def _segment_ends(w: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """The ends (2, m) of {w + t·line ≥ 0} (P when it is one-dimensional; ``line`` spans the
+    null space of the equalities), or (1, m) ``w`` itself when ``line`` is 0 (P a point)."""
+    if not line.any():
+        return w[None, :]
+    t_max, t_min = np.inf, -np.inf
+    for wj, lj in zip(w.tolist(), line.tolist()):  # a few stocks: plain floats are quicker
+        if lj < -STEP_TOL:
+            t_max = min(t_max, wj / -lj)
+        elif lj > STEP_TOL:
+            t_min = max(t_min, -wj / lj)
+    ends = w + np.array([[t_min if t_min > -np.inf else 0.0],
+                         [t_max if t_max < np.inf else 0.0]]) * line
+    ends[ends <= MIN_WEIGHT] = 0.0
+    return ends / ends.sum(axis=1, keepdims=True)
+
+
+#: Walk systems kept per stock model (pools × volume/flow/dose settings).
+WALK_CACHE = 32
+
+
+def _walk_system(model: StockModel, pool: np.ndarray, total_volume: float, total_flow: float,
+                 min_dose: float) -> tuple[np.ndarray, int, _Limits, np.ndarray | None]:
+    """The reduced equalities of ``pool``, their rank, its limits, and when P is at most
+    one-dimensional the direction of its line (zeros for a point; None otherwise). Cached
+    on the model."""
+    whole = len(pool) == len(model.names)
+    tag = (None if whole else tuple(pool.tolist()), total_volume, total_flow, min_dose)
+    cache = model.scratch
+    entry = cache.get(tag)
+    if entry is None:
+        a, rank = model.equalities if whole else reduced_equalities(model.fractions[:, pool])
+        line = None
+        if a.shape[1] - rank <= 1:
+            line = (np.zeros(a.shape[1]) if a.shape[1] == rank
+                    else np.linalg.svd(a, full_matrices=True)[2][-1])
+        entry = (a, rank, _Limits(model, pool, total_volume, total_flow, min_dose), line)
+        if len(cache) >= WALK_CACHE:
+            cache.clear()
+        cache[tag] = entry
+    return entry
+
+
+def _complete_basis(a: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Column indices of ``a`` (r × m, rank r): ``support`` (independent columns), completed in
+    index order by further columns to r independent ones (Gram–Schmidt)."""
+    r = a.shape[0]
+    q = np.zeros((r, 0))
+    basis: list[int] = []
+    for j in list(support) + [j for j in range(a.shape[1]) if j not in set(support)]:
+        if len(basis) == r:
+            break
+        col = a[:, j]
+        rest = col - q @ (q.T @ col)
+        norm = float(np.sqrt(rest @ rest))
+        if norm > RANK_TOL * max(1.0, float(np.sqrt(col @ col))):
+            q = np.column_stack([q, rest / norm])
+            basis.append(int(j))
+    return np.array(basis, dtype=int)
+
+
+def _best_neighbour(a: np.ndarray, basis: np.ndarray, w: np.ndarray,
+                    limits: _Limits) -> tuple[np.ndarray, np.ndarray, tuple] | None:
+    """The best vertex one pivot away from the vertex ``w`` with ``basis`` (its basis, new
+    weights and rank key), or None when every pivot is degenerate or the basis is short."""
+    m = a.shape[1]
+    if basis.size < a.shape[0]:
+        return None
+    outside = np.ones(m, dtype=bool)
+    outside[basis] = False
+    others = np.flatnonzero(outside)
+    if others.size == 0:
+        return None
+    try:
+        direction = -np.linalg.solve(a[:, basis], a[:, others])  # (r, |N|): d w_B / d w_q
+    except np.linalg.LinAlgError:
+        return None
+    wb = w[basis][:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(direction < -STEP_TOL, wb / -direction, np.inf)
+    leave = np.argmin(ratios, axis=0)
+    theta = ratios[leave, np.arange(others.size)]
+    moves = np.flatnonzero(np.isfinite(theta) & (theta > STEP_TOL))
+    if moves.size == 0:
+        return None
+    new = np.tile(w, (moves.size, 1))
+    new[:, basis] += (direction[:, moves] * theta[moves]).T
+    rows = np.arange(moves.size)
+    new[rows, others[moves]] = theta[moves]
+    new[rows, basis[leave[moves]]] = 0.0
+    new[new <= MIN_WEIGHT] = 0.0
+    new /= new.sum(axis=1, keepdims=True)
+    keys = limits.key(new)
+    best = min(range(moves.size), key=keys.__getitem__)
+    new_basis = basis.copy()
+    new_basis[leave[moves[best]]] = others[moves[best]]
+    return new_basis, new[best], keys[best]
+
+
+class _Limits:
+    """Rank keys (rule 4) of many weight vectors over the stocks ``pool`` at once.
+
+    A mix is deliverable exactly when its margin is ≥ 0 (each margin term is a limit written
+    as a ratio minus 1)."""
+
+    def __init__(self, model: StockModel, pool: np.ndarray, total_volume: float,
+                 total_flow: float, min_dose: float) -> None:
+        self.pool = pool.tolist()
+        per_volume = 1.0 / model.totals[pool]
+        flow_share = total_flow * per_volume  # flow_j = flow_share_j · w_j / Σ(w/c)
+        bounds = [flow_share / model.min_flows[pool], -flow_share / model.max_flows[pool]]
+        offsets = [-1.0, 1.0]
+        if min_dose > 0:
+            bounds.append(total_volume * per_volume / min_dose)
+            offsets.append(-1.0)
+        self.per_volume = per_volume
+        self.bounds = np.array(bounds)  # (terms, m): margin term = bound · w / Σ(w/c) + offset
+        self.offsets = np.array(offsets)[:, None, None]
+
+    def key(self, w: np.ndarray) -> list[tuple[bool, int, float, tuple[int, ...]]]:
+        scale = 1.0 / (w @ self.per_volume)  # (rows,)
+        terms = self.bounds[:, None, :] * (w * scale[:, None])[None] + self.offsets
+        used = w > 0
+        margin = np.where(used, terms.min(axis=0), np.inf).min(axis=1).tolist()
+        out = []
+        pool = self.pool
+        for row, m in zip(used.tolist(), margin):
+            support = tuple(pool[j] for j, u in enumerate(row) if u)
+            out.append((not m >= 0.0, len(support), -m, support))
+        return out
 
 
 def widest_mix(
@@ -164,12 +442,15 @@ def choose_mix(
     total_volume: float,
     total_flow: float,
     min_dose: float = DEFAULT_MIN_DOSE,
+    available: Sequence[bool] | None = None,
+    start: np.ndarray | None = None,
 ) -> MixOption:
     """The best mix for ``target`` (first of :func:`mix_options`; see the module docstring)."""
-    return mix_options(model, target, total_volume, total_flow, min_dose)[0]
+    return _options(model, np.asarray(target, dtype=float), total_volume, total_flow, min_dose,
+                    available, start, 1)[0]
 
 
-def _option(
+def mix_option(
     model: StockModel,
     weights: np.ndarray,
     distance: float,
@@ -177,19 +458,19 @@ def _option(
     total_flow: float,
     min_dose: float,
 ) -> MixOption:
-    """Volumes, flows and limit checks of one weight vector."""
-    support = tuple(int(j) for j in np.flatnonzero(weights > 0))
+    """The :class:`MixOption` of one weight vector (n,): volumes, flows and limit checks."""
     w = np.where(weights > 0, weights, 0.0)
+    used = np.flatnonzero(w)
     volumes = model.volumes(w, total_volume)
     flows = total_flow * volumes / total_volume
-    used = np.array(support)
     lo, hi = model.min_flows[used], model.max_flows[used]
-    margins = [flows[used] / lo - 1.0, 1.0 - flows[used] / hi]
+    margin = np.minimum(flows[used] / lo - 1.0, 1.0 - flows[used] / hi)
     if min_dose > 0:
-        margins.append(volumes[used] / min_dose - 1.0)
-    margin = float(np.min(margins))
+        margin = np.minimum(margin, volumes[used] / min_dose - 1.0)
+    support = tuple(used.tolist())
     reasons = tuple(_reasons(model, support, volumes, flows, min_dose))
-    return MixOption(support, w, volumes, flows, distance, not reasons, margin, reasons)
+    return MixOption(support, w, volumes, flows, distance, not reasons, float(margin.min()),
+                     reasons)
 
 
 def _reasons(
@@ -201,15 +482,17 @@ def _reasons(
 ) -> list[str]:
     """Human-readable limit violations of a mix (empty when deliverable)."""
     out = []
+    low, high = model.min_flows.tolist(), model.max_flows.tolist()
+    flow, volume = flows.tolist(), volumes.tolist()
     for j in support:
         name, pump = model.names[j], model.pumps[j]
-        if flows[j] < model.min_flows[j]:
-            out.append(f"{name}: flow {flows[j]:.3g} mL/s below pump {pump}'s minimum "
-                       f"{model.min_flows[j]:.3g} mL/s")
-        if flows[j] > model.max_flows[j]:
-            out.append(f"{name}: flow {flows[j]:.3g} mL/s above pump {pump}'s maximum "
-                       f"{model.max_flows[j]:.3g} mL/s")
-        if volumes[j] < min_dose:
-            out.append(f"{name}: volume {volumes[j]:.3g} mL below the minimum dose "
+        if flow[j] < low[j]:
+            out.append(f"{name}: flow {flow[j]:.3g} mL/s below pump {pump}'s minimum "
+                       f"{low[j]:.3g} mL/s")
+        if flow[j] > high[j]:
+            out.append(f"{name}: flow {flow[j]:.3g} mL/s above pump {pump}'s maximum "
+                       f"{high[j]:.3g} mL/s")
+        if volume[j] < min_dose:
+            out.append(f"{name}: volume {volume[j]:.3g} mL below the minimum dose "
                        f"{min_dose:.3g} mL")
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from asab.config.models import BenchConfig
 from asab.errors import NotMakeableError, RequestError
 from asab.formulation.composition import by_name, composition_distance, parse_composition
-from asab.formulation.mixes import DEFAULT_MIN_DOSE, MixOption, choose_mix, mix_options
+from asab.formulation.mixes import DEFAULT_MIN_DOSE, MixOption, choose_mix, near_mix
 from asab.formulation.stocks import StockModel
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def plan_formulation(
     policy: Policy | None = None,
     min_dose: float = DEFAULT_MIN_DOSE,
     model: StockModel | None = None,
+    available: Sequence[str] | None = None,
 ) -> FormulationPlan:
     """Plan the stock volumes and flows that make ``request``.
 
@@ -79,6 +80,8 @@ def plan_formulation(
         min_dose: smallest volume of a used stock in mL (default
             :data:`~asab.formulation.mixes.DEFAULT_MIN_DOSE`).
         model: a prebuilt :class:`StockModel` of ``config`` (saves rebuilding it).
+        available: names of the stocks the bench ledger can supply; mixes of these come first
+            (rule 5 of :mod:`asab.formulation.mixes`). Default: every stock.
 
     Returns:
         The :class:`FormulationPlan`; ``deliverable`` is False (with the reasons in ``notes``)
@@ -100,18 +103,26 @@ def plan_formulation(
     _check_options(tol, pol, min_dose)
     requested = parse_composition(request, config)
     model = StockModel.from_config(config) if model is None else model
-    _, closest, closest_distance = model.closest_makeable(requested)
+    weights, closest, closest_distance = model.closest_makeable(requested)
     makeable = closest_distance <= tol
     if not makeable and pol == "reject":
         raise NotMakeableError(by_name(requested, config), by_name(closest, config),
                                closest_distance)
     target = dict(requested) if makeable else closest
     xc, _ = model.vector(target)
-    option = choose_mix(model, xc, volume, flow, min_dose)
+    mask = None if available is None else [name in set(available) for name in model.names]
+    option = choose_mix(model, xc, volume, flow, min_dose, mask, start=weights)
     near_note = None
     if not option.deliverable and makeable:
-        option, near_note = _deliverable_within_tolerance(model, xc, volume, flow, min_dose,
-                                                          tol, option)
+        near = near_mix(model, xc, volume, flow, min_dose, tol, mask)
+        if near is not None:
+            option = near
+            near_note = (f"no exact mix is deliverable; made a deliverable mix within the "
+                         f"makeable tolerance (distance {near.distance:.3g})")
+    if mask is not None and not all(mask[j] for j in option.support):
+        short = [model.names[j] for j in option.support if not mask[j]]
+        near_note = "; ".join(filter(None, [near_note, "uses stocks the ledger does not list "
+                                            "as available: " + ", ".join(short)]))
     achieved = dict(zip(model.components, (float(v) for v in model.mix(option.volumes))))
     plan = FormulationPlan(
         requested=requested, target=target, achieved=achieved,
@@ -126,20 +137,6 @@ def plan_formulation(
     logger.info("formulation plan: makeable=%s flagged=%s deliverable=%s volumes=%s",
                 plan.makeable, plan.flagged, plan.deliverable, plan.stock_volumes)
     return plan
-
-
-def _deliverable_within_tolerance(model: StockModel, xc, volume: float, flow: float,
-                                 min_dose: float, tol: float, exact: MixOption):
-    """When no exact mix is deliverable, the deliverable mix closest to the request among
-    those within ``tol`` of it (ties: fewer stocks, larger margin, stock order); the exact
-    (undeliverable) option is kept when there is none. Returns ``(option, note | None)``."""
-    near = [o for o in mix_options(model, xc, volume, flow, min_dose, slack=tol)
-            if o.deliverable and o.distance <= tol]
-    if not near:
-        return exact, None
-    best = min(near, key=lambda o: (o.distance, len(o.support), -o.margin, o.support))
-    return best, (f"no exact mix is deliverable; made a deliverable mix within the makeable "
-                  f"tolerance (distance {best.distance:.3g})")
 
 
 def _stock_fields(model: StockModel, option: MixOption) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from asab.config.models import BenchConfig, StockSolution
 from asab.errors import ConfigError, Problem, RequestError
-from asab.formulation.hull import HullProjector
+from asab.formulation.hull import RANK_TOL, HullProjector
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,23 @@ class StockModel:
         )
 
     # ------------------------------------------------------------------ derived matrices
-    @property
+    @cached_property
     def totals(self) -> np.ndarray:
         """(n,) total amount concentration Σ_i c_ij of each stock in mol/mL."""
-        return self.concentrations.sum(axis=0)
+        t = self.concentrations.sum(axis=0)
+        t.setflags(write=False)
+        return t
+
+    @cached_property
+    def scratch(self) -> dict:
+        """Per-model cache of derived systems (:mod:`asab.formulation.mixes`)."""
+        return {}
+
+    @cached_property
+    def equalities(self) -> tuple[np.ndarray, int]:
+        """``(a, r)``: the mix equalities S w = x of all stocks reduced to their r independent
+        rows (a = U_rᵀ S from the SVD of S; (r, n), full row rank), for the mix search."""
+        return reduced_equalities(self.fractions)
 
     @cached_property
     def fractions(self) -> np.ndarray:
@@ -170,19 +183,57 @@ class StockModel:
         """True when the distance from ``x`` to the makeable region is at most ``tol``."""
         return self.closest_makeable(x)[2] <= tol
 
-    def reachable_ranges(self) -> dict[str, tuple[float, float]]:
+    def reachable_ranges(self, total_flow: float | None = None) -> dict[str, tuple[float, float]]:
         """Per component, the (min, max) mole fraction over the makeable region.
 
-        The region is the polytope conv(ŝ_1 … ŝ_n); a linear function (here a coordinate)
+        Without ``total_flow`` the region is the polytope conv(ŝ_1 … ŝ_n); a coordinate
         attains its extremes over a polytope at vertices, and every vertex is a stock, so the
         range is the min/max of the corresponding row of S.
 
+        With ``total_flow`` (mL/s through the mixer) the region is what the pumps can also
+        carry at that flow: stock j's volume fraction v_j is at most max_flow_j / total_flow.
+        Each bound is then a linear-fractional programme, max (C v)_i / (Σ_l c_l · v) over
+        {v ≥ 0, Σv = 1, v_j ≤ u_j}, made linear by the Charnes–Cooper substitution y = τ v,
+        τ = 1 / (Σ_l c_l · v) (A. Charnes and W. W. Cooper, Naval Res. Logist. Q. 9 (1962)
+        181): max (C y)_i s.t. Σ_l c_l · y = 1, Σy = τ, 0 ≤ y_j ≤ u_j τ — 2k LPs (SciPy's
+        HiGHS) of n + 1 variables. When every pump carries the whole flow no cap binds and the
+        vertex ranges above are the answer (exact, no LP). A pump's minimum flow is not a constraint here (a stock may
+        be left out); a bound that needs a stock below its minimum is reported by the planner
+        as not deliverable.
+
+        Args:
+            total_flow: mL/s, finite and > 0, or None.
+
         Returns:
             InChIKey → (min, max) mole fraction.
+
+        Raises:
+            RequestError: a bad ``total_flow``, or no stock mix the pumps carry at it.
         """
-        s = self.fractions
-        return {key: (float(s[i].min()), float(s[i].max()))
-                for i, key in enumerate(self.components)}
+        if total_flow is not None and not (math.isfinite(total_flow) and total_flow > 0):
+            raise RequestError(f"total flow must be finite and > 0, got {total_flow!r}")
+        if total_flow is None or bool(np.all(self.max_flows >= total_flow)):
+            s = self.fractions  # no cap binds: the hull's own (exact) vertex ranges
+            return {key: (float(s[i].min()), float(s[i].max()))
+                    for i, key in enumerate(self.components)}
+        from scipy.optimize import linprog
+
+        n = len(self.names)
+        caps = np.minimum(1.0, self.max_flows / total_flow)
+        a_eq = np.array([np.r_[self.totals, 0.0], np.r_[np.ones(n), -1.0]])
+        a_ub = np.hstack([np.eye(n), -caps[:, None]])
+        out = {}
+        for i, key in enumerate(self.components):
+            ends = []
+            for sign in (1.0, -1.0):
+                res = linprog(np.r_[sign * self.concentrations[i], 0.0], A_ub=a_ub,
+                              b_ub=np.zeros(n), A_eq=a_eq, b_eq=[1.0, 0.0], method="highs")
+                if res.status != 0:
+                    raise RequestError(f"no stock mix the pumps carry at {total_flow:g} mL/s "
+                                       f"(each pump's maximum flow is below its share)")
+                ends.append(float(np.clip(sign * res.fun, 0.0, 1.0)))
+            out[key] = (ends[0], ends[1])
+        return out
 
     def volumes(self, weights: np.ndarray, total_volume: float) -> np.ndarray:
         """Stock volumes (n,) in mL for mole shares ``weights``: v_j ∝ w_j / Σ_i c_ij, Σv = total.
@@ -198,6 +249,16 @@ class StockModel:
         """Mole fractions (k,) of mixing ``volumes`` (n,) mL: x = C v / Σ(C v)."""
         amounts = self.concentrations @ np.asarray(volumes, dtype=float)
         return amounts / amounts.sum()
+
+
+def reduced_equalities(s: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(U_rᵀ S, r)`` for a (k, m) matrix S of rank r (singular values above
+    :data:`~asab.formulation.hull.RANK_TOL` relative)."""
+    u, sv, _ = np.linalg.svd(s, full_matrices=False)
+    rank = max(1, int((sv > RANK_TOL * max(1.0, float(sv[0]))).sum()))
+    a = u[:, :rank].T @ s
+    a.setflags(write=False)
+    return a, rank
 
 
 def stock_concentration(stock: StockSolution, molar_mass: float, key: str) -> float:

@@ -229,10 +229,24 @@ def formulate(ctx: BenchContext, ledger: BenchLedger, composition, volume: float
     """The formulation plan of ``composition`` (``volume`` mL), from ``stocks`` only when
     given. Raises NotMakeableError, RequestError, BelowResolutionError (not deliverable)."""
     model = StockModel.from_config(ctx.config, stocks=stocks) if stocks is not None else None
-    plan = plan_formulation(ctx.config, composition, volume, policy=policy, model=model)
+    plan = plan_formulation(ctx.config, composition, volume, policy=policy, model=model,
+                            available=available_stocks(ctx.config, ledger))
     if not plan.deliverable:
         raise BelowResolutionError("the pumps cannot deliver this mix: " + "; ".join(plan.notes))
     return plan
+
+
+def available_stocks(config: BenchConfig, ledger: BenchLedger) -> list[str]:
+    """Names of the stocks whose reservoir holds liquid beyond ``settings.reservoir_reserve``
+    by the ledger (a reservoir the ledger does not know counts as available). The mix choice
+    prefers these; whether one holds enough for a job is checked on the whole plan."""
+    reserve = config.settings.reservoir_reserve
+    out = []
+    for stock in config.stocks:
+        vessel = ledger.vessels.get(stock.reservoir)
+        if vessel is None or vessel.volume > reserve + 1e-9:
+            out.append(stock.name)
+    return out
 
 
 def stock_aware(make, ctx: BenchContext, ledger: BenchLedger, composition, volume: float,
