@@ -23,7 +23,11 @@ Columns, per size:
     max gap        largest KKT certificate of the solver (relative tolerance 1e-10);
     max resid      largest ‖S w − x‖ on makeable targets (target ≤ 1e-12);
     max |Δd|       largest difference between the solver's and the oracle's distance;
-    same mix       share of targets where the old and the new rule pick the same stocks.
+    same mix       share of targets where the old and the new rule pick the same stocks;
+    as good        share where the new mix is as deliverable and uses as many stocks as the
+                   old one (the old rule is a global search over the faces, the new one a
+                   walk to a locally best vertex);
+    margin lost    the largest shortfall of the new mix's margin to the old one's among those.
 
 Floor of issue 12: 8 × 32 solve median ≤ 1 ms and plan median ≤ 5 ms; 3 × 4 no slower than
 face enumeration. The script prints PASS/FAIL for each.
@@ -47,7 +51,7 @@ from asab.config.loader import load_bench
 from asab.config.models import Syringe
 from asab.formulation import HullProjector, StockModel
 from asab.formulation.faces import MAX_FACES, FaceProjector, face_count, face_mix_options
-from asab.formulation.mixes import DEFAULT_MIN_DOSE, choose_mix, widest_mix
+from asab.formulation.mixes import DEFAULT_MIN_DOSE, choose_mix, mix_option, widest_mix
 
 BENCH = Path(__file__).resolve().parents[1] / "hardware_configs" / "hiu_2023"
 SIZES = "3x4,5x10,6x12,8x16,8x32,10x64"
@@ -99,9 +103,12 @@ def old_plan(faces: FaceProjector, model: StockModel, x: np.ndarray):
     """The old rule: face projection, then the best face mix (or the all-stock LP)."""
     point = faces.project(x).point
     options = face_mix_options(faces, model, point, VOLUME, FLOW, DEFAULT_MIN_DOSE)
-    if options and options[0].deliverable:
+    if options[0].deliverable:
         return options[0]
-    return widest_mix(model, point, VOLUME, FLOW) if options else None
+    wide = widest_mix(model, point, VOLUME, FLOW)
+    if wide is None:
+        return options[0]
+    return mix_option(model, wide, 0.0, VOLUME, FLOW, DEFAULT_MIN_DOSE)
 
 
 def new_plan(projector: HullProjector, model: StockModel, x: np.ndarray):
@@ -118,7 +125,8 @@ def sweep_row(k: int, n: int, args, rng: np.random.Generator) -> dict:
     xs = np.vstack([inside, outside])
     row = {"size": f"{k} × {n}", "faces": face_count(k, n)}
     faces = None
-    row["face solve"] = row["face plan"] = row["build"] = row["dd"] = row["same"] = None
+    row["face solve"] = row["face plan"] = row["build"] = row["dd"] = None
+    row["same"] = row["equal"] = row["lost"] = None
     if row["faces"] <= MAX_FACES:
         t0 = time.perf_counter()
         faces = FaceProjector(s)
@@ -138,13 +146,14 @@ def sweep_row(k: int, n: int, args, rng: np.random.Generator) -> dict:
     if faces is not None:
         row["face solve"], row["face plan"] = medians[2], medians[3]
         row["dd"] = max(abs(faces.project(x).distance - sol.distance) for x, sol in zip(xs, sols))
-        same = 0
+        same, equal, lost = 0, 0, 0.0
         for x in xs:
             old, new = old_plan(faces, model, x), new_plan(projector, model, x)
-            old_support = (old.support if hasattr(old, "support")
-                           else tuple(np.flatnonzero(old > 0)) if old is not None else None)
-            same += old_support == new.support
-        row["same"] = same / len(xs)
+            same += old.support == new.support
+            if old.rank_key()[:2] == new.rank_key()[:2]:  # as deliverable, as many stocks
+                equal += 1
+                lost = max(lost, old.margin - new.margin)
+        row["same"], row["equal"], row["lost"] = same / len(xs), equal / len(xs), lost
     return row
 
 
@@ -153,14 +162,16 @@ def print_sweep(rows: list[dict]) -> None:
         return "—" if v is None else f"{v * 1e6:,.0f}"
     print(f"{'size':<9}{'solve µs':>10}{'plan µs':>10}{'faces':>17}{'face solve µs':>15}"
           f"{'face plan µs':>14}{'build s':>9}{'max gap':>10}{'max resid':>11}"
-          f"{'max |Δd|':>10}{'same mix':>10}")
+          f"{'max |Δd|':>10}{'same mix':>10}{'as good':>9}{'margin lost':>13}")
     for r in rows:
         build = "—" if r["build"] is None else f"{r['build']:.2f}"
         dd = "—" if r["dd"] is None else f"{r['dd']:.1e}"
         same = "—" if r["same"] is None else f"{r['same']:.0%}"
+        equal = "—" if r["equal"] is None else f"{r['equal']:.0%}"
+        lost = "—" if r["lost"] is None else f"{r['lost']:.1e}"
         print(f"{r['size']:<9}{us(r['solve']):>10}{us(r['plan']):>10}{r['faces']:>17,}"
               f"{us(r['face solve']):>15}{us(r['face plan']):>14}{build:>9}"
-              f"{r['gap']:>10.1e}{r['resid']:>11.1e}{dd:>10}{same:>10}")
+              f"{r['gap']:>10.1e}{r['resid']:>11.1e}{dd:>10}{same:>10}{equal:>9}{lost:>13}")
 
 
 def check_floor(rows: list[dict]) -> None:
