@@ -50,7 +50,12 @@ from scipy.optimize import minimize
 from asab.config.loader import load_bench
 from asab.config.models import Syringe
 from asab.formulation import HullProjector, StockModel
-from asab.formulation.faces import MAX_FACES, FaceProjector, face_count, face_mix_options
+from asab.formulation.faces import (
+    MAX_FACES,
+    FaceProjector,
+    face_count,
+    face_mix_options,
+)
 from asab.formulation.mixes import DEFAULT_MIN_DOSE, choose_mix, mix_option, widest_mix
 
 BENCH = Path(__file__).resolve().parents[1] / "hardware_configs" / "hiu_2023"
@@ -134,9 +139,9 @@ def sweep_row(k: int, n: int, args, rng: np.random.Generator) -> dict:
         row["faces"] = len(faces.faces)
     timings = []
     for x in xs:
-        fns = [lambda: projector.project(x), lambda: new_plan(projector, model, x)]
+        fns = [lambda x=x: projector.project(x), lambda x=x: new_plan(projector, model, x)]
         if faces is not None:
-            fns += [lambda: faces.project(x), lambda: old_plan(faces, model, x)]
+            fns += [lambda x=x: faces.project(x), lambda x=x: old_plan(faces, model, x)]
         timings.append(fastest(fns, args.repeat))
     medians = np.median(np.array(timings), axis=0)
     row["solve"], row["plan"] = medians[0], medians[1]

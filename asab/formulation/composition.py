@@ -15,9 +15,9 @@ import numpy as np
 
 from asab.config.models import BenchConfig, StockSolution
 from asab.errors import RequestError
+from asab.formulation.stocks import StockModel
 from asab.names import did_you_mean, known_names
 from asab.units import ascii_float
-from asab.formulation.stocks import StockModel
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,13 @@ import math
 import numpy as np
 
 from asab.errors import FormulationError
-from asab.formulation.hull import FEASIBILITY_TOL, KKT_TOL, RANK_TOL, HullSolution, kkt_gap
+from asab.formulation.hull import (
+    FEASIBILITY_TOL,
+    KKT_TOL,
+    RANK_TOL,
+    HullSolution,
+    certified,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,18 +139,8 @@ class FaceProjector:
         w_all, dist = self.face_candidates(xv)
         w = w_all[int(np.argmin(dist))]
         point = self.points @ w
-        gap = kkt_gap(self.points, xv, w)
-        if not gap <= KKT_TOL * max(self._scale, float(xv @ xv)):
-            raise FormulationError(
-                f"closest-makeable solution failed its optimality certificate (KKT gap {gap:.3g})"
-            )
-        return HullSolution(
-            weights=w,
-            point=point,
-            distance=float(np.linalg.norm(point - xv)),
-            support=tuple(j for j, v in enumerate(w.tolist()) if v > 0),
-            kkt_gap=gap,
-        )
+        return certified(self.points, w, point, point - xv,
+                         KKT_TOL * max(self._scale, float(xv @ xv)))
 
 
 Factors = tuple[np.ndarray, np.ndarray]
@@ -181,7 +177,7 @@ def _enumerate_faces(s: np.ndarray) -> tuple[list[tuple[int, ...]], list[Factors
     Returns ``(faces, factors)``; factors[i] = (Uᵀ (r, k), lift (n, r)), zero-padded to
     r = d (the affine dimension of all stocks), with ``w = lift @ (Uᵀ (x − s_f₀)) + e_f₀``.
     """
-    k, n = s.shape
+    n = s.shape[1]
     dim = int(np.linalg.matrix_rank(s - s[:, :1], tol=RANK_TOL * max(1.0, np.abs(s).max())))
     faces: list[tuple[int, ...]] = []
     factors: list[Factors] = []

@@ -106,6 +106,23 @@ def kkt_gap(points: np.ndarray, x: np.ndarray, weights: np.ndarray) -> float:
     return float(g @ weights - g.min())
 
 
+def certified(points: np.ndarray, w: np.ndarray, point: np.ndarray, residual: np.ndarray,
+              tolerance: float) -> HullSolution:
+    """The :class:`HullSolution` of weights ``w`` (``point`` = S w, ``residual`` = S w − x),
+    after checking its Frank–Wolfe gap against ``tolerance``.
+
+    Raises:
+        FormulationError: the gap exceeds ``tolerance`` (or is NaN).
+    """
+    g = points.T @ residual
+    gap = float(g @ w - g.min())  # kkt_gap(points, x, w), from the residual at hand
+    if not gap <= tolerance:
+        raise FormulationError(
+            f"closest-makeable solution failed its optimality certificate (KKT gap {gap:.3g})")
+    return HullSolution(weights=w, point=point, distance=math.sqrt(float(residual @ residual)),
+                        support=tuple(np.flatnonzero(w).tolist()), kkt_gap=gap)
+
+
 class HullProjector:
     """Projector onto conv(columns of ``points``) (see the module docstring).
 
@@ -154,19 +171,7 @@ class HullProjector:
         if not total > 0:
             raise FormulationError("closest-makeable solver returned no weights")
         w, point, residual = self._polish(xv, u / total)
-        g = self.points.T @ residual
-        gap = float(g @ w - g.min())  # kkt_gap(points, x, w), from the residual at hand
-        if not gap <= KKT_TOL * max(self._scale, norm2):
-            raise FormulationError(
-                f"closest-makeable solution failed its optimality certificate (KKT gap {gap:.3g})"
-            )
-        return HullSolution(
-            weights=w,
-            point=point,
-            distance=math.sqrt(float(residual @ residual)),
-            support=tuple(np.flatnonzero(w).tolist()),
-            kkt_gap=gap,
-        )
+        return certified(self.points, w, point, residual, KKT_TOL * max(self._scale, norm2))
 
     def face_weights(self, x: np.ndarray, face: tuple[int, ...] | np.ndarray) -> np.ndarray | None:
         """Weights (n,) of the least-squares point of aff(stocks ``face``) for ``x``, or None

@@ -116,17 +116,8 @@ def mix_options(
         FormulationError: a numerical failure of the projection (see
             :meth:`~asab.formulation.hull.HullProjector.project`).
     """
-    x = np.asarray(target, dtype=float)
-    n = len(model.names)
-    everything = np.arange(n)
-    pools = [everything]
-    if available is not None:
-        mask = np.asarray(available, dtype=bool)
-        if mask.shape != (n,):
-            raise ValueError(f"available must have one entry per stock ({n})")
-        if 0 < mask.sum() < n:
-            pools.insert(0, np.flatnonzero(mask))
-    return _options(model, x, total_volume, total_flow, min_dose, available, start, None)
+    return _options(model, np.asarray(target, dtype=float), total_volume, total_flow, min_dose,
+                    available, start, None)
 
 
 def _options(model: StockModel, x: np.ndarray, total_volume: float, total_flow: float,
@@ -338,7 +329,7 @@ def _best_neighbour(a: np.ndarray, basis: np.ndarray, w: np.ndarray,
     except np.linalg.LinAlgError:
         return None
     wb = w[basis][:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratios = np.where(direction < -STEP_TOL, wb / -direction, np.inf)
     leave = np.argmin(ratios, axis=0)
     theta = ratios[leave, np.arange(others.size)]

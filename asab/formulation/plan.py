@@ -11,7 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asab.config.models import BenchConfig
 from asab.errors import NotMakeableError, RequestError
-from asab.formulation.composition import by_name, composition_distance, parse_composition
+from asab.formulation.composition import (
+    by_name,
+    composition_distance,
+    parse_composition,
+)
 from asab.formulation.mixes import DEFAULT_MIN_DOSE, MixOption, choose_mix, near_mix
 from asab.formulation.stocks import StockModel
 
