@@ -335,10 +335,6 @@ def test_2023_demo_requests_choose_as_before(request_index: int) -> None:
     _compare_with_old_rule(sol.point, start=sol.weights)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the old rule accepted a face within EXACT_TOL (1e-9) of the target; the vertex walk "
-    "considers exact mixes only, so a target within ~1e-12–1e-9 of a smaller face gets a "
-    "different (more stocks, or undeliverable) choice on the 2023 bench"))
 @pytest.mark.parametrize("weights", [
     [0.5, 1e-10, 1e-10, 0.5 - 2e-10],  # old: 2 stocks (0, 3) at 8.8e-13; new: 3 stocks
     [0.0, 2e-9, 0.73, 0.27 - 2e-9],  # old: (2, 3) deliverable at 3.5e-10; new: undeliverable
@@ -481,9 +477,6 @@ def _dependent_bench():
     return config, model, model.fractions @ DEPENDENT_WEIGHTS
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HullProjector.project can return more than rank(S) stocks (an affinely dependent "
-    "support) for an exactly makeable target; the docstring promises <= d + 1"))
 def test_projection_support_is_affinely_independent() -> None:
     _, model, x = _dependent_bench()
     sol = model.projector.project(x)
@@ -493,28 +486,16 @@ def test_projection_support_is_affinely_independent() -> None:
     assert np.linalg.matrix_rank(lifted[:, list(sol.support)]) == len(sol.support)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "vertex walk from a start that is not a vertex (support larger than the rank) leaves the "
-    "exact-mix polytope: _best_neighbour sets the entering stock's weight to theta, "
-    "overwriting the nonzero weight it already had; plan_formulation then plans a mix 0.10 "
-    "from a makeable request, undeliverable, where the old rule found an exact deliverable "
-    "4-stock mix (S0, S1, S4, S5)"))
 def test_plan_of_a_request_whose_projection_support_is_dependent() -> None:
     config, model, x = _dependent_bench()
-    if len(model.projector.project(x).support) <= np.linalg.matrix_rank(model.fractions):
-        pytest.skip("this platform's rounding gives an independent support (no trigger)")
     old = old_rule(FaceProjector(model.fractions), model, x, 2.5, config.settings.total_flow)
     assert old.deliverable and old.distance <= 1e-12
     plan = plan_formulation(config, dict(zip(model.components, x.tolist())), 2.5)
     assert plan.makeable and not plan.flagged
-    assert plan.distance <= 1e-9  # actual: 0.102
-    assert plan.deliverable  # actual: False (S5, S6 below their pumps' minimum flow)
+    assert plan.distance <= 1e-9  # was 0.102 before the fix
+    assert plan.deliverable  # was False (S5, S6 below their pumps' minimum flow)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "choose_mix/mix_options with start = an optimal weight vector that is not a vertex (here "
-    "the uniform mix that defines the target) return 'deliverable' mixes that do not make "
-    "the target (0.26 away on the hiu_2023_dmc_fec bench)"))
 @pytest.mark.parametrize("bench", ["hiu_2023_dmc_fec", "synthetic 3x6"])
 def test_choose_mix_from_a_non_vertex_start_stays_exact(bench: str) -> None:
     if bench == "hiu_2023_dmc_fec":

@@ -1,7 +1,8 @@
 """Regression tests from the review of issue 12 (NNLS projection, vertex-walk mix choice).
 
-Each test is a defect found in review and is marked ``xfail(strict=True)``: it fails on the
-reviewed code (0409eaa) and starts passing — then must be unmarked — once the defect is fixed.
+Each test is a defect found in review: it failed on the reviewed code (0409eaa) and passes
+since the fix (Carathéodory reduction of the start, += for a non-basic stock's share,
+degenerate pivots, restarts from other vertices when the walk ends undeliverable).
 The face-enumeration oracle (:mod:`asab.formulation.faces`) is the reference where it applies.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import pytest
 from conftest import ROOT
 
 from asab.config.loader import load_bench
@@ -32,9 +32,6 @@ def synthetic(fractions, totals, min_flows, max_flows) -> StockModel:
                       max_flows=np.asarray(max_flows, dtype=float))
 
 
-@pytest.mark.xfail(strict=True, reason="vertex walk stops at a local optimum of the margin among "
-                   "undeliverable vertices; widest_mix and near_mix do not recover; the face "
-                   "rule finds the deliverable vertex (0, 2, 4)")
 def test_walk_reaches_a_deliverable_vertex_two_pivots_away():
     # 3 components, 5 stocks (one stock more than the 2023 bench): P is a quadrilateral
     model = synthetic(
@@ -54,9 +51,6 @@ def test_walk_reaches_a_deliverable_vertex_two_pivots_away():
     assert chosen.deliverable or near is not None
 
 
-@pytest.mark.xfail(strict=True, reason="degenerate start (projection support smaller than the "
-                   "rank): every pivot from the completed basis is degenerate, _best_neighbour "
-                   "returns None and the walk never moves to the adjacent deliverable vertex")
 def test_walk_leaves_a_degenerate_start():
     s = np.array([[0.10, 0.50, 0.20, 0.05, 0.10],
                   [0.20, 0.10, 0.60, 0.75, 0.15],
@@ -71,9 +65,6 @@ def test_walk_leaves_a_degenerate_start():
     assert choose_mix(model, x, 5.0, 0.05).deliverable
 
 
-@pytest.mark.xfail(strict=True, reason="NNLS support (3 stocks) exceeds the reduced rank (2) of "
-                   "_walk_system; the pivot overwrites a non-basic stock's positive weight and the "
-                   "chosen mix does not make the target (0.064 away)")
 def test_chosen_mix_makes_the_target_with_a_trace_component():
     trace = 1e-11  # stock 3 holds a trace of component C: S is numerically rank 2
     s = np.array([[0.8, 0.2, 0.5, 0.3, 0.6], [0.2, 0.8, 0.5, 0.7, 0.4], [0, 0, 0, trace, 0]])
@@ -86,9 +77,6 @@ def test_chosen_mix_makes_the_target_with_a_trace_component():
     assert np.linalg.norm(model.mix(chosen.volumes) - x) <= 1e-9
 
 
-@pytest.mark.xfail(strict=True, reason="same defect through plan_formulation on the shipped "
-                   "example bench: one nanogram of PC listed in the EMC stock makes the planner "
-                   "return makeable, deliverable plans far from the request, without a note")
 def test_plan_on_example_bench_with_a_trace_component(tmp_path):
     bench = tmp_path / "bench"
     shutil.copytree(DMC_FEC, bench)

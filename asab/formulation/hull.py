@@ -12,9 +12,11 @@ Method — one non-negative least-squares problem (NNLS), exactly equivalent:
     minimiser u* gives the projection's weights w* = u* / 1ᵀu* — no penalty weight, no
     approximation (the same reduction as least-distance programming, C. L. Lawson and
     R. J. Hanson, *Solving Least Squares Problems*, 1974, ch. 23). SciPy's
-    :func:`scipy.optimize.nnls` is the Lawson–Hanson active-set method: finite, and its
-    passive set is linearly independent, so the support of w* is affinely independent
-    (≤ d + 1 stocks, Carathéodory).
+    :func:`scipy.optimize.nnls` is the Lawson–Hanson active-set method: finite, and in exact
+    arithmetic its passive set is linearly independent, so the support of w* is affinely
+    independent (≤ d + 1 stocks, Carathéodory). When rounding leaves more stocks than the
+    rank (:data:`RANK_TOL`), Carathéodory's reduction (:func:`caratheodory`) removes the
+    dependent ones without moving the point.
 
     Polishing: weights of 1e-12 or less are rounding residue and are dropped. When the point is
     then within 1e-9 of x but not within rounding (a makeable request), the equality-
@@ -106,6 +108,39 @@ def kkt_gap(points: np.ndarray, x: np.ndarray, weights: np.ndarray) -> float:
     return float(g @ weights - g.min())
 
 
+def caratheodory(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """A vertex of {v ≥ 0 : a v = a w} from ``w`` ≥ 0 (Carathéodory's reduction): while the
+    columns of ``a`` on the support of ``w`` are dependent (singular values below
+    :data:`RANK_TOL` relative), step along their null space until a share reaches 0.
+
+    Args:
+        a: (r, m) equalities (for mixes: the reduced composition rows, Σ of a column's
+            entries fixed, so that a v = a w keeps Σv).
+        w: (m,) weights ≥ 0 summing to 1.
+
+    Returns:
+        (m,) weights ≥ 0 summing to 1 on affinely independent columns.
+    """
+    w = w.copy()
+    for _ in range(w.size):
+        support = np.flatnonzero(w)
+        if support.size <= 1:
+            return w
+        _, sv, vt = np.linalg.svd(a[:, support], full_matrices=True)
+        if int((sv > RANK_TOL * max(1.0, float(sv[0]))).sum()) == support.size:
+            return w
+        z = vt[-1]  # a[:, support] @ z ≈ 0
+        if not (z < 0).any():
+            z = -z
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ratios = np.where(z < 0, w[support] / -z, np.inf)
+        first = int(np.argmin(ratios))
+        w[support] = np.maximum(w[support] + float(ratios[first]) * z, 0.0)
+        w[support[first]] = 0.0
+        w /= w.sum()
+    return w
+
+
 def certified(points: np.ndarray, w: np.ndarray, point: np.ndarray, residual: np.ndarray,
               tolerance: float) -> HullSolution:
     """The :class:`HullSolution` of weights ``w`` (``point`` = S w, ``residual`` = S w − x),
@@ -143,6 +178,10 @@ class HullProjector:
         self.points = s
         self._scale = max(1.0, float(np.max(np.sum(s**2, axis=0))))  # for the KKT check
         self._system = np.vstack([s, np.ones((1, s.shape[1]))])  # rows: S, then 1ᵀ
+        u, sv, _ = np.linalg.svd(self._system, full_matrices=False)
+        self.rank = max(1, int((sv > RANK_TOL * max(1.0, float(sv[0]))).sum()))
+        """Affine dimension + 1 of the stocks: the most stocks an independent support has."""
+        self._reduced = u[:, :self.rank].T @ self._system
         self._rhs = np.zeros(s.shape[0] + 1)
         self._rhs[-1] = 1.0
 
@@ -171,6 +210,10 @@ class HullProjector:
         if not total > 0:
             raise FormulationError("closest-makeable solver returned no weights")
         w, point, residual = self._polish(xv, u / total)
+        if np.count_nonzero(w) > self.rank:  # rounding kept a dependent support: reduce it
+            w = caratheodory(self._reduced, w)
+            point = self.points @ w
+            residual = point - xv
         return certified(self.points, w, point, residual, KKT_TOL * max(self._scale, norm2))
 
     def face_weights(self, x: np.ndarray, face: tuple[int, ...] | np.ndarray) -> np.ndarray | None:

@@ -5,14 +5,23 @@ composition x*: in mole shares w they form the polytope P = {w ≥ 0 : S w = x*,
 vertices are the mixes of affinely independent stock subsets (≤ d + 1 stocks, Carathéodory),
 the mixes no stock can be left out of. The rule (deterministic, polynomial):
 
-1. Candidates are vertices of P. The search starts at the projection's own vertex (the NNLS
-   solution of :mod:`asab.formulation.hull`) and walks along P's edges (simplex pivots: one
-   stock enters, the ratio test names the one that leaves), each step to the best neighbour,
-   for as long as that improves on the current vertex; each step costs one QR factorisation of
-   a (k + 1) × (d + 1) matrix and a ratio test per non-basic stock. The result is the best
-   vertex of its neighbourhood; on a bench with one stock more than the composition space needs
-   (the 2023 bench: 4 stocks, 3 components) P is a segment and the walk sees every candidate.
-   Accuracy is never traded for convenience: every candidate makes x* exactly (up to rounding).
+1. Candidates are vertices of P. The search starts at the projection's own solution (the NNLS
+   solution of :mod:`asab.formulation.hull`, reduced to a vertex by Carathéodory's reduction
+   when rounding left it on more stocks than the rank) and walks along P's edges (simplex
+   pivots: one stock enters, the ratio test names the one that leaves), each step to the best
+   neighbour, for as long as that improves on the current vertex; at a degenerate vertex the
+   other bases of the same point are looked through for a move. Each step costs one r × r
+   solve and a ratio test per non-basic stock. The result is the best vertex of its
+   neighbourhood. When it is not deliverable, the walk starts again from the vertex that
+   maximises the share of each stock not yet seen (one LP each) until one is. On a bench with
+   one stock more than the composition space needs (the 2023 bench: 4 stocks, 3 components)
+   P is a segment and its two ends are every candidate. Every candidate is checked to make
+   x* (to :data:`EXACT_TOL`); a vertex with a share of :data:`SNAP_SHARE` or less is replaced
+   by the mix of its other stocks when that is within :data:`EXACT_TOL` (as the exhaustive
+   rule accepted any face that close).
+   Deciding whether *some* mix keeps every pump within its limits is a combinatorial problem
+   (each stock either unused or above its pump's minimum); the walk, the restarts and the
+   LP of rule 6 are polynomial but can miss a deliverable vertex that no walk reaches.
 2. For each, volumes v_j ∝ w_j / Σ_i c_ij (scaled to the total volume) and flows
    flow_j = total_flow · v_j / Σv (all stocks run together into the mixer for the same time).
 3. A mix is deliverable when every used stock's flow is within its pump's syringe limits
@@ -20,6 +29,8 @@ the mixes no stock can be left out of. The rule (deterministic, polynomial):
 4. Rank by: deliverable first; fewer stocks (fewer lines to prime, fewer junctions); larger
    smallest relative margin (min over used stocks of flow/min_flow − 1, 1 − flow/max_flow and
    volume/min_dose − 1: the mix furthest from every limit); then stock order (indices).
+   Mixes that are not deliverable rank by margin alone (the one least short of a limit
+   first), so that the walk heads for deliverable mixes.
 5. Stocks the ledger says are available come first: with ``available`` given, the walk runs
    on the available stocks when they make x* and yields a deliverable mix; else on all.
 6. When no vertex is deliverable, the mix of all usable stocks with the widest margin, a
@@ -38,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asab.formulation.hull import RANK_TOL, HullProjector, distance_to
+from asab.formulation.hull import RANK_TOL, HullProjector, caratheodory, distance_to
 from asab.formulation.stocks import StockModel, reduced_equalities
 
 logger = logging.getLogger(__name__)
@@ -46,6 +57,11 @@ logger = logging.getLogger(__name__)
 #: Extra distance (mole fraction) a pool of stocks may have over all stocks and still count
 #: as making the same composition: numerical noise only.
 EXACT_TOL = 1e-9
+
+#: Shares (mole) up to which a stock is tried without: a vertex that needs 1e-6 of a stock
+#: is replaced by the mix of its other stocks when that is within EXACT_TOL (the old face
+#: rule took any face that close).
+SNAP_SHARE = 1e-6
 
 #: Smallest weight counted as "uses the stock"; below it the smaller subset is the same mix.
 MIN_WEIGHT = 1e-12
@@ -82,7 +98,8 @@ class MixOption:
 
     def rank_key(self) -> tuple[bool, int, float, tuple[int, ...]]:
         """Sort key of the rule in the module docstring (smaller is better)."""
-        return (not self.deliverable, len(self.support), -self.margin, self.support)
+        return (not self.deliverable, len(self.support) if self.deliverable else 0,
+                -self.margin, self.support)
 
 
 def mix_options(
@@ -219,30 +236,181 @@ def _pool_start(model: StockModel, pool: np.ndarray, x: np.ndarray,
 def _vertex_walk(model: StockModel, pool: np.ndarray, start: np.ndarray, total_volume: float,
                  total_flow: float, min_dose: float) -> list[tuple[tuple, np.ndarray]]:
     """Rule 1 on the stocks ``pool``: ``(rank key, weights (n,))`` of the vertices visited
-    from ``start``, best first.
+    from ``start``, best first; when the best is not deliverable, the walk is repeated from
+    the vertex that maximises each further stock's share (one LP each).
 
     The equalities S w = x* (Σw = 1 follows: every column of S sums to 1) are reduced to
     their r independent rows once (an SVD), so that each basis is a square r × r system.
+    Every candidate is checked to make x* (:data:`EXACT_TOL`); a vertex with a share of
+    :data:`SNAP_SHARE` or less is replaced by the mix of its other stocks when that is within
+    :data:`EXACT_TOL`.
     """
-    a, rank, limits, line = _walk_system(model, pool, total_volume, total_flow, min_dose)
+    system = _walk_system(model, pool, total_volume, total_flow, min_dose)
     w = np.where(start[pool] > MIN_WEIGHT, start[pool], 0.0)
     w /= w.sum()
-    if line is not None:  # P is a segment (or a point): its two ends are every candidate
-        ends = _segment_ends(w, line)
-        found = sorted(zip(limits.key(ends), ends), key=lambda kw: kw[0])
-        return [(key, _embed(model, pool, weights)) for key, weights in found]
+    goal = system.a @ w  # what every candidate must make (reduced coordinates)
+    if np.count_nonzero(w) > system.rank:  # rounding left a dependent support (or a caller's w)
+        w = caratheodory(system.a, w)
+    if system.line is not None:  # P is a segment (or a point): its two ends are every candidate
+        ends = _segment_ends(w, system.line)  # exact by construction (w plus a null vector)
+        for i in np.flatnonzero(((ends > 0) & (ends <= SNAP_SHARE)).any(axis=1)).tolist():
+            ends[i] = _snap(system, ends[i])
+        found = sorted(zip(system.limits.key(ends), ends), key=lambda kw: kw[0])
+    else:
+        found = _walk(system, goal, w)
+        if found and found[0][0][0]:  # not deliverable: walk again from other vertices
+            tried = {key[3] for key, _ in found}
+            for j in range(len(pool)):
+                if any(int(pool[j]) in support for support in tried):
+                    continue
+                begin = _max_share_vertex(system.a, goal, j)
+                if begin is None:
+                    continue
+                more = _walk(system, goal, begin)
+                tried |= {key[3] for key, _ in more}
+                found = sorted(found + more, key=lambda kw: kw[0])
+                if not found[0][0][0]:
+                    break
+    if not found:  # rounding rejected every candidate: the start itself is exact
+        found = [(system.limits.key(w[None, :])[0], w)]
+    return [(key, _embed(model, pool, weights)) for key, weights in found]
+
+
+def _walk(system: _System, goal: np.ndarray, w: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
+    """The vertices visited from the vertex ``w``, best first (each step to the best
+    neighbour while it improves the rank key; at a degenerate vertex the other bases of the
+    same point are tried too, in Bland's order)."""
+    a = system.a
     support = np.flatnonzero(w)
-    basis = support if support.size == rank else _complete_basis(a, support)
-    key = limits.key(w[None, :])[0]
+    basis = support if support.size == system.rank else _complete_basis(a, support)
+    here = _checked(system, goal, w[None, :])
+    if not here:
+        return []
+    key, w = here[0]
     visited = {key[3]: (key, w)}
-    for _ in range(WALK_STEPS_PER_STOCK * len(pool)):
-        step = _best_neighbour(a, basis, w, limits)
-        if step is None or not step[2] < key:
+    for _ in range(WALK_STEPS_PER_STOCK * a.shape[1]):
+        step = _best_move(system, goal, basis, w, key)
+        if step is None:
             break
         basis, w, key = step
         visited.setdefault(key[3], (key, w))
-    return [(key, _embed(model, pool, weights))
-            for key, weights in sorted(visited.values(), key=lambda kw: kw[0])]
+    return sorted(visited.values(), key=lambda kw: kw[0])
+
+
+def _best_move(system: _System, goal: np.ndarray, basis: np.ndarray, w: np.ndarray,
+               key: tuple) -> tuple[np.ndarray, np.ndarray, tuple] | None:
+    """The best move from ``w`` that improves on ``key``: from ``basis`` first, then from the
+    other bases of the same point reached by degenerate pivots (breadth first, at most
+    :data:`DEGENERATE_BASES` bases), the first basis with an improving move giving it."""
+    queue, seen = [basis], {frozenset(basis.tolist())}
+    while queue and len(seen) <= DEGENERATE_BASES:
+        current = queue.pop(0)
+        move, same = _pivots(system, goal, current, w)
+        if move is not None and move[2] < key:
+            return move
+        for other in same:
+            tag = frozenset(other.tolist())
+            if tag not in seen:
+                seen.add(tag)
+                queue.append(other)
+    return None
+
+
+def _pivots(system: _System, goal: np.ndarray, basis: np.ndarray,
+            w: np.ndarray) -> tuple[tuple | None, list[np.ndarray]]:
+    """From the vertex ``w`` with ``basis``: the best move to another vertex (its basis,
+    weights, rank key; None when there is none) and the bases of degenerate pivots."""
+    a = system.a
+    m = a.shape[1]
+    if basis.size < a.shape[0]:
+        return None, []
+    outside = np.ones(m, dtype=bool)
+    outside[basis] = False
+    others = np.flatnonzero(outside)
+    if others.size == 0:
+        return None, []
+    try:
+        direction = -np.linalg.solve(a[:, basis], a[:, others])  # (r, |N|): d w_B / d w_q
+    except np.linalg.LinAlgError:
+        return None, []
+    wb = w[basis][:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratios = np.where(direction < -STEP_TOL, wb / -direction, np.inf)
+    leave = np.argmin(ratios, axis=0)  # the first basic stock to reach 0 (lowest position)
+    theta = ratios[leave, np.arange(others.size)]
+    finite = np.isfinite(theta)
+    same = []
+    for c in np.flatnonzero(finite & (theta <= STEP_TOL)).tolist():
+        other = basis.copy()
+        other[leave[c]] = others[c]
+        same.append(other)
+    moves = np.flatnonzero(finite & (theta > STEP_TOL))
+    if moves.size == 0:
+        return None, same
+    new = np.tile(w, (moves.size, 1))
+    new[:, basis] += (direction[:, moves] * theta[moves]).T
+    rows = np.arange(moves.size)
+    new[rows, others[moves]] += theta[moves]  # += : a non-basic stock may hold a share
+    new[rows, basis[leave[moves]]] = 0.0
+    new[new <= MIN_WEIGHT] = 0.0
+    new /= new.sum(axis=1, keepdims=True)
+    found = _checked(system, goal, new, rows=moves)
+    if not found:
+        return None, same
+    key, weights, c = min(found, key=lambda kwc: kwc[0])
+    new_basis = basis.copy()
+    new_basis[leave[c]] = others[c]
+    return (new_basis, weights, key), same
+
+
+def _checked(system: _System, goal: np.ndarray, w: np.ndarray, rows: np.ndarray | None = None):
+    """Rank keys of the rows of ``w`` (k, m) that make ``goal``, best first, each row with a
+    share of :data:`SNAP_SHARE` or less first replaced by the mix of its other stocks when
+    that is within :data:`EXACT_TOL`; ``(key, weights)`` pairs, or ``(key, weights, rows[i])`` when ``rows`` is
+    given."""
+    scale = 1.0 + float(np.abs(goal).max())
+    err = np.abs(w @ system.a.T - goal).max(axis=1)
+    keep = np.flatnonzero(err <= EXACT_TOL * scale)
+    if keep.size == 0:
+        return []
+    w = w[keep]
+    tiny = ((w > 0) & (w <= SNAP_SHARE)).any(axis=1)
+    for i in np.flatnonzero(tiny).tolist():
+        w[i] = _snap(system, w[i])
+    keys = system.limits.key(w)
+    if rows is None:
+        return sorted(zip(keys, w), key=lambda kw: kw[0])
+    return [(keys[i], w[i], int(rows[keep[i]])) for i in range(len(keys))]
+
+
+def _snap(system: _System, w: np.ndarray) -> np.ndarray:
+    """``w`` without its shares of :data:`SNAP_SHARE` or less when the least-squares mix of its
+    other stocks is within :data:`EXACT_TOL` of ``w``'s composition (the old rule accepted
+    any face that close), else ``w``."""
+    rest = np.flatnonzero(w > SNAP_SHARE)
+    if rest.size == 0:
+        return w
+    s = system.projector.points
+    x = s @ w
+    snapped = system.projector.face_weights(x, rest)
+    if snapped is None or distance_to(s, snapped, x) > EXACT_TOL:
+        return w
+    return snapped
+
+
+def _max_share_vertex(a: np.ndarray, goal: np.ndarray, j: int) -> np.ndarray | None:
+    """The vertex of {w ≥ 0 : a w = goal} with the largest share of stock ``j`` (an LP, the
+    dual simplex of SciPy's HiGHS, which ends on a vertex), or None when ``j`` has no share
+    in any mix."""
+    from scipy.optimize import linprog
+
+    c = np.zeros(a.shape[1])
+    c[j] = -1.0
+    res = linprog(c, A_eq=a, b_eq=goal, bounds=(0, None), method="highs-ds")
+    if res.status != 0 or not res.x[j] > MIN_WEIGHT:
+        return None
+    w = np.where(res.x > MIN_WEIGHT, res.x, 0.0)
+    return caratheodory(a, w / w.sum())
 
 
 def _embed(model: StockModel, pool: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -271,12 +439,26 @@ def _segment_ends(w: np.ndarray, line: np.ndarray) -> np.ndarray:
 #: Walk systems kept per stock model (pools × volume/flow/dose settings).
 WALK_CACHE = 32
 
+#: Bases of one degenerate vertex looked through for a move, at most.
+DEGENERATE_BASES = 64
+
+
+@dataclass(frozen=True, eq=False)
+class _System:
+    """What a walk over the stocks ``pool`` needs: the reduced equalities ``a`` (r × m, full
+    row rank), their rank, the limits, the projector of the pool's stocks (for :func:`_snap`)
+    and, when P is at most one-dimensional, the direction of its line (zeros for a point)."""
+
+    a: np.ndarray
+    rank: int
+    limits: _Limits
+    projector: HullProjector
+    line: np.ndarray | None
+
 
 def _walk_system(model: StockModel, pool: np.ndarray, total_volume: float, total_flow: float,
-                 min_dose: float) -> tuple[np.ndarray, int, _Limits, np.ndarray | None]:
-    """The reduced equalities of ``pool``, their rank, its limits, and when P is at most
-    one-dimensional the direction of its line (zeros for a point; None otherwise). Cached
-    on the model."""
+                 min_dose: float) -> _System:
+    """The :class:`_System` of ``pool`` (cached on the model)."""
     whole = len(pool) == len(model.names)
     tag = (None if whole else tuple(pool.tolist()), total_volume, total_flow, min_dose)
     cache = model.scratch
@@ -287,7 +469,9 @@ def _walk_system(model: StockModel, pool: np.ndarray, total_volume: float, total
         if a.shape[1] - rank <= 1:
             line = (np.zeros(a.shape[1]) if a.shape[1] == rank
                     else np.linalg.svd(a, full_matrices=True)[2][-1])
-        entry = (a, rank, _Limits(model, pool, total_volume, total_flow, min_dose), line)
+        entry = _System(a, rank, _Limits(model, pool, total_volume, total_flow, min_dose),
+                        model.projector if whole else HullProjector(model.fractions[:, pool]),
+                        line)
         if len(cache) >= WALK_CACHE:
             cache.clear()
         cache[tag] = entry
@@ -310,44 +494,6 @@ def _complete_basis(a: np.ndarray, support: np.ndarray) -> np.ndarray:
             q = np.column_stack([q, rest / norm])
             basis.append(int(j))
     return np.array(basis, dtype=int)
-
-
-def _best_neighbour(a: np.ndarray, basis: np.ndarray, w: np.ndarray,
-                    limits: _Limits) -> tuple[np.ndarray, np.ndarray, tuple] | None:
-    """The best vertex one pivot away from the vertex ``w`` with ``basis`` (its basis, new
-    weights and rank key), or None when every pivot is degenerate or the basis is short."""
-    m = a.shape[1]
-    if basis.size < a.shape[0]:
-        return None
-    outside = np.ones(m, dtype=bool)
-    outside[basis] = False
-    others = np.flatnonzero(outside)
-    if others.size == 0:
-        return None
-    try:
-        direction = -np.linalg.solve(a[:, basis], a[:, others])  # (r, |N|): d w_B / d w_q
-    except np.linalg.LinAlgError:
-        return None
-    wb = w[basis][:, None]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratios = np.where(direction < -STEP_TOL, wb / -direction, np.inf)
-    leave = np.argmin(ratios, axis=0)
-    theta = ratios[leave, np.arange(others.size)]
-    moves = np.flatnonzero(np.isfinite(theta) & (theta > STEP_TOL))
-    if moves.size == 0:
-        return None
-    new = np.tile(w, (moves.size, 1))
-    new[:, basis] += (direction[:, moves] * theta[moves]).T
-    rows = np.arange(moves.size)
-    new[rows, others[moves]] = theta[moves]
-    new[rows, basis[leave[moves]]] = 0.0
-    new[new <= MIN_WEIGHT] = 0.0
-    new /= new.sum(axis=1, keepdims=True)
-    keys = limits.key(new)
-    best = min(range(moves.size), key=keys.__getitem__)
-    new_basis = basis.copy()
-    new_basis[leave[moves[best]]] = others[moves[best]]
-    return new_basis, new[best], keys[best]
 
 
 class _Limits:
@@ -379,7 +525,8 @@ class _Limits:
         pool = self.pool
         for row, m in zip(used.tolist(), margin):
             support = tuple(pool[j] for j, u in enumerate(row) if u)
-            out.append((not m >= 0.0, len(support), -m, support))
+            ok = m >= 0.0  # undeliverable mixes: the least short of a limit first
+            out.append((not ok, len(support) if ok else 0, -m, support))
         return out
 
 
