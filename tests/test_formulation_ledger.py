@@ -57,3 +57,16 @@ def test_every_stock_available_changes_nothing(bench_config) -> None:
     plain = plan_formulation(bench_config, x, 2.5)
     listed = plan_formulation(bench_config, x, 2.5, available=list(model.names))
     assert plain == listed
+
+
+def test_a_failed_certificate_falls_back_to_face_enumeration(monkeypatch, bench_config) -> None:
+    """SciPy's nnls has had releases that returned suboptimal points silently: a solution
+    that fails its certificate is solved again by face enumeration, not accepted."""
+    import asab.formulation.hull as hull
+    from asab.formulation.faces import FaceProjector
+
+    model = StockModel.from_config(bench_config)
+    x = np.array([0.2, 0.1, 0.7])  # outside the hull (too much LiPF6 for the EC)
+    monkeypatch.setattr(hull, "nnls", lambda a, b, maxiter: (np.eye(a.shape[1])[0], 0.0))
+    sol = hull.HullProjector(model.fractions).project(x)
+    assert abs(sol.distance - FaceProjector(model.fractions).project(x).distance) < 1e-12

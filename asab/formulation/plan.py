@@ -113,12 +113,14 @@ def plan_formulation(
         raise NotMakeableError(by_name(requested, config), by_name(closest, config),
                                closest_distance)
     target = dict(requested) if makeable else closest
-    xc, _ = model.vector(target)
+    xc, rest = model.vector(target)
     mask = None if available is None else [name in set(available) for name in model.names]
     option = choose_mix(model, xc, volume, flow, min_dose, mask, start=weights)
     near_note = None
     if not option.deliverable and makeable:
-        near = near_mix(model, xc, volume, flow, min_dose, tol, mask)
+        # chemicals no stock contains count in the distance too: leave them their share of tol
+        near = (near_mix(model, xc, volume, flow, min_dose, math.sqrt(tol**2 - rest**2), mask)
+                if rest < tol else None)
         if near is not None:
             option = near
             near_note = (f"no exact mix is deliverable; made a deliverable mix within the "
