@@ -62,7 +62,7 @@ def test_every_stock_available_changes_nothing(bench_config) -> None:
 def test_a_failed_certificate_falls_back_to_face_enumeration(monkeypatch, bench_config) -> None:
     """SciPy's nnls has had releases that returned suboptimal points silently: a solution
     that fails its certificate is solved again by face enumeration, not accepted."""
-    import asab.formulation.hull as hull
+    from asab.formulation import hull
     from asab.formulation.faces import FaceProjector
 
     model = StockModel.from_config(bench_config)

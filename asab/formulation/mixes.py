@@ -160,6 +160,7 @@ def _options(model: StockModel, x: np.ndarray, total_volume: float, total_flow: 
             break
     options = [mix_option(model, w, distance_to(model.fractions, w, x), total_volume, total_flow,
                           min_dose) for _, w in ranked[:count]]
+    options.sort(key=MixOption.rank_key)  # the walk's keys agree up to rounding only
     if not options[0].deliverable:
         wide = widest_mix(model, model.fractions @ options[0].weights, total_volume, total_flow,
                           min_dose)
@@ -273,7 +274,10 @@ def _vertex_walk(model: StockModel, pool: np.ndarray, start: np.ndarray, total_v
                     break
     if not found:  # rounding rejected every candidate: the start itself is exact
         found = [(system.limits.key(w[None, :])[0], w)]
-    return [(key, _embed(model, pool, weights)) for key, weights in found]
+    unique = {}
+    for key, weights in found:  # restarts can reach a vertex again: keep its first visit
+        unique.setdefault(key[3], (key, weights))
+    return [(key, _embed(model, pool, weights)) for key, weights in unique.values()]
 
 
 def _walk(system: _System, goal: np.ndarray, w: np.ndarray) -> list[tuple[tuple, np.ndarray]]:
