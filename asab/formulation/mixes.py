@@ -160,7 +160,8 @@ def _options(model: StockModel, x: np.ndarray, total_volume: float, total_flow: 
             break
     options = [mix_option(model, w, distance_to(model.fractions, w, x), total_volume, total_flow,
                           min_dose) for _, w in ranked[:count]]
-    options.sort(key=MixOption.rank_key)  # the walk's keys agree up to rounding only
+    if len(options) > 1:
+        options.sort(key=MixOption.rank_key)  # the walk's keys agree up to rounding only
     if not options[0].deliverable:
         wide = widest_mix(model, model.fractions @ options[0].weights, total_volume, total_flow,
                           min_dose)
@@ -247,34 +248,37 @@ def _vertex_walk(model: StockModel, pool: np.ndarray, start: np.ndarray, total_v
     :data:`EXACT_TOL`.
     """
     system = _walk_system(model, pool, total_volume, total_flow, min_dose)
-    w = np.where(start[pool] > MIN_WEIGHT, start[pool], 0.0)
+    w = start[pool]
+    w = np.where(w > MIN_WEIGHT, w, 0.0)
     w /= w.sum()
-    goal = system.a @ w  # what every candidate must make (reduced coordinates)
     if np.count_nonzero(w) > system.rank:  # rounding left a dependent support (or a caller's w)
         w = caratheodory(system.a, w)
     if system.line is not None:  # P is a segment (or a point): its two ends are every candidate
         ends = _segment_ends(w, system.line)  # exact by construction (w plus a null vector)
-        for i in np.flatnonzero(((ends > 0) & (ends <= SNAP_SHARE)).any(axis=1)).tolist():
-            ends[i] = _snap(system, ends[i])
+        tiny = (ends > 0) & (ends <= SNAP_SHARE)
+        if tiny.any():
+            for i in np.flatnonzero(tiny.any(axis=1)).tolist():
+                ends[i] = _snap(system, ends[i])
         found = sorted(zip(system.limits.key(ends), ends), key=lambda kw: kw[0])
-    else:
-        found = _walk(system, goal, w)
-        if found and found[0][0][0]:  # not deliverable: walk again from other vertices
-            tried = {key[3] for key, _ in found}
-            for j in range(len(pool)):
-                if any(int(pool[j]) in support for support in tried):
-                    continue
-                begin = _max_share_vertex(system.a, goal, j)
-                if begin is None:
-                    continue
-                more = _walk(system, goal, begin)
-                tried |= {key[3] for key, _ in more}
-                found = sorted(found + more, key=lambda kw: kw[0])
-                if not found[0][0][0]:
-                    break
+        return [(key, _embed(model, pool, weights)) for key, weights in found]
+    goal = system.a @ w  # what every candidate must make (reduced coordinates)
+    found = _walk(system, goal, w)
+    if found and found[0][0][0]:  # not deliverable: walk again from other vertices
+        tried = {key[3] for key, _ in found}
+        for j in range(len(pool)):
+            if any(int(pool[j]) in support for support in tried):
+                continue
+            begin = _max_share_vertex(system.a, goal, j)
+            if begin is None:
+                continue
+            more = _walk(system, goal, begin)
+            tried |= {key[3] for key, _ in more}
+            found = sorted(found + more, key=lambda kw: kw[0])
+            if not found[0][0][0]:
+                break
     if not found:  # rounding rejected every candidate: the start itself is exact
         found = [(system.limits.key(w[None, :])[0], w)]
-    unique = {}
+    unique: dict[tuple, tuple] = {}
     for key, weights in found:  # restarts can reach a vertex again: keep its first visit
         unique.setdefault(key[3], (key, weights))
     return [(key, _embed(model, pool, weights)) for key, weights in unique.values()]
@@ -418,6 +422,8 @@ def _max_share_vertex(a: np.ndarray, goal: np.ndarray, j: int) -> np.ndarray | N
 
 
 def _embed(model: StockModel, pool: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    if len(pool) == len(model.names):  # the whole pool, in order
+        return weights
     full = np.zeros(len(model.names))
     full[pool] = weights
     return full
