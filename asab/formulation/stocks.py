@@ -229,8 +229,10 @@ class StockModel:
                 res = linprog(np.r_[sign * self.concentrations[i], 0.0], A_ub=a_ub,
                               b_ub=np.zeros(n), A_eq=a_eq, b_eq=[1.0, 0.0], method="highs")
                 if res.status != 0:
-                    raise RequestError(f"no stock mix the pumps carry at {total_flow:g} mL/s "
-                                       f"(each pump's maximum flow is below its share)")
+                    raise RequestError(
+                        f"no stock mix the pumps carry at a total flow of {total_flow:.6g} mL/s: "
+                        f"the stocks' pumps reach {float(self.max_flows.sum()):.6g} mL/s "
+                        f"together at most")
                 ends.append(float(np.clip(sign * res.fun, 0.0, 1.0)))
             out[key] = (ends[0], ends[1])
         return out
