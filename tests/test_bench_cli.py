@@ -19,7 +19,7 @@ from asab.actions.vial_state import VialOccupant, VialRegistry
 from asab.cli.main import app
 from asab.plan import JobPlan
 from asab.runner import RunSummary
-from tests._servers_support import AUTH, served_bench
+from tests._servers_support import AUTH, TOKEN, served_bench
 
 from conftest import HIU_2023
 
@@ -347,3 +347,23 @@ def test_the_demo_carries_on_after_the_operator(tmp_path):
     res = invoke(*cmd)
     assert res.exit_code == 0
     assert RunSummary.model_validate_json(res.output).succeeded == 6
+
+
+def test_an_unreadable_ledger_is_a_503_that_says_what_to_do(bench_config, tmp_path):
+    from asab.cli.wiring import simulated_bench
+    from asab.servers.run import create_apps
+
+    with simulated_bench(bench_config, tmp_path / "inst", ledger_dir=tmp_path / "state") as bench:
+        ctx, apps = create_apps(bench, TOKEN)
+        try:
+            client = TestClient(apps["actions"], headers=AUTH)
+            assert client.get("/bench/status").status_code == 200
+            path = bench.ledger.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{not json", encoding="utf-8")
+            res = client.get("/bench/status")
+            assert res.status_code == 503, res.text
+            message = res.json()["error"]["message"]
+            assert str(path) in message and "unreadable" in message and "move it away" in message
+        finally:
+            ctx.jobs.shutdown()

@@ -36,7 +36,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from asab.actions.bench import EmergencyStopped, OperationCancelled
 from asab.errors import (
-    AsabError, Cause, DeviceBusy, DeviceError, DeviceFault, FormulationError, RequestError, RoutingError,
+    AsabError, Cause, ConfigError, DeviceBusy, DeviceError, DeviceFault, FormulationError,
+    RequestError, RoutingError,
     TransportError, TransportTimeout, describe,
 )
 
@@ -53,6 +54,7 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (FormulationError, 422),
     (RoutingError, 422),
     (RequestError, 422),
+    (ConfigError, 503),
 )
 """Exception class → HTTP status, most specific first (the first ``isinstance`` match wins)."""
 
@@ -82,7 +84,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "missing or wrong bearer token"), (404, "no such device or job"),
         (409, "busy, emergency stop latched, or refused by the device in its current state"),
         (422, "invalid input, or composition not makeable"),
-        (502, "device fault"), (504, "device did not answer in time"))
+        (502, "device fault"),
+        (503, "the bench's configuration or state (ledger) is unreadable; the message says "
+              "which file and what to do"),
+        (504, "device did not answer in time"))
 }
 """OpenAPI ``responses`` shared by every route."""
 
