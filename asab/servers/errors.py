@@ -36,9 +36,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from asab.actions.bench import EmergencyStopped, OperationCancelled
 from asab.errors import (
-    AsabError, Cause, ConfigError, DeviceBusy, DeviceError, DeviceFault, FormulationError,
-    RequestError, RoutingError,
-    TransportError, TransportTimeout, describe,
+    AsabError,
+    Cause,
+    ConfigError,
+    DeviceBusy,
+    DeviceError,
+    DeviceFault,
+    FormulationError,
+    RequestError,
+    RoutingError,
+    TransportError,
+    TransportTimeout,
+    describe,
 )
 
 log = logging.getLogger(__name__)
