@@ -47,6 +47,7 @@ from asab.formulation.hull import (
     RANK_TOL,
     HullSolution,
     certified,
+    stock_matrix,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,16 +76,11 @@ class FaceProjector:
     """
 
     def __init__(self, points: np.ndarray) -> None:
-        s = np.array(points, dtype=float)
-        if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
-            raise FormulationError(f"stock matrix must be 2-D and non-empty, got shape {s.shape}")
-        if not np.all(np.isfinite(s)):
-            raise FormulationError("stock matrix has non-finite entries")
+        s = stock_matrix(points)
         count = face_count(*s.shape)
         if count > MAX_FACES:
             raise FormulationError(f"{s.shape[1]} stocks in {s.shape[0]} components: up to "
                                    f"{count} faces, the oracle builds at most {MAX_FACES}")
-        s.setflags(write=False)
         self.points = s
         self.faces, factors = _enumerate_faces(s)
         self._origin = np.array([s[:, f[0]] for f in self.faces])  # (m, k)

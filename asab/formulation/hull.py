@@ -143,6 +143,21 @@ def caratheodory(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     return w
 
 
+def stock_matrix(points: np.ndarray) -> np.ndarray:
+    """``points`` as a read-only (k, n) float array.
+
+    Raises:
+        FormulationError: not 2-D and non-empty, or non-finite entries.
+    """
+    s = np.array(points, dtype=float)
+    if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
+        raise FormulationError(f"stock matrix must be 2-D and non-empty, got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise FormulationError("stock matrix has non-finite entries")
+    s.setflags(write=False)
+    return s
+
+
 def certified(points: np.ndarray, w: np.ndarray, point: np.ndarray, residual: np.ndarray,
               tolerance: float) -> HullSolution:
     """The :class:`HullSolution` of weights ``w`` (``point`` = S w, ``residual`` = S w − x),
@@ -171,12 +186,7 @@ class HullProjector:
     """
 
     def __init__(self, points: np.ndarray) -> None:
-        s = np.array(points, dtype=float)
-        if s.ndim != 2 or s.shape[0] < 1 or s.shape[1] < 1:
-            raise FormulationError(f"stock matrix must be 2-D and non-empty, got shape {s.shape}")
-        if not np.all(np.isfinite(s)):
-            raise FormulationError("stock matrix has non-finite entries")
-        s.setflags(write=False)
+        s = stock_matrix(points)
         self.points = s
         self._scale = max(1.0, float(np.max(np.sum(s**2, axis=0))))  # for the KKT check
         self._system = np.vstack([s, np.ones((1, s.shape[1]))])  # rows: S, then 1ᵀ
