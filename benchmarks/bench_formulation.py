@@ -2,7 +2,7 @@
 enumeration (the exact oracle) and the original ASAB's SLSQP approach.
 
 Run:  python benchmarks/bench_formulation.py [--targets 60] [--repeat 3] [--seed 1]
-          [--sizes 3x4,5x10,6x12,8x16,8x32,10x64] [--slsqp 200]
+          [--sizes 3x4,5x10,6x12,8x16,8x32,10x64] [--slsqp 200] [--tight 200]
 
 Sweep (one table): for each size k components × n stocks — 3 × 4 is the 2023 bench's own
 stocks, the others are synthetic (seeded): each stock a Dirichlet(0.3) mixture of the k
@@ -28,6 +28,10 @@ Columns, per size:
                    old one (the old rule is a global search over the faces, the new one a
                    walk to a locally best vertex);
     margin lost    the largest shortfall of the new mix's margin to the old one's among those.
+
+Tight limits (third table, ``--tight`` benches per size): minimum flows up to 50× higher and
+some maxima below the total flow, so that limits bind; how often each rule finds a
+deliverable mix (the new rule can miss one the exhaustive rule finds: see the mixes module).
 
 Floor of issue 12: 8 × 32 solve median ≤ 1 ms and plan median ≤ 5 ms; 3 × 4 no slower than
 face enumeration. The script prints PASS/FAIL for each.
@@ -197,6 +201,34 @@ def check_floor(rows: list[dict]) -> None:
           f"{'PASS' if worst <= 1e-12 else 'FAIL'}")
 
 
+def tight_model(k: int, n: int, rng: np.random.Generator) -> StockModel:
+    """:func:`synthetic_model` with tight pump limits: minimum flows 1, 10 or 50× the 10 mL
+    syringe's, and 3 in 10 pumps with a maximum below the total flow (0.01–0.04 mL/s)."""
+    base = synthetic_model(k, n, rng)
+    lo = base.min_flows * rng.choice([1.0, 10.0, 50.0], size=n)
+    hi = np.where(rng.random(n) < 0.3, rng.uniform(0.01, 0.04, size=n), base.max_flows)
+    return StockModel(components=base.components, names=base.names, pumps=base.pumps,
+                      concentrations=base.concentrations, min_flows=lo, max_flows=hi)
+
+
+def tight_table(count: int, rng: np.random.Generator) -> None:
+    """How often the new and the old rule find a deliverable mix when the pumps' limits bind
+    (one random bench and one random makeable target per case)."""
+    print(f"\ntight pump limits: {count} random benches per size, a makeable target each")
+    print(f"{'size':<9}{'old deliverable':>17}{'new deliverable':>17}{'both':>7}{'new only':>10}")
+    for k, n in ((4, 8), (6, 12)):
+        old_ok = new_ok = both = new_only = 0
+        for _ in range(count):
+            model = tight_model(k, n, rng)
+            x = model.fractions @ rng.dirichlet(np.ones(n))
+            projector = HullProjector(model.fractions)
+            old = old_plan(FaceProjector(model.fractions), model, x).deliverable
+            new = new_plan(projector, model, x).deliverable
+            old_ok, new_ok = old_ok + old, new_ok + new
+            both, new_only = both + (old and new), new_only + (new and not old)
+        print(f"{f'{k} × {n}':<9}{old_ok:>17}{new_ok:>17}{both:>7}{new_only:>10}")
+
+
 def slsqp_weights(s: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The comparator: SLSQP on ‖S w − x‖ from a uniform start (original ASAB approach)."""
     n = s.shape[1]
@@ -236,12 +268,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", default=SIZES, help="k×n list, e.g. 3x4,8x32")
     parser.add_argument("--slsqp", type=int, default=200, help="requests per set (0: skip)")
+    parser.add_argument("--tight", type=int, default=200,
+                        help="benches per size with tight pump limits (0: skip)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     sizes = [tuple(int(v) for v in item.split("x")) for item in args.sizes.split(",")]
     rows = [sweep_row(k, n, args, rng) for k, n in sizes]
     print_sweep(rows)
     check_floor(rows)
+    if args.tight > 0:
+        tight_table(args.tight, rng)
     if args.slsqp > 0:
         slsqp_table(args.slsqp, rng)
 
