@@ -137,7 +137,7 @@ class PlanBuilder:
         route = self.route(source, self.cfg.pump(pump).node)
         self.add(Fill(phase=self.phase, purpose=purpose, pump=pump, source=source,
                       volume=volume, flow=flow, route=PlannedRoute.of(route),
-                      claims=_claims([pump], route, vessels=[source]), duration=volume / flow))
+                      claims=_claims(self.cfg, [pump], route, vessels=[source]), duration=volume / flow))
 
     def empty(self, pump: str, target: str, flow: float | None = None) -> None:
         """Dispense the whole content of ``pump`` into ``target``."""
@@ -150,7 +150,7 @@ class PlanBuilder:
                           moves=[Move(pump=pump, volume=volume, flow=flow,
                                       route=PlannedRoute.of(route))],
                           valve_settings=dict(route.valve_settings),
-                          claims=_claims([pump], route, vessels=[target]), duration=volume / flow))
+                          claims=_claims(self.cfg, [pump], route, vessels=[target]), duration=volume / flow))
 
     def prime_volume(self, pump: str, source: str) -> float:
         """mL drawn to prime ``pump`` from ``source``: 3 × the line's dead volume + 0.2 mL, at
@@ -200,7 +200,7 @@ class PlanBuilder:
             indices.append(self.add(Dispense(
                 phase=self.phase, purpose=purpose, moves=moves, valve_settings=settings,
                 sink=sink, duration=stroke,
-                claims=_claims(list(drive), *routes.values(), vessels=[sink]))))
+                claims=_claims(self.cfg, list(drive), *routes.values(), vessels=[sink]))))
             remaining -= stroke * total_flow
         summary = PushSummary(purpose=purpose, flows=dict(flows), volume=volume, sink=sink,
                               valve_settings=settings, routes=planned, steps=indices)
@@ -220,8 +220,13 @@ class PlanBuilder:
             self.fill(pump, sources[pump], min(vmax - level, wanted))
 
 
-def _claims(pumps: list[str], *routes: Route, vessels=()) -> Claims:
+def _claims(config: BenchConfig, pumps: list[str], *routes: Route, vessels=()) -> Claims:
+    """What a move holds: its pumps, the valves its routes set, the vessels at their ends, and
+    the instrument cell when a route passes through one (its inlet or outlet node)."""
     valves = sorted({v for r in routes for v in r.valve_settings})
     ends = {r.nodes[0] for r in routes} | {r.nodes[-1] for r in routes}
+    on_routes = {n for r in routes for n in r.nodes}
+    cells = [i.name for i in config.instruments if i.inlet in on_routes or i.outlet in on_routes]
     return Claims(pumps=tuple(sorted(pumps)), valves=tuple(valves),
-                  vessels=tuple(sorted(set(vessels) | ends)))
+                  vessels=tuple(sorted(set(vessels) | ends)),
+                  instrument=cells[0] if cells else None)

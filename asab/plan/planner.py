@@ -43,6 +43,7 @@ from asab.plan.consumables import (
     consumption,
 )
 from asab.plan.steps import (
+    Claims,
     ForgetLines,
     JobKind,
     JobPlan,
@@ -311,7 +312,8 @@ def plan_density(ctx: BenchContext, ledger: BenchLedger, formulation: Formulatio
               for p in flows}
     b.push(flows, sample_volume(b, instrument), routes, sources, Purpose.SAMPLE, sink)
     b.enter(Phase.MEASURE)
-    b.add(Measure(phase=b.phase, sample=sample, duration=MEASURE_ESTIMATE))
+    b.add(Measure(phase=b.phase, sample=sample, duration=MEASURE_ESTIMATE,
+                  claims=Claims(instrument=instrument.name)))
     b.enter(Phase.DRAIN)
     drain(b, instrument, sink)
     if cfg.balance is not None:
