@@ -550,7 +550,7 @@ def widest_mix(
     """Mole shares (n,) of the mix of *all* stocks that makes ``composition`` with every flow
     furthest above its pump's minimum, or None when no such mix exists.
 
-    The faces of rule 1 use ≤ d + 1 stocks; when none of them is deliverable (one stock's
+    The vertices of rule 1 use ≤ d + 1 stocks; when none of them is deliverable (one stock's
     share falls below its pump's minimum flow), a mix of more stocks can still be. In volume
     fractions v (Σv = 1, flow_j = total_flow·v_j) the composition is the linear condition
     Σ_j (c_ij − x_i Σ_l c_lj) v_j = 0 for every component i, so the mix with the largest
