@@ -35,6 +35,7 @@ from asab.plan.planner import (
     plan_prime,
 )
 from asab.plan.steps import Purpose
+from simulators.fluidics import MERGE_VOLUME
 
 RUNS = settings(max_examples=6, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow,
@@ -108,14 +109,22 @@ def run_action(bench, act) -> None:
         execute(bench, make())
 
 
+FRONT = 4 * MERGE_VOLUME
+"""mL by which a vessel's liquid may differ besides the 1 %: the simulated world mixes each
+tube's inflow on the MERGE_VOLUME (5 µL) scale, the ledger keeps sharp fronts, so where a
+gas/liquid front reaches a vessel after passing some ten tubes the two put it ~√10 × 5 µL
+apart (measured: 12.3 µL for two stocks pushed 2.375 mL into waste_1 from an empty bench)."""
+
+
 def disagreements(bench) -> list[str]:
-    """Every vessel off by more than 1 % of max(world, 1 mL), every syringe off by 1e-6 mL."""
+    """Every vessel off by more than 1 % of max(world, 1 mL) + :data:`FRONT`, every syringe
+    off by 1e-6 mL."""
     world, ledger, out = bench.simulation.world, bench.ledger.current(), []
     for node, v in ledger.vessels.items():
         if v.kind == "gas" or node not in world.vessel_names():
             continue
         real = world.vessel_contents(node).volume
-        if abs(v.volume - real) > 0.01 * max(real, 1.0):
+        if abs(v.volume - real) > 0.01 * max(real, 1.0) + FRONT:
             out.append(f"{node}: ledger {v.volume:.4f} mL, world {real:.4f} mL")
     for pump, s in ledger.syringes.items():
         level = bench.pumps[pump].fill_level()
@@ -167,6 +176,7 @@ def test_random_actions_keep_the_ledger_in_step_with_the_world(bench_config, seq
 @RUNS
 @example([("fill", "A0.0", 0, 0.05), ("empty", "A0.0", "waste_1")])
 @example([("plan", "prime", MIXES[0])])
+@example([("push", ["A0.0", "B0.0"], 2.375, "waste_1")])  # a front reaches waste_1
 @given(actions)
 def test_random_actions_keep_every_vessel_within_1_percent_of_the_world(bench_config, seq):
     with tempfile.TemporaryDirectory() as tmp:
