@@ -37,13 +37,22 @@ class RunSummary(BaseModel):
     waiting: str | None = Field(default=None, description=(
         "why the bench waits for the operator: the consumables some jobs were refused for "
         "(those jobs run when the same command is given again after the fix)"))
-    bench_minutes_per_sample: float | None = Field(description="mean over succeeded jobs")
+    bench_minutes_per_sample: float | None = Field(description=(
+        "the run's makespan (first step's start to last step's end, bench clock) / samples "
+        "measured (succeeded jobs); jobs that overlap are counted once"))
+    makespan_minutes: float | None = Field(default=None, description=(
+        "bench minutes from the first step's start to the last step's end"))
+    job_minutes: float | None = Field(default=None, description=(
+        "mean bench minutes of one succeeded job, start to end (overlapping jobs each count "
+        "their own time)"))
+    pipelined: bool = False
     stock_per_sample: float | None = Field(description="mL of stock drawn per succeeded job")
     rows: list[dict[str, Any]]
 
 
 def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
-             progress: Progress | None = None, *, resume: bool = False) -> RunSummary:
+             progress: Progress | None = None, *, resume: bool = False,
+             pipelined: bool = False) -> RunSummary:
     """Run ``requests`` (FINALES2 RequestInfo objects) in order on ``bench``.
 
     Malformed or unmakeable requests leave a record with the reason; the run continues. A job
@@ -56,38 +65,117 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
     Args:
         resume: ``run_dir`` holds an earlier run of the same requests: keep its final records
             and run only the jobs refused for a consumable (after the operator's fix).
+        pipelined: run the jobs' steps concurrently where their resources allow
+            (:mod:`asab.actions.pipeline`; the bench's clock must be a
+            :class:`~asab.tasks.CooperativeClock`): the next job is planned, from the ledger
+            the current one will leave, as soon as the current one is planned, and never
+            more than one job runs ahead. A failure stops every job; the failed one is
+            recovered, jobs not mixed yet go back to the queue, a job already mixed is
+            recorded as failed. False: one step at a time, job after job.
     """
     records_dir, raw_dir = run_dir / "records", run_dir / "raw"
     records_dir.mkdir(parents=True, exist_ok=True)
     raw_dir.mkdir(exist_ok=True)
     earlier = _earlier_records(records_dir) if resume else {}
-    records: list[JobRecord] = []
-    run_id = re.sub(r"[^A-Za-z0-9_-]", "-", run_dir.resolve().name) or "run"
+    final: dict[int, JobRecord] = {}
+    todo: list[tuple[int, Any]] = []
     for i, info in enumerate(requests, start=1):
-        job_id = f"job{i:03d}"
         done = earlier.get(i)
         if done is not None and done.consumables is None:  # final: not run again
-            records.append(done)
-            continue
+            final[i] = done
+        else:
+            todo.append((i, info))
+    run_id = re.sub(r"[^A-Za-z0-9_-]", "-", run_dir.resolve().name) or "run"
+
+    def job(i: int, info: Any, pipeline=None) -> JobRecord:
+        job_id = f"job{i:03d}"
         t0 = bench.clock.now()
 
-        def step(name: str, _i=i, _id=job_id, _t0=t0) -> None:
+        def step(name: str) -> None:
             if progress:
-                progress(_i, len(requests), _id, name, bench.clock.now() - _t0)
+                progress(i, len(requests), job_id, name, bench.clock.now() - t0)
 
         step("parse")
         if bench.estop is not None:  # the operator stopped the bench: run nothing more
             rec = _not_run(bench, info, job_id, f"not run: the emergency stop is latched "
                                                  f"({bench.estop}); reset it and run again")
         else:
-            rec = _run_one(bench, info, job_id, f"{run_id}_{job_id}", step)
-        _save(rec, records_dir, raw_dir, i)
-        records.append(rec)
-        step(rec.status)
-    summary = summarize_run(records, run_dir)
+            rec = _run_one(bench, info, job_id, f"{run_id}_{job_id}", step, pipeline)
+        if not rec.requeued:
+            _save(rec, records_dir, raw_dir, i)
+            final[i] = rec
+            step(rec.status)
+        return rec
+
+    if pipelined:
+        _pipelined(bench, todo, job)
+    else:
+        for i, info in todo:
+            job(i, info)
+    records = [final[i] for i in sorted(final)]
+    ran = [final[i] for i, _ in todo if i in final]
+    summary = summarize_run(records, run_dir, ran=ran)
+    summary.pipelined = pipelined
     _say_waiting(bench, summary.waiting)
     (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     return summary
+
+
+def _pipelined(bench: Bench, todo: list[tuple[int, Any]],
+               job: Callable[[int, Any, Any], JobRecord]) -> None:
+    """Run ``todo`` as pipelined stretches (:func:`_stretch`); after a failure the jobs sent
+    back (not mixed yet) start a new stretch."""
+    queue = list(todo)
+    while queue:
+        again = _stretch(bench, queue, job)
+        if len(again) >= len(queue):  # cannot happen: the failed job's record is final
+            raise RuntimeError("a pipelined stretch finished no job")
+        queue = sorted(again, key=lambda item: item[0])
+
+
+def _stretch(bench: Bench, queue: list[tuple[int, Any]],
+             job: Callable[[int, Any, Any], JobRecord]) -> list[tuple[int, Any]]:
+    """One pipelined stretch: each job a task, started once the job before it is planned and
+    the one before that has ended. Returns the jobs to run again."""
+    from asab.actions.bench import owned_by
+    from asab.actions.pipeline import Pipeline
+
+    clock = bench.clock
+    pipe = Pipeline(bench)
+    again: list[tuple[int, Any]] = []
+    tasks = []
+
+    def next_may_start(n: int) -> bool:
+        return pipe.failure is not None or (
+            (n == 0 or n - 1 in pipe.settled) and (n < 2 or n - 2 in pipe.finished))
+
+    def task(n: int, i: int, info: Any) -> Callable[[], None]:
+        def run() -> None:
+            owned_by(pipe.key)
+            try:
+                if job(i, info, (pipe, n)).requeued:
+                    again.append((i, info))
+            finally:
+                pipe.settled.add(n)
+                pipe.finished.add(n)
+        return run
+
+    bench.task_check = pipe.check
+    try:
+        for n, (i, info) in enumerate(queue):
+            clock.block(lambda n=n: next_may_start(n), pipe.budget(), f"job {i} to be next")
+            if pipe.failure is not None:
+                again.extend(queue[n:])
+                break
+            tasks.append(clock.spawn(task(n, i, info), f"job{i:03d}"))
+        clock.block(lambda: all(t.done.is_set() for t in tasks), pipe.budget(),
+                    "the running jobs to end")
+    finally:
+        bench.task_check = None
+    for t in tasks:
+        if t.error is not None:
+            raise t.error
+    return again
 
 
 def _earlier_records(records_dir: Path) -> dict[int, JobRecord]:
@@ -139,7 +227,8 @@ def _not_run(bench: Bench, item: Any, job_id: str, reason: str) -> JobRecord:
     return rec
 
 
-def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step) -> JobRecord:
+def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step,
+             pipeline=None) -> JobRecord:
     info = safe_copy(item)  # what the record keeps: always storable
     checked = validate_request(item, bench.config, capabilities=(DENSITY,))
     if checked.job is None:
@@ -150,7 +239,8 @@ def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step) -> JobReco
         rec.finished = rec.started
         return rec
     checked.job.raw = info
-    return run_density_job(bench, checked.job, job_id, progress=step, sample=sample)
+    return run_density_job(bench, checked.job, job_id, progress=step, sample=sample,
+                           pipeline=pipeline)
 
 
 def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:
@@ -164,16 +254,34 @@ def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:
     tmp.replace(path)
 
 
-def summarize_run(records: Sequence[JobRecord], run_dir: Path) -> RunSummary:
-    """Counts, per-job rows and the per-sample costs (bench minutes, stock drawn)."""
+def makespan(records: Sequence[JobRecord]) -> float | None:
+    """s from the first step's start to the last step's end over ``records`` (bench clock),
+    or None when no step ran."""
+    spans = [(st.start, st.end) for r in records for st in r.step_times]
+    if not spans:
+        return None
+    return max(b for _, b in spans) - min(a for a, _ in spans)
+
+
+def summarize_run(records: Sequence[JobRecord], run_dir: Path,
+                  ran: Sequence[JobRecord] | None = None) -> RunSummary:
+    """Counts, per-job rows and the per-sample costs (bench minutes, stock drawn).
+
+    ``ran``: the records of jobs run by this process (one bench clock); the makespan is
+    theirs (default: all of ``records``)."""
     ok = [r for r in records if r.status == "succeeded"]
     rows = [_row(r) for r in records]
+    ran = records if ran is None else ran
+    span = makespan(ran)
+    measured = sum(r.status == "succeeded" for r in ran)
     return RunSummary(
         run_dir=str(run_dir), jobs=len(records), succeeded=len(ok),
         rejected=sum(r.status == "rejected" for r in records),
         failed=sum(r.status == "failed" for r in records),
         waiting=waiting_reason(records),
-        bench_minutes_per_sample=statistics.fmean(r.bench_seconds / 60 for r in ok) if ok else None,
+        bench_minutes_per_sample=span / 60 / measured if span is not None and measured else None,
+        makespan_minutes=span / 60 if span is not None else None,
+        job_minutes=statistics.fmean(r.bench_seconds / 60 for r in ok) if ok else None,
         stock_per_sample=statistics.fmean(sum(r.stock_drawn.values()) for r in ok) if ok else None,
         rows=rows,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from asab.clock import Clock
 from asab.config import BenchConfig
@@ -29,6 +29,59 @@ log = logging.getLogger(__name__)
 
 class OperationCancelled(AsabError):
     """A long action was cancelled (``bench.cancel`` set); its pumps were stopped."""
+
+
+_owner = threading.local()
+
+
+class BenchLock:
+    """The bench lock: reentrant, owned by one thread — or by one group of threads, the tasks
+    of a pipelined run (:func:`owned_by`), which the scheduler keeps off each other's
+    resources. Same interface as :class:`threading.RLock` (``acquire``, ``release``, ``with``)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition(threading.Lock())
+        self._holder: object | None = None
+        self._count = 0
+
+    @staticmethod
+    def _me() -> object:
+        return getattr(_owner, "key", None) or threading.get_ident()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = self._me()
+        with self._cv:
+            if self._holder is not None and self._holder != me:
+                if not blocking:
+                    return False
+                wait = None if timeout is None or timeout < 0 else timeout
+                if not self._cv.wait_for(lambda: self._holder is None, wait):
+                    return False
+            self._holder = me
+            self._count += 1
+            return True
+
+    def release(self) -> None:
+        with self._cv:
+            if self._holder != self._me() or self._count == 0:
+                raise RuntimeError("release of a bench lock not held")
+            self._count -= 1
+            if self._count == 0:
+                self._holder = None
+                self._cv.notify_all()
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def owned_by(key: object | None) -> None:
+    """Make the calling thread hold the bench lock as ``key`` (a pipelined run's tasks share
+    one key); ``None``: as itself again."""
+    _owner.key = key
 
 
 @dataclass
@@ -55,6 +108,9 @@ class Bench:
         delivery_factors: pump → calibrated delivered/commanded volume ratio (absent = 1);
             :func:`asab.actions.fluidics.push` commands wanted / factor
             (:mod:`asab.actions.calibration`).
+        task_check: during a pipelined run, called by :meth:`checkpoint`; raises
+            :class:`OperationCancelled` in a task the scheduler stopped
+            (:mod:`asab.actions.pipeline`).
     """
 
     config: BenchConfig
@@ -65,10 +121,11 @@ class Bench:
     valves: dict[str, SelectorValve]
     balance: Balance | None = None
     densimeter: DensityViscosityMeter | None = None
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    lock: BenchLock = field(default_factory=BenchLock)
     cancel: threading.Event = field(default_factory=threading.Event)
     delivery_factors: dict[str, float] = field(default_factory=dict)
     ledger: LedgerStore | None = None
+    task_check: Any = None
 
     def __post_init__(self) -> None:
         if self.ledger is None:  # no state folder: a ledger in memory
@@ -148,6 +205,8 @@ class Bench:
             raise EmergencyStopped(self.estop)
         if self.cancel.is_set():
             raise OperationCancelled("operation cancelled; pumps stopped")
+        if self.task_check is not None:
+            self.task_check()
 
     def emergency_stop(self, reason: str = "emergency stop") -> None:
         """Stop every pump, latch the emergency stop, stop every pump again.

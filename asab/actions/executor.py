@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from asab.actions.bench import Bench
 from asab.actions.fluidics import motion, move_timeout, wait_done
@@ -75,6 +76,7 @@ class Execution:
         measurement: the densimeter's result, if a Measure step ran.
         readings: g, every stable balance reading of the Weigh steps, in order.
         phases: (phase, bench time it began) in order.
+        times: step index → (bench time it began, bench time it ended), s.
     """
 
     done: list[int] = field(default_factory=list)
@@ -87,6 +89,7 @@ class Execution:
     phases: list[tuple[Phase, float]] = field(default_factory=list)
     problems: list[tuple[int, Exception]] = field(default_factory=list)
     safe: str | None = None
+    times: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def finished(self, indices: list[int]) -> bool:
         """Whether every step of ``indices`` finished."""
@@ -180,9 +183,23 @@ def execute(bench: Bench, plan: JobPlan, listener: Listener | None = None, *,
     return out
 
 
+class StepGate(Protocol):
+    """Lets a scheduler hold each step of a plan until its resources are free
+    (:mod:`asab.actions.pipeline`)."""
+
+    def before(self, index: int) -> None:
+        """Return when step ``index`` may start (raise to stop the plan)."""
+
+    def after(self, index: int, ok: bool) -> None:
+        """Step ``index`` ended (``ok``: finished; else failed)."""
+
+
 def execute_into(bench: Bench, plan: JobPlan, out: Execution, listener: Listener | None = None,
-                 *, best_effort: bool = False) -> None:
-    """:func:`execute`, filling ``out`` as it goes (so a caller keeps it when a step raises)."""
+                 *, best_effort: bool = False, gate: StepGate | None = None) -> None:
+    """:func:`execute`, filling ``out`` as it goes (so a caller keeps it when a step raises).
+
+    ``gate``: each step waits for ``gate.before(index)`` before it starts (its phase mark
+    included, so phase times are the bench times the steps really began)."""
     marks = {}
     for mark in plan.phases:
         marks.setdefault(mark.step, []).append(mark.phase)
@@ -194,6 +211,8 @@ def execute_into(bench: Bench, plan: JobPlan, out: Execution, listener: Listener
             listener(Event(kind, index, phase, bench.clock.now()))
 
     for index, step in enumerate(plan.steps):
+        if gate is not None and not (out.problems and not isinstance(step, (ForgetLines, MakeSafe))):
+            gate.before(index)
         for p in marks.get(index, []):
             phase = p
             out.phases.append((p, bench.clock.now()))
@@ -206,23 +225,31 @@ def execute_into(bench: Bench, plan: JobPlan, out: Execution, listener: Listener
         if index in vial_steps and not out.delivery_began:
             out.delivery_began = True
             emit(EventKind.DELIVERY_BEGAN, index)
+        began = bench.clock.now()
         try:
-            _run_step(bench, step, out)
+            run_step(bench, step, out)
         except BaseException as exc:
+            out.times[index] = (began, bench.clock.now())
             out.failed = index
+            if gate is not None:
+                gate.after(index, ok=False)
             emit(EventKind.STEP_FAILED, index)
             if not best_effort or not isinstance(exc, Exception):
                 raise
             log.error("recovery step %d (%s) failed: %s", index, step.kind, exc)
             out.problems.append((index, exc))
             continue
+        out.times[index] = (began, bench.clock.now())
         out.done.append(index)
+        if gate is not None:
+            gate.after(index, ok=True)
         emit(EventKind.STEP_DONE, index)
     for p in marks.get(len(plan.steps), []):
         out.phases.append((p, bench.clock.now()))
 
 
-def _run_step(bench: Bench, step: Step, out: Execution) -> None:
+def run_step(bench: Bench, step: Step, out: Execution) -> None:
+    """Run one step on the drivers, keeping what it returns in ``out``."""
     if isinstance(step, Fill):
         out.drawn[step.source] = out.drawn.get(step.source, 0.0) + run_fill(bench, step)
     elif isinstance(step, Dispense):

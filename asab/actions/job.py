@@ -7,12 +7,13 @@ import datetime as dt
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 import asab
 from asab.actions.bench import Bench
 from asab.actions.executor import EventKind, Execution, execute_into, sync_syringes
 from asab.actions.gravimetric import GravimetricRecord
+from asab.actions.pipeline import Pipeline
 from asab.actions.safety import SafetyError, settle
 from asab.actions.sample import PushRecord, Summary, summarize
 from asab.drivers.base import RepetitionResult
@@ -78,6 +79,18 @@ class StepTime(BaseModel):
     start: float = Field(description="s since the job started (bench clock)")
 
 
+class StepSpan(BaseModel):
+    """When one step of the plan ran, in bench seconds (the bench clock, not from the job's
+    start: overlapping jobs share one time line)."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int = Field(description="index into the plan's steps")
+    kind: str
+    phase: str
+    start: float = Field(description="s, bench clock")
+    end: float = Field(description="s, bench clock")
+
+
 class RunRecord(BaseModel):
     """What every job record holds (density jobs, vial deliveries): ids, status, times, units,
     requested vs achieved composition, stock, steps, pushes, routes and recovery."""
@@ -104,7 +117,9 @@ class RunRecord(BaseModel):
         "when the request was rejected as not makeable")
     stock_volumes: dict[str, float] = Field(default_factory=dict, description="stock → mL planned")
     stock_drawn: dict[str, float] = Field(default_factory=dict, description="stock → mL drawn")
-    steps: list[StepTime] = Field(default_factory=list, description="step start times")
+    steps: list[StepTime] = Field(default_factory=list, description="phase start times")
+    step_times: list[StepSpan] = Field(default_factory=list, description=(
+        "every step that ran: start and end on the bench clock"))
     pushes: list[PushRecord] = Field(default_factory=list)
     routes: list[dict[str, Any]] = Field(default_factory=list)
     recovery: str | None = Field(default=None, description="what was done after a failure")
@@ -115,6 +130,12 @@ class RunRecord(BaseModel):
     plan_duration: float | None = Field(default=None, description="s, the plan's estimate")
     plan_notes: list[str] = Field(default_factory=list)
     request: Any = None
+    _requeue: bool = PrivateAttr(default=False)
+
+    @property
+    def requeued(self) -> bool:
+        """Preempted in a pipelined run before its sample was mixed: to be run again."""
+        return self._requeue
 
 
 class JobRecord(RunRecord):
@@ -159,12 +180,15 @@ class JobRun:
         progress: optional ``progress(step: str)`` for displays.
     """
 
-    def __init__(self, bench: Bench, rec: RunRecord, kind: str, progress=None) -> None:
+    def __init__(self, bench: Bench, rec: RunRecord, kind: str, progress=None,
+                 pipeline: tuple[Pipeline, int] | None = None) -> None:
         self.bench, self.rec, self.kind, self.progress = bench, rec, kind, progress
         self.execution = Execution()
         self.plan: JobPlan | None = None
         self.vial: str | None = None
         self.listeners: list = []
+        self.pipeline = pipeline
+        self.requeue = False
         rec.bench_start = bench.clock.now()
 
     def step(self, phase: Phase | str) -> None:
@@ -183,8 +207,17 @@ class JobRun:
     def plan_with(self, planner) -> JobPlan:
         """``planner(ctx, ledger) → JobPlan`` over the ledger (syringes synchronised first);
         the record takes what the plan makes."""
-        sync_syringes(self.bench)
-        self.plan = planner(context(self.bench), self.bench.ledger.current())
+        if self.pipeline is None:
+            sync_syringes(self.bench)
+            ledger = self.bench.ledger.current()
+        else:
+            pipe = self.pipeline[0]
+            if not pipe.busy():
+                sync_syringes(self.bench)
+            ledger = pipe.predicted_ledger()
+        self.plan = planner(context(self.bench), ledger)
+        if self.pipeline is not None:
+            self.pipeline[0].add(self.pipeline[1], self.plan)
         f = self.plan.formulation
         cfg = self.bench.config
         self.rec.achieved = by_name(f.achieved, cfg)
@@ -194,14 +227,33 @@ class JobRun:
 
     def execute(self) -> None:
         try:
-            execute_into(self.bench, self.plan, self.execution, self.on_event)
+            if self.pipeline is None:
+                execute_into(self.bench, self.plan, self.execution, self.on_event)
+            else:
+                pipe, job = self.pipeline
+                pipe.execute(job, self.plan, self.execution, self.on_event)
         finally:
             self._account()
+
+    def preempted(self) -> bool:
+        """In a pipelined run, another job's step failed first (this job only stopped)."""
+        if self.pipeline is None:
+            return False
+        pipe, job = self.pipeline
+        return pipe.failure is not None and pipe.failure[0] != job
+
+    def mixed(self) -> bool:
+        """A push of the sample's liquid (first portion, sample, vial) has started."""
+        mixing = (Purpose.FIRST_PORTION, Purpose.SAMPLE, Purpose.VIAL)
+        return self.plan is not None and any(
+            getattr(self.plan.steps[i], "purpose", None) in mixing for i in self.execution.times)
 
     def _account(self) -> None:
         """Pushes, routes and stock from what was executed (also after a failure)."""
         plan, ex, rec, cfg = self.plan, self.execution, self.rec, self.bench.config
         rec.liquid_moved = ex.liquid_moved
+        rec.step_times = [StepSpan(step=i, kind=plan.steps[i].kind, phase=str(plan.steps[i].phase),
+                                   start=a, end=b) for i, (a, b) in sorted(ex.times.items())]
         rec.pushes = [PushRecord.of(p) for p in plan.pushes if ex.finished(p.steps)]
         for i in ex.done:
             step = plan.steps[i]
@@ -233,10 +285,17 @@ class JobRun:
             if isinstance(exc, ConsumableError):
                 rec.consumables = [s.as_dict() for s in exc.shortages]
         except Exception as exc:
+            if self.preempted():
+                self._preempted(exc)
+                rec.bench_seconds = bench.clock.now() - rec.bench_start
+                rec.finished = _now()
+                return rec
             log.exception("job %s failed", rec.job_id)
             bench.stop_all()
             rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
             self.failed()
+            if self.pipeline is not None:
+                self.pipeline[0].quiesce()
             if not refused:  # a bench already out of service was not touched
                 self.step(Phase.RECOVER)
                 rec.recovery = recover(bench, self.kind, drain_lines=self.execution.liquid_moved,
@@ -248,9 +307,22 @@ class JobRun:
     def failed(self) -> None:
         """Hook: what a job kind does right after a failure (before recovery)."""
 
+    def _preempted(self, exc: Exception) -> None:
+        """Another job failed first: back to the queue when nothing was mixed yet (its
+        recovery puts the bench right), else failed with the reason; no recovery of its own."""
+        pipe, _ = self.pipeline
+        job, step, cause = pipe.failure
+        self.rec.status, self.rec.error = "failed", describe(exc)
+        self.rec.reason = (f"stopped after its sample was mixed: step {step} of job {job + 1} "
+                           f"failed ({cause})")
+        self.requeue = not self.mixed()
+        log.warning("job %s %s", self.rec.job_id,
+                    "goes back to the queue" if self.requeue else "failed: " + self.rec.reason)
+
 
 def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
-                    sample: str | None = None) -> JobRecord:
+                    sample: str | None = None,
+                    pipeline: tuple[Pipeline, int] | None = None) -> JobRecord:
     """Run one job; never raises for job-level problems — they end up in the record.
 
     The job is planned from the bench ledger before anything moves
@@ -268,6 +340,10 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
         progress: optional callable ``progress(step: str)`` for displays.
         sample: sample name for the instrument (letters, digits, ``_``, ``-``); default
             ``job_id``.
+        pipeline: (pipeline, this job's index in it) for a pipelined run: the job is planned
+            from the ledger the queued jobs will leave and its steps run as the pipeline's
+            tasks (:mod:`asab.actions.pipeline`); the record's ``requeued`` is true when it was
+            preempted before mixing (it goes back to the queue; the record is not final).
 
     Returns:
         The record, status ``succeeded``, ``rejected`` (not makeable, not deliverable, not
@@ -278,8 +354,10 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
     rec.sample = sample or job_id
     rec.requested = by_name(job.formulation, bench.config)
     rec.temperature_requested = job.temperature
-    run = JobRun(bench, rec, "density", progress)
-    return run.run(lambda: _density(run, job))
+    run = JobRun(bench, rec, "density", progress, pipeline)
+    out = run.run(lambda: _density(run, job))
+    out._requeue = run.requeue
+    return out
 
 
 def _density(run: JobRun, job: DensityJob) -> None:

@@ -15,6 +15,7 @@ from asab.actions.bench import Bench, open_bench
 from asab.actions.local_estop import listening
 from asab.config import BenchConfig
 from asab.ledger.store import LedgerStore
+from asab.tasks import CooperativeClock
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
                     seed: int = 0, state: Path | None = None,
                     ledger_dir: Path | None = None) -> Iterator[Bench]:
     """Start the simulators for ``config``, open the real drivers on them, yield the bench.
+
+    The drivers wait on a :class:`~asab.tasks.CooperativeClock` over the simulation's clock,
+    so a pipelined run (:func:`asab.runner.run_jobs`) can share the bench between tasks.
 
     With ``ledger_dir`` (the bench's state folder) the bench ledger is read from and written
     to ``ledger_dir/ledger.json``, and the simulated world starts from it: the physical bench
@@ -42,7 +46,8 @@ def simulated_bench(config: BenchConfig, workdir: Path, *, speed: float = 0.0,
     sim = start_simulation(config, workdir, speed=speed, seed=seed,
                            ledger=store.current() if store.exists else None)
     try:
-        bench = open_bench(sim.config, sim.clock, cetoni_sdk=sim.sdk, ledger=store)
+        bench = open_bench(sim.config, CooperativeClock(sim.clock), cetoni_sdk=sim.sdk,
+                           ledger=store)
         bench.simulation = sim  # type: ignore[attr-defined]  # for inspection in tests/demos
         bench.operator_hook = _mirror_into(sim.world)  # type: ignore[attr-defined]
         try:
@@ -82,7 +87,8 @@ def hardware_bench(config: BenchConfig, bench_dir: Path | None = None, *,
     from asab.actions.calibration import apply_calibration, calibration_path
     from asab.clock import RealClock
 
-    bench = open_bench(config, RealClock(), ledger=LedgerStore(ledger_dir, config))
+    bench = open_bench(config, CooperativeClock(RealClock()),
+                       ledger=LedgerStore(ledger_dir, config))
     try:
         if bench_dir is not None and calibration_path(config, bench_dir).is_file():
             factors = apply_calibration(bench, calibration_path(config, bench_dir))

@@ -1,0 +1,190 @@
+"""Several tasks on one bench clock, one at a time: the pipelined scheduler's time base.
+
+:class:`CooperativeClock` wraps any :class:`~asab.clock.Clock` (the simulators' virtual clock,
+their real-time clock, the wall clock). Each task is a thread started with
+:meth:`CooperativeClock.spawn`; exactly one task runs at a time, and it hands the bench over
+only when it waits, through :meth:`sleep` (every driver, action and poll already waits that
+way, :func:`asab.clock.poll_until`) or :meth:`block` (waiting for another task). The task
+that runs next is the one whose wait ends first; ties go to the task that began waiting
+first. On a virtual clock, time therefore advances only when every task waits, and by the
+smallest wait left, so two steps that overlap are counted once; the same input gives the
+same order of every command. On a real clock the same rule applies with real waits, and
+driver calls never run in two threads at once.
+
+Why not SimPy or an asyncio loop with virtual time: both need every wait to be a
+``yield``/``await`` in the task's own code, while asab's drivers are plain blocking code
+that waits through ``Clock.sleep`` deep inside a serial exchange or a poll; this class turns
+those waits into the scheduling points instead (README, design notes).
+
+A thread that sleeps on this clock without being a task (a test's main thread, say) waits as
+a task would for that one sleep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from asab.clock import Clock
+from asab.errors import AsabError, WaitTimeout
+
+log = logging.getLogger(__name__)
+
+
+class Deadlock(AsabError):
+    """Every task waits for another task and none sleeps: nothing can ever run again."""
+
+
+@dataclass(eq=False)
+class Task:
+    """One thread run by a :class:`CooperativeClock`.
+
+    Attributes:
+        name: for logs and errors.
+        result: what the task's function returned.
+        error: what it raised (None when it returned).
+        done: set once the function ended.
+    """
+
+    name: str
+    fn: Callable[[], object]
+    result: object = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+@dataclass
+class _Waiter:
+    seq: int
+    until: float | None = None          # wake-up time (sleep, or a block's timeout)
+    ready: Callable[[], bool] | None = None  # a block's condition
+    failure: BaseException | None = None
+
+
+class CooperativeClock:
+    """Runs tasks one at a time on ``base`` (see the module's docstring).
+
+    Args:
+        base: the clock underneath; ``now()`` is its time, and the running task's waits
+            become ``base.sleep`` calls of the time to the next wake-up.
+    """
+
+    def __init__(self, base: Clock) -> None:
+        self.base = base
+        self._cv = threading.Condition()
+        self._seq = itertools.count()
+        self._waiting: dict[object, _Waiter] = {}  # task (or thread ident) → what it waits for
+        self._running: object | None = None         # the task (or thread ident) that may run
+        self._local = threading.local()
+        self._tasks: list[Task] = []
+
+    # ------------------------------------------------------------------ Clock protocol
+    def now(self) -> float:
+        return self.base.now()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of bench time; the next task runs meanwhile."""
+        self._wait(_Waiter(next(self._seq), until=self.now() + max(0.0, float(seconds))))
+
+    # ------------------------------------------------------------------ tasks
+    def block(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait until ``ready()`` is true (checked each time another task waits or ends).
+
+        ``ready`` must be quick and must not wait; it runs in whichever task hands over.
+
+        Raises:
+            asab.errors.WaitTimeout: still not ready after ``timeout`` s of bench time.
+            Deadlock: every task waits for a condition and none can make one true.
+        """
+        if ready():
+            return
+        waiter = _Waiter(next(self._seq), until=self.now() + timeout, ready=ready)
+        self._wait(waiter)
+        if waiter.failure is not None:
+            raise waiter.failure
+        if not ready():
+            raise WaitTimeout("scheduler", what, timeout)
+
+    def spawn(self, fn: Callable[[], object], name: str) -> Task:
+        """Start ``fn`` as a task. Called from a task, the new task first runs when the caller
+        waits; called from outside, tasks first run once :meth:`join` is called (so tasks
+        spawned together start in the order they were spawned, at the same bench time)."""
+        task = Task(name=name, fn=fn)
+        task.thread = threading.Thread(target=self._main, args=(task,), name=f"task-{name}",
+                                       daemon=True)
+        with self._cv:
+            self._tasks.append(task)
+            self._waiting[task] = _Waiter(next(self._seq), ready=lambda: True)
+        task.thread.start()
+        return task
+
+    def join(self, tasks: list[Task], timeout: float | None = None) -> None:
+        """Wait (in wall-clock time, outside the tasks) until every task of ``tasks`` ended."""
+        with self._cv:
+            if self._running is None and self._waiting:
+                self._hand_over()
+        for task in tasks:
+            task.done.wait(timeout)
+
+    # ------------------------------------------------------------------ internals
+    def _main(self, task: Task) -> None:
+        self._local.key = task
+        try:
+            with self._cv:
+                while self._running is not task:
+                    self._cv.wait()
+                del self._waiting[task]
+            task.result = task.fn()
+        except BaseException as exc:  # noqa: BLE001 - kept for the caller
+            task.error = exc
+        finally:
+            with self._cv:
+                self._tasks.remove(task)
+                task.done.set()  # before handing over: a task waiting for this one sees it
+                if self._running is task:
+                    self._running = None
+                    self._hand_over()
+
+    def _wait(self, waiter: _Waiter) -> None:
+        me = getattr(self._local, "key", None) or threading.get_ident()
+        with self._cv:
+            self._waiting[me] = waiter
+            if self._running is None or self._running == me:
+                self._running = None
+                self._hand_over()
+            while self._running != me:
+                self._cv.wait()
+            del self._waiting[me]
+
+    def _hand_over(self) -> None:
+        """Choose who runs next (called with the condition held and nobody running)."""
+        ready = [(w.seq, t) for t, w in self._waiting.items() if w.ready is not None and w.ready()]
+        if ready:
+            self._running = min(ready)[1]
+            self._cv.notify_all()
+            return
+        timed = [(w.until, w.seq, t) for t, w in self._waiting.items() if w.until is not None]
+        if not timed:
+            if self._waiting:
+                self._fail_all(Deadlock("every task waits for another task; none can go on"))
+            return
+        until, _, ident = min(timed)
+        delay = until - self.base.now()
+        if delay > 0:
+            self.base.sleep(delay)
+        self._running = ident
+        self._cv.notify_all()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        log.error("%s", exc)
+        first = min(self._waiting.items(), key=lambda kv: kv[1].seq)
+        first[1].failure = exc
+        self._running = first[0]
+        self._cv.notify_all()
+
+
+__all__ = ["CooperativeClock", "Deadlock", "Task"]
