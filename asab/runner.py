@@ -127,7 +127,11 @@ def _pipelined(bench: Bench, todo: list[tuple[int, Any]],
     back (not mixed yet) start a new stretch."""
     queue = list(todo)
     while queue:
-        again = _stretch(bench, queue, job)
+        feeder = bench.clock.spawn(lambda q=queue: _stretch(bench, q, job), "queue")
+        bench.clock.join([feeder])
+        if feeder.error is not None:
+            raise feeder.error
+        again = feeder.result
         if len(again) >= len(queue):  # cannot happen: the failed job's record is final
             raise RuntimeError("a pipelined stretch finished no job")
         queue = sorted(again, key=lambda item: item[0])
@@ -135,8 +139,8 @@ def _pipelined(bench: Bench, todo: list[tuple[int, Any]],
 
 def _stretch(bench: Bench, queue: list[tuple[int, Any]],
              job: Callable[[int, Any, Any], JobRecord]) -> list[tuple[int, Any]]:
-    """One pipelined stretch: each job a task, started once the job before it is planned and
-    the one before that has ended. Returns the jobs to run again."""
+    """One pipelined stretch (run as a task itself): each job a task, started once the job
+    before it is planned and the one before that has ended. Returns the jobs to run again."""
     from asab.actions.bench import owned_by
     from asab.actions.pipeline import Pipeline
 

@@ -16,8 +16,9 @@ Why not SimPy or an asyncio loop with virtual time: both need every wait to be a
 that waits through ``Clock.sleep`` deep inside a serial exchange or a poll; this class turns
 those waits into the scheduling points instead (README, design notes).
 
-A thread that sleeps on this clock without being a task (a test's main thread, say) waits as
-a task would for that one sleep.
+A thread that sleeps on this clock without being a task (a server's request thread, a
+test's main thread) waits its turn as a task would for that one sleep, then runs on
+alongside the tasks: it is not held to the one-at-a-time rule.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Task:
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    start: _Waiter | None = None
 
 
 @dataclass
@@ -63,6 +65,7 @@ class _Waiter:
     until: float | None = None          # wake-up time (sleep, or a block's timeout)
     ready: Callable[[], bool] | None = None  # a block's condition
     failure: BaseException | None = None
+    go: threading.Event = field(default_factory=threading.Event)  # set when it may run
 
 
 class CooperativeClock:
@@ -116,9 +119,10 @@ class CooperativeClock:
         task = Task(name=name, fn=fn)
         task.thread = threading.Thread(target=self._main, args=(task,), name=f"task-{name}",
                                        daemon=True)
+        task.start = _Waiter(next(self._seq), ready=lambda: True)
         with self._cv:
             self._tasks.append(task)
-            self._waiting[task] = _Waiter(next(self._seq), ready=lambda: True)
+            self._waiting[task] = task.start
         task.thread.start()
         return task
 
@@ -134,10 +138,7 @@ class CooperativeClock:
     def _main(self, task: Task) -> None:
         self._local.key = task
         try:
-            with self._cv:
-                while self._running is not task:
-                    self._cv.wait()
-                del self._waiting[task]
+            task.start.go.wait()
             task.result = task.fn()
         except BaseException as exc:  # noqa: BLE001 - kept for the caller
             task.error = exc
@@ -156,16 +157,23 @@ class CooperativeClock:
             if self._running is None or self._running == me:
                 self._running = None
                 self._hand_over()
-            while self._running != me:
-                self._cv.wait()
-            del self._waiting[me]
+        waiter.go.wait()
+        if not isinstance(me, Task):  # a thread outside the tasks does not hold the bench
+            with self._cv:
+                if self._running == me:
+                    self._running = None
+                    self._hand_over()
+
+    def _grant(self, key: object) -> None:
+        """Let ``key``'s waiter run (condition held)."""
+        self._running = key
+        self._waiting.pop(key).go.set()
 
     def _hand_over(self) -> None:
         """Choose who runs next (called with the condition held and nobody running)."""
         ready = [(w.seq, t) for t, w in self._waiting.items() if w.ready is not None and w.ready()]
         if ready:
-            self._running = min(ready)[1]
-            self._cv.notify_all()
+            self._grant(min(ready)[1])
             return
         timed = [(w.until, w.seq, t) for t, w in self._waiting.items() if w.until is not None]
         if not timed:
@@ -176,15 +184,13 @@ class CooperativeClock:
         delay = until - self.base.now()
         if delay > 0:
             self.base.sleep(delay)
-        self._running = ident
-        self._cv.notify_all()
+        self._grant(ident)
 
     def _fail_all(self, exc: BaseException) -> None:
         log.error("%s", exc)
         first = min(self._waiting.items(), key=lambda kv: kv[1].seq)
         first[1].failure = exc
-        self._running = first[0]
-        self._cv.notify_all()
+        self._grant(first[0])
 
 
 __all__ = ["CooperativeClock", "Deadlock", "Task"]
