@@ -167,12 +167,12 @@ def _stretch(bench: Bench, queue: list[tuple[int, Any]],
     bench.task_check = pipe.check
     try:
         for n, (i, info) in enumerate(queue):
-            clock.block(lambda n=n: next_may_start(n), pipe.budget(), f"job {i} to be next")
+            clock.block(lambda n=n: next_may_start(n), pipe.budget, f"job {i} to be next")
             if pipe.failure is not None:
                 again.extend(queue[n:])
                 break
             tasks.append(clock.spawn(task(n, i, info), f"job{i:03d}"))
-        clock.block(lambda: all(t.done.is_set() for t in tasks), pipe.budget(),
+        clock.block(lambda: all(t.done.is_set() for t in tasks), pipe.budget,
                     "the running jobs to end")
     finally:
         bench.task_check = None
@@ -243,8 +243,8 @@ def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step,
         rec.finished = rec.started
         return rec
     checked.job.raw = info
-    return run_density_job(bench, checked.job, job_id, progress=step, sample=sample,
-                           pipeline=pipeline)
+    extra = {"pipeline": pipeline} if pipeline is not None else {}
+    return run_density_job(bench, checked.job, job_id, progress=step, sample=sample, **extra)
 
 
 def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:

@@ -94,23 +94,31 @@ class CooperativeClock:
         self._wait(_Waiter(next(self._seq), until=self.now() + max(0.0, float(seconds))))
 
     # ------------------------------------------------------------------ tasks
-    def block(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    def block(self, ready: Callable[[], bool], timeout: float | Callable[[], float],
+              what: str) -> None:
         """Wait until ``ready()`` is true (checked each time another task waits or ends).
 
         ``ready`` must be quick and must not wait; it runs in whichever task hands over.
+        ``timeout`` (s of bench time from the call) may be a function, asked again when it
+        runs out (a wait whose bound grows as work is queued).
 
         Raises:
-            asab.errors.WaitTimeout: still not ready after ``timeout`` s of bench time.
+            asab.errors.WaitTimeout: still not ready after the timeout.
             Deadlock: every task waits for a condition and none can make one true.
         """
         if ready():
             return
-        waiter = _Waiter(next(self._seq), until=self.now() + timeout, ready=ready)
-        self._wait(waiter)
-        if waiter.failure is not None:
-            raise waiter.failure
-        if not ready():
-            raise WaitTimeout("scheduler", what, timeout)
+        start = self.now()
+        limit = timeout if callable(timeout) else (lambda: timeout)
+        while True:
+            waiter = _Waiter(next(self._seq), until=start + limit(), ready=ready)
+            self._wait(waiter)
+            if waiter.failure is not None:
+                raise waiter.failure
+            if ready():
+                return
+            if self.now() >= start + limit() - 1e-9:
+                raise WaitTimeout("scheduler", what, limit())
 
     def spawn(self, fn: Callable[[], object], name: str) -> Task:
         """Start ``fn`` as a task. Called from a task, the new task first runs when the caller

@@ -425,3 +425,43 @@ def test_fault_in_a_vial_delivery(fast_bench, tmp_path, device, kind, at, params
     assert after.status == "succeeded", after.reason
     assert world.vessel_contents(after.vial).volume == pytest.approx(2.6, abs=1e-6)
     _check_safe(fast_bench, recovered=False)
+
+
+def _second_job() -> dict[str, Any]:
+    """A mixture that uses neither the EMC stock's pump, valve nor bottle (A0.0–C0.0)."""
+    request = copy.deepcopy(load_jobs(HIU_2023 / "demo_requests.json")[0])
+    request["uuid"] = "mixture"
+    return request
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
+def test_fault_matrix_pipelined(cell: Cell, request, tmp_path: Path) -> None:
+    """The same faults in a pipelined run of two jobs, the second prepared while the first
+    (the pure-EMC job the fault hits) runs: the first job's record is as in the sequential
+    matrix; the second is either run after it (it had not mixed when the fault stopped every
+    task: back to the queue; then it may meet the same fault, which is not cleared), failed
+    with the reason (it had mixed), or refused by a bench out of service; every pump is
+    stopped and no source is joined to a waste."""
+    bench = request.getfixturevalue("fast_rs232_bench" if cell.interface == "rs232"
+                                    else "fast_bench")
+    sim = bench.simulation
+    inject, injected = _injector(sim, cell)
+    run_dir = tmp_path / "faulty"
+    progress = lambda _i, _n, _job, step, _t: inject(step)  # noqa: E731
+    summary = run_jobs(bench, [_pure_emc(), _second_job()], run_dir, progress=progress,
+                       pipelined=True)
+    assert summary.pipelined and injected, f"{cell.id}: no job reached step {cell.at!r}"
+    first, second = (json.loads(p.read_text()) for p in sorted((run_dir / "records").glob("*.json")))
+    _check_record(first, cell)
+    _check_safe(bench, recovered=cell.outcome != "succeeded")
+    if cell.outcome == "succeeded":
+        assert second["status"] == "succeeded", second["reason"]
+    elif second["status"] != "succeeded":  # refused, stopped when mixed, or it met the
+        assert second["status"] == "failed"  # same fault (not cleared) when run again
+        assert ("out of service" in second["reason"]
+                or second["reason"].startswith("stopped after its sample was mixed")
+                or second["error"]["device"] == cell.error_device), second
+    if cell.outcome == "out_of_service":
+        assert bench.out_of_service and "recovery failed" in bench.out_of_service
+    else:
+        assert bench.out_of_service is None, bench.out_of_service

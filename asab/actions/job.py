@@ -30,6 +30,7 @@ from asab.errors import (
 from asab.formulation import by_name, composition_distance
 from asab.plan import ConsumableError, JobPlan, Phase, Purpose
 from asab.plan.planner import BenchContext, plan_density, plan_recovery, stock_aware
+from asab.plan.schedule import lanes
 from asab.requests import TEMPERATURE_TOLERANCE, DensityJob
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class StepSpan(BaseModel):
     phase: str
     start: float = Field(description="s, bench clock")
     end: float = Field(description="s, bench clock")
+    lanes: list[str] = Field(default_factory=list, description=(
+        "the pumps, valves, instrument cell and balance it held (asab.plan.schedule)"))
 
 
 class RunRecord(BaseModel):
@@ -253,7 +256,8 @@ class JobRun:
         plan, ex, rec, cfg = self.plan, self.execution, self.rec, self.bench.config
         rec.liquid_moved = ex.liquid_moved
         rec.step_times = [StepSpan(step=i, kind=plan.steps[i].kind, phase=str(plan.steps[i].phase),
-                                   start=a, end=b) for i, (a, b) in sorted(ex.times.items())]
+                                   start=a, end=b, lanes=lanes(plan.steps[i], cfg))
+                          for i, (a, b) in sorted(ex.times.items())]
         rec.pushes = [PushRecord.of(p) for p in plan.pushes if ex.finished(p.steps)]
         for i in ex.done:
             step = plan.steps[i]
@@ -294,8 +298,10 @@ class JobRun:
             bench.stop_all()
             rec.status, rec.reason, rec.error = "failed", str(exc) or type(exc).__name__, describe(exc)
             self.failed()
-            if self.pipeline is not None:
-                self.pipeline[0].quiesce()
+            if self.pipeline is not None:  # stop every other task before the recovery moves
+                pipe, job = self.pipeline
+                pipe.fail(job, None, exc)
+                pipe.quiesce()
             if not refused:  # a bench already out of service was not touched
                 self.step(Phase.RECOVER)
                 rec.recovery = recover(bench, self.kind, drain_lines=self.execution.liquid_moved,
@@ -311,10 +317,9 @@ class JobRun:
         """Another job failed first: back to the queue when nothing was mixed yet (its
         recovery puts the bench right), else failed with the reason; no recovery of its own."""
         pipe, _ = self.pipeline
-        job, step, cause = pipe.failure
+        job, _, cause = pipe.failure
         self.rec.status, self.rec.error = "failed", describe(exc)
-        self.rec.reason = (f"stopped after its sample was mixed: step {step} of job {job + 1} "
-                           f"failed ({cause})")
+        self.rec.reason = f"stopped after its sample was mixed: job {job + 1} failed ({cause})"
         self.requeue = not self.mixed()
         log.warning("job %s %s", self.rec.job_id,
                     "goes back to the queue" if self.requeue else "failed: " + self.rec.reason)

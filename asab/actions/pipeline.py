@@ -47,7 +47,8 @@ class Pipeline:
         deps: the dependency graph of the plans added so far.
         plans: job index → plan.
         done: (job, step) of every finished step.
-        failure: (job, step, error) of the first step that failed, or None.
+        failure: (job, step, error) of the first failure (step None: the job failed after its
+            steps, e.g. a weighing judged short), or None.
         settled: jobs planned (or ended without a plan).
         finished: jobs whose thread has ended.
     """
@@ -91,27 +92,29 @@ class Pipeline:
 
     def budget(self) -> float:
         """s a task may wait for others: twice what the unfinished plans are expected to take,
-        plus one ``pump_timeout`` (every wait has a timeout)."""
+        plus twice the longest plan (a recovery) and one ``pump_timeout`` (every wait has a
+        timeout; waits pass this method, asked again as plans are queued)."""
         left = sum(p.duration for j, p in self.plans.items() if j not in self.finished)
-        return 2.0 * left + self.bench.config.settings.pump_timeout
+        longest = max((p.duration for p in self.plans.values()), default=0.0)
+        return 2.0 * (left + longest) + self.bench.config.settings.pump_timeout
 
     def check(self) -> None:
         """:attr:`Bench.task_check`: raise :class:`Preempted` in a step task after a failure."""
         if self.failure is not None and getattr(self._local, "step", None) is not None:
-            job, step, exc = self.failure
-            raise Preempted(f"stopped: step {step} of job {job + 1} failed ({exc})")
+            job, _, exc = self.failure
+            raise Preempted(f"stopped: job {job + 1} failed ({exc})")
 
-    def fail(self, job: int, step: int, exc: BaseException) -> None:
+    def fail(self, job: int, step: int | None, exc: BaseException) -> None:
         """Record the first failure and stop every pump."""
         if self.failure is None:
             self.failure = (job, step, exc)
-            log.error("pipelined run: job %d step %d failed (%s); stopping every task",
+            log.error("pipelined run: job %d failed at step %s (%s); stopping every task",
                       job + 1, step, exc)
         self.bench.stop_all()
 
     def quiesce(self) -> None:
         """Wait until no step runs (after a failure, before the recovery moves anything)."""
-        self.clock.block(lambda: not self.running, self.budget(), "every step to stop")
+        self.clock.block(lambda: not self.running, self.budget, "every step to stop")
 
     # ------------------------------------------------------------------ job side
     def execute(self, job: int, plan: JobPlan, out: Execution,
@@ -129,7 +132,7 @@ class Pipeline:
         vial = {i for p in plan.pushes_for(Purpose.VIAL) for i in p.steps}
         tasks = [self.clock.spawn(self._step_task(job, i, plan, out, marks, vial, listener),
                                   f"job{job + 1}-step{i}") for i in range(len(plan.steps))]
-        self.clock.block(lambda: all(t.done.is_set() for t in tasks), self.budget(),
+        self.clock.block(lambda: all(t.done.is_set() for t in tasks), self.budget,
                          f"the steps of job {job + 1}")
         for p in marks.get(len(plan.steps), []):
             out.phases.append((p, self.clock.now()))
@@ -191,7 +194,7 @@ class Pipeline:
 
         deps = self.deps.deps[ref]
         self.clock.block(lambda: self.failure is not None or all(d in self.done for d in deps),
-                         self.budget(), f"the resources of step {ref[1]} of job {ref[0] + 1}")
+                         self.budget, f"the resources of step {ref[1]} of job {ref[0] + 1}")
         self.check()
         mine = self._valves(ref)
         for other, valves in self.running.items():

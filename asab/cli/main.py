@@ -228,6 +228,21 @@ def _print_finales_limits(cfg, tenant_name: Optional[str], contact: str, as_json
     console.print("the document itself: asab limits --finales --json")
 
 
+def _write_gantt(run_dir: Path, path: Path, sequential: bool, quiet: bool) -> None:
+    from asab.actions.job import JobRecord
+    from asab.cli.gantt import write_gantt
+
+    records = [JobRecord.model_validate_json(p.read_bytes())
+               for p in sorted((run_dir / "records").glob("[0-9][0-9][0-9]_*.json"))]
+    mode = "sequential" if sequential else "pipelined"
+    try:
+        write_gantt(records, path, title=f"{run_dir.name}: {mode}, steps per resource by job")
+    except (OSError, ValueError) as exc:
+        fail(f"cannot write the Gantt chart {path}: {exc}")
+    if not quiet:
+        console.print(f"Gantt chart: {path}", markup=False, highlight=False)
+
+
 @app.command()
 def run(config: ConfigOpt = None,
         jobs: Annotated[Optional[Path], typer.Option(help="JSON list of FINALES2 requests "
@@ -249,6 +264,12 @@ def run(config: ConfigOpt = None,
         credentials: Annotated[Optional[Path], typer.Option(
             help="with --broker: broker.toml holding the credentials (default: the bench "
             "folder's; $ASAB_BROKER_* win)")] = None,
+        sequential: Annotated[bool, typer.Option(
+            "--sequential", help="one step at a time, job after job (the comparator); "
+            "default: pipelined, the next job prepared while this one is measured")] = False,
+        gantt: Annotated[Optional[Path], typer.Option(
+            help="write a Gantt chart of the run (lanes: pumps, valves, cell, balance) to "
+            "this .png or .svg file")] = None,
         as_json: JsonOpt = False) -> None:
     """Formulate and measure each requested electrolyte on the (simulated) bench.
 
@@ -265,6 +286,8 @@ def run(config: ConfigOpt = None,
     """
     if not math.isfinite(speed) or speed < 0:
         fail(f"--speed must be 0 (virtual time) or a positive number, not {speed}")
+    if gantt is not None and gantt.suffix.lower() not in (".png", ".svg"):
+        fail(f"--gantt {gantt}: the file must end in .png or .svg")
     if broker is not None:
         from asab.cli.cmd_tenant import DEFAULT_TENANT, run_broker
 
@@ -307,9 +330,12 @@ def run(config: ConfigOpt = None,
         with RunDisplay(console, quiet=as_json) as display:
             kwargs = {"resume": True} if resume else {}
             try:
-                summary = run_jobs(bench, requests, run_dir, progress=display.update, **kwargs)
+                summary = run_jobs(bench, requests, run_dir, progress=display.update,
+                                   pipelined=not sequential, **kwargs)
             except RequestError as exc:  # an earlier record it cannot carry on from
                 fail(str(exc))
+    if gantt is not None:
+        _write_gantt(run_dir, gantt, sequential, as_json)
     if as_json:
         emit_json(summary.model_dump_json())
     else:
@@ -322,7 +348,7 @@ def run(config: ConfigOpt = None,
         again = ["asab", "run", *(["--config", str(config)] if config else []),
                  *(["--jobs", str(jobs)] if jobs else []), "--out", str(run_dir),
                  "--state", str(ledger_dir), *(["--speed", f"{speed:g}"] if speed else []),
-                 *(["--hardware"] if hardware else [])]
+                 *(["--hardware"] if hardware else []), *(["--sequential"] if sequential else [])]
         if not as_json:
             _say_waiting(summary.waiting, shlex.join(again))
         raise typer.Exit(4)

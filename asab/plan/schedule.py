@@ -57,6 +57,14 @@ def resources(step: Step, config: BenchConfig) -> frozenset[str]:
     return frozenset(out)
 
 
+LANE_KINDS = ("pump:", "valve:", "cell:", BALANCE)
+
+
+def lanes(step: Step, config: BenchConfig) -> list[str]:
+    """The resources of ``step`` a Gantt chart shows (pumps, valves, cells, the balance)."""
+    return sorted(r for r in resources(step, config) if r.startswith(LANE_KINDS))
+
+
 class StepRef(BaseModel):
     """Step ``step`` of the ``job``-th plan of the queue."""
 
