@@ -146,12 +146,12 @@ def both_runs(tmp_path_factory, bench_config):
     from asab.cli.wiring import simulated_bench
 
     out = {}
-    for mode in ("sequential", "pipelined"):
-        base = tmp_path_factory.mktemp(mode)
+    for mode in ("sequential", "pipelined", "pipelined again"):
+        base = tmp_path_factory.mktemp(mode.replace(" ", "-"))
         with simulated_bench(bench_config, base / "instruments") as bench:
             changes: list = []
             _watch_valves(bench, changes)
-            summary = run_jobs(bench, DEMO, base / "run", pipelined=mode == "pipelined")
+            summary = run_jobs(bench, DEMO, base / "run", pipelined=mode != "sequential")
             records = [json.loads(p.read_text()) for p in sorted((base / "run" / "records").glob("*.json"))]
             out[mode] = (summary, records, changes)
     return out
@@ -187,7 +187,47 @@ def test_pipelined_run_is_shorter_and_counts_overlap_once(both_runs):
     assert any(b[0] < a[1] for a, b in itertools.pairwise(jobs)), "no two jobs overlapped"
 
 
+def test_a_pipelined_run_is_deterministic(both_runs):
+    """The same requests on the same bench: every step starts and ends at the same bench time,
+    and the valves change in the same order."""
+    a, b = both_runs["pipelined"], both_runs["pipelined again"]
+    assert [r["step_times"] for r in a[1]] == [r["step_times"] for r in b[1]]
+    assert a[2] == b[2]
+
+
 def test_every_valve_change_of_a_pipelined_run_keeps_sources_off_the_wastes(both_runs):
     changes = both_runs["pipelined"][2]
     assert len(changes) > 100
     assert [c for c in changes if c[2]] == []
+
+
+def test_an_emergency_stop_stops_every_task_of_a_pipelined_run(bench_config, tmp_path):
+    """Pressed while job 1 is measured and job 2 is being prepared: every pump stops, no
+    step starts moving liquid afterwards, job 1 fails with the e-stop, and job 2 is
+    either recorded as failed (it had mixed) or not run (back to the queue, then refused
+    while the latch holds)."""
+    from asab.cli.wiring import simulated_bench
+
+    with simulated_bench(bench_config, tmp_path / "instruments") as bench:
+        pressed: list[float] = []
+
+        def progress(i, _n, _job, step, _t):
+            if i == 1 and step == "measure" and not pressed:
+                pressed.append(bench.clock.now())
+                bench.emergency_stop("operator pressed the e-stop")
+        summary = run_jobs(bench, [DEMO[0], DEMO[1]], tmp_path / "run", progress=progress,
+                           pipelined=True)
+        world = bench.simulation.world
+        assert pressed and not [p.name for p in bench.config.pumps
+                                if world.pump_status(p.name).pumping]
+        first, second = (json.loads(p.read_text())
+                         for p in sorted((tmp_path / "run" / "records").glob("*.json")))
+        assert first["status"] == "failed" and first["error"]["type"] == "EmergencyStopped"
+        assert second["status"] in ("failed", "rejected")
+        assert ("emergency stop" in second["reason"]
+                or second["reason"].startswith("stopped after its sample was mixed"))
+        assert summary.failed >= 1
+        # no step of the pipeline started moving liquid after the latch (the recovery's
+        # steps are not in the records; its motion is refused at the interlock)
+        assert all(s["start"] <= pressed[0] for r in (first, second) for s in r["step_times"]
+                   if s["kind"] in ("fill", "dispense"))
