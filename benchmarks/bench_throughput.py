@@ -89,7 +89,7 @@ def bounds(config, plan) -> dict[str, tuple[float, str]]:
     for step, res in held:
         for r in res:
             load[r] += step.duration
-    busiest = max(load, key=load.get)
+    busiest = max(load, key=lambda r: (round(load[r], 6), r.startswith("pump:")))
     cell = f"cell:{plan.instrument}"
     first = plan.push(Purpose.FIRST_PORTION)
     on_cell = {r for _, res in held if cell in res for r in res if r.startswith("valve:")}
