@@ -324,3 +324,35 @@ def test_cancel_stops_the_pumps_mid_move():
 def test_blank_or_padded_tokens_are_refused(token):
     with pytest.raises(ConfigError, match="must not contain spaces or control characters"):
         resolve_token(ServerSettings(), environ={"ASAB_SERVER_TOKEN": token})
+
+
+def test_actions_that_share_nothing_run_together_and_conflicting_ones_answer_409():
+    """The actions server claims what each action's plan holds (the pipelined scheduler's
+    rule): priming the solvent pump while the cell measures runs at once; draining (through
+    the cell) does not; cancelling the prime leaves the measurement alone."""
+    with served_bench(speed=100.0) as (ctx, apps):
+        a = TestClient(apps["actions"], headers=AUTH)
+        delivered = wait_job(a, a.post("/deliver", json={"composition": MAKEABLE}).json()["id"])
+        assert delivered["state"] == "succeeded", delivered["error"]
+        measuring = a.post("/measure", json={"sample": "together"})
+        assert measuring.status_code == 202
+        assert measuring.json()["resources"] == ["cell:densiVisco"]
+        drain = a.post("/drain", json={})
+        assert drain.status_code == 409 and drain.json()["error"]["type"] == "DeviceBusy"
+        prime = a.post("/prime", json={"pumps": ["F0.0"]})
+        assert prime.status_code == 202, prime.json()
+        assert "pump:F0.0" in prime.json()["resources"]
+        primed = wait_job(a, prime.json()["id"], timeout=30)
+        assert primed["state"] == "succeeded", primed["error"]
+        assert a.get(f"/jobs/{measuring.json()['id']}").json()["state"] == "running"
+        again = a.post("/prime", json={"pumps": ["F0.0"]})  # primed: nothing to do
+        assert again.status_code == 202
+        wait_job(a, again.json()["id"])
+        ctx.bench.forget_lines()  # F0.0's line counts as dry again: the next prime moves
+        moving = a.post("/prime", json={"pumps": ["F0.0"]}).json()
+        cancelled = wait_job(a, a.post(f"/jobs/{moving['id']}/cancel").json()["id"], timeout=30)
+        assert cancelled["state"] == "cancelled"
+        measured = wait_job(a, measuring.json()["id"], timeout=60)
+        assert measured["state"] == "succeeded", measured["error"]
+        assert measured["result"]["density"]["mean"] == pytest.approx(1.16, abs=0.05)
+        assert ctx.jobs.busy() == {}

@@ -204,10 +204,20 @@ def _run_plan(bench: Bench, plan: JobPlan, job: JobHandle,
                         mass=ex.readings[-1] if ex.readings else None, formulation=formulation)
 
 
-def _submit(ctx: ServerContext, name: str, plan: JobPlan, formulation=None, **kwargs) -> JobInfo:
+def _submit(ctx: ServerContext, name: str, plan: JobPlan, formulation=None) -> JobInfo:
+    """Run ``plan`` as a job claiming what its steps hold (:func:`plan_resources`): an action
+    that shares none of them with a running one runs at the same time, one that does answers
+    409."""
     steps = tuple(dict.fromkeys(str(m.phase) for m in plan.phases))
     return ctx.jobs.submit(name, lambda job: _run_plan(ctx.bench, plan, job, formulation),
-                           steps=steps, **kwargs)
+                           steps=steps, resources=plan_resources(plan, ctx.bench.config))
+
+
+def plan_resources(plan: JobPlan, config) -> list[str]:
+    """Every resource some step of ``plan`` holds (:func:`asab.plan.schedule.resources`)."""
+    from asab.plan.schedule import resources
+
+    return sorted(set().union(*(resources(step, config) for step in plan.steps)))
 
 
 def _mix(ctx: ServerContext, body: MixRequest, deliver: bool) -> JobInfo:
@@ -277,7 +287,7 @@ def create_actions_app(ctx: ServerContext) -> FastAPI:
         """Prime reservoir lines (lines the ledger knows to be primed are skipped)."""
         sources = _prime_sources(bench, body.pumps)
         plan = _planned(bench, lambda c, ledger: plan_prime(c, ledger, sources), densimeter=False)
-        return _submit(ctx, "prime", plan, resources=RESOURCES)
+        return _submit(ctx, "prime", plan)
 
     @app.post("/mix", tags=["actions"], status_code=202)
     def post_mix(body: MixRequest) -> JobInfo:

@@ -54,14 +54,15 @@ def measure_result(result: DensityViscosityResult) -> MeasureResult:
 
 
 def submit_measure(ctx: ServerContext, sample: str) -> JobInfo:
-    """Measure the cell's content as a job. It claims the whole bench: a measurement holds the
-    bench lock, so no liquid may move meanwhile."""
+    """Measure the cell's content as a job. It claims the instrument cell (and the balance's
+    and pumps' nothing): liquid may move elsewhere meanwhile, never through the cell."""
     if ctx.bench.densimeter is None:
         raise HTTPException(404, "this bench has no densimeter")
 
     def run(job: JobHandle) -> MeasureResult:
         return measure_result(measure(ctx.bench, sample))
-    return ctx.jobs.submit("measure", run, resources=RESOURCES, steps=("measure",))
+    cell = ctx.bench.config.densimeter.instrument
+    return ctx.jobs.submit("measure", run, resources=[f"cell:{cell}"], steps=("measure",))
 
 
 def create_densimeter_app(ctx: ServerContext) -> FastAPI:

@@ -1,11 +1,17 @@
 """Long operations as jobs: run in worker threads, claim devices, report progress, cancel.
 
-A job claims a set of *resources* (``"pumps"``, ``"valves"``, ``"balance"``,
-``"densimeter"``) for its whole run; a second claim on a held resource raises
-:class:`~asab.errors.DeviceBusy` (HTTP 409). A job that claims ``"pumps"`` owns the bench's
-cancel token (``bench.cancel``): cancelling it sets the token and stops every pump at once,
-and the action ends at its next motion checkpoint with
-:class:`~asab.actions.bench.OperationCancelled`.
+A job claims a set of *resources* for its whole run: whole device families (``"pumps"``,
+``"valves"``, ``"balance"``, ``"densimeter"``), or — an action's plan — the resources its
+steps hold (``"pump:A0.0"``, ``"valve:V6"``, ``"tube:…"``, ``"vessel:waste_1"``,
+``"cell:densiVisco"``, ``"balance"``; :func:`asab.plan.schedule.resources`), the rule of the
+pipelined scheduler. A claim that meets a held resource (the same one, or one of a held
+family, or a family of which one is held) raises :class:`~asab.errors.DeviceBusy`
+(HTTP 409); one that does not runs at the same time (a measurement while another line is
+primed). A job that claims ``"pumps"`` owns the bench's cancel token (``bench.cancel``):
+cancelling it sets the token and stops every pump at once; a job with a plan's claims is
+cancelled alone (its own pumps stopped, its next checkpoint raises). Either way the action
+ends at its next motion checkpoint with :class:`~asab.actions.bench.OperationCancelled`. A
+job that fails stops every pump and cancels every other running job.
 """
 
 from __future__ import annotations
@@ -21,13 +27,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asab.actions.bench import Bench, EmergencyStopped, OperationCancelled
+from asab.actions.bench import Bench, EmergencyStopped, OperationCancelled, owned_by
 from asab.errors import Cause, DeviceBusy, describe
 
 log = logging.getLogger(__name__)
 
 RESOURCES = ("pumps", "valves", "balance", "densimeter")
-"""Everything a job can claim; bench-wide actions claim all of them."""
+"""The device families; bench-wide actions claim all of them."""
+
+FAMILIES = {"pump:": "pumps", "valve:": "valves", "cell:": "densimeter", "balance": "balance"}
+"""Prefix of a plan's resource → the family it belongs to."""
+
+
+def family(resource: str) -> str | None:
+    """The device family of ``resource`` (``"pump:A0.0"`` → ``"pumps"``), or None."""
+    return next((f for prefix, f in FAMILIES.items() if resource.startswith(prefix)), None)
+
+
+def clash(a: str, b: str) -> bool:
+    """Whether claims ``a`` and ``b`` exclude each other."""
+    return a == b or family(a) == b or family(b) == a
 
 JobState = Literal["running", "succeeded", "failed", "cancelled"]
 
@@ -48,6 +67,11 @@ class JobInfo(BaseModel):
         default=None, description="type, message (and device, cause, ...) when failed/cancelled")
     created: str = Field(description="wall-clock ISO 8601 UTC")
     finished: str | None = None
+
+
+def _fine(resources: Iterable[str]) -> bool:
+    """A plan's claims (not whole device families)."""
+    return not any(r in RESOURCES for r in resources)
 
 
 def _now() -> str:
@@ -88,6 +112,16 @@ class JobManager:
         self._handles: dict[str, JobHandle] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._held: dict[str, str] = {}  # resource → job id (or "request")
+        self._local = threading.local()
+        self.key = object()  # the bench lock's owner for jobs with a plan's claims
+        if bench.task_check is None:
+            bench.task_check = self._check
+
+    def _check(self) -> None:
+        """:attr:`Bench.task_check`: a job cancelled alone stops at its next checkpoint."""
+        handle = getattr(self._local, "handle", None)
+        if handle is not None and handle.cancelled.is_set():
+            raise OperationCancelled("operation cancelled; pumps stopped")
 
     # ------------------------------------------------------------------ queries
     def get(self, job_id: str) -> JobInfo:
@@ -107,7 +141,7 @@ class JobManager:
     # ------------------------------------------------------------------ claims
     def _claim(self, resources: Iterable[str], owner: str) -> None:
         wanted = sorted(set(resources))
-        taken = {r: self._held[r] for r in wanted if r in self._held}
+        taken = {h: o for h, o in self._held.items() if any(clash(r, h) for r in wanted)}
         if taken:
             who = ", ".join(f"{r} (job {j})" for r, j in taken.items())
             raise DeviceBusy(next(iter(taken)), Cause.BUSY, f"busy with another job: {who}")
@@ -168,6 +202,9 @@ class JobManager:
         state: JobState
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
+        self._local.handle = handle
+        if _fine(info.resources):  # jobs on disjoint resources share the bench lock
+            owned_by(self.key)
         try:
             out = fn(handle)
             result = out.model_dump(mode="json") if isinstance(out, BaseModel) else out
@@ -178,6 +215,7 @@ class JobManager:
             log.warning("job %s (%s) failed: %s", info.id, info.kind, exc)
             self.bench.stop_all()
             state, error = ("cancelled" if handle.cancelled.is_set() else "failed"), describe(exc)
+            self._stop_others(info.id)
         with self._lock:
             info.state, info.result, info.error, info.finished = state, result, error, _now()
             if state == "succeeded":
@@ -207,6 +245,23 @@ class JobManager:
         if "pumps" in info.resources:
             self.bench.cancel.set()
             self.bench.stop_all()
+            return
+        for resource in info.resources:  # a plan's claims: stop its own pumps only
+            pump = self.bench.pumps.get(resource[5:]) if resource.startswith("pump:") else None
+            if pump is not None:
+                try:
+                    pump.stop()
+                except Exception:  # stop the rest; the failure is logged
+                    log.exception("could not stop pump %s", pump.name)
+                    self.bench.stop_all()
+
+    def _stop_others(self, failed: str) -> None:
+        """After a job failed (every pump already stopped): cancel every other running job."""
+        with self._lock:
+            for job_id, handle in list(self._handles.items()):
+                if job_id != failed:
+                    log.warning("job %s cancelled: job %s failed", job_id, failed)
+                    self._request_cancel(self._jobs[job_id], handle)
 
     def emergency_stop(self, reason: str) -> list[str]:
         """Latch the bench's emergency stop, stop every pump, cancel every running job.
