@@ -9,6 +9,7 @@ that keeps failing, and a restart with a request left running.
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -347,3 +348,63 @@ def test_a_latched_estop_takes_nothing(sim_bench, client, journal, fake, tmp_pat
     reports = tenant.serve(until_idle=True, max_cycles=3)
     assert reports[-1].out_of_service == "emergency stop latched: operator: leak"
     assert journal.state(uid) is None and fake.requests[uid]["status"] == "pending"
+
+
+def _reservations(tenant, bench) -> list[tuple[str, float]]:
+    """Wrap the client: (request uuid, bench time) of every reservation."""
+    out: list[tuple[str, float]] = []
+    real = tenant.client.update_request_status
+
+    def update(uid, status, message=""):
+        if status == "reserved":
+            out.append((uid, bench.clock.now()))
+        return real(uid, status, message)
+    tenant.client.update_request_status = update
+    return out
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_pipelined_tenant_prepares_the_next_request_but_holds_at_most_one_ahead(
+        sim_bench, client, journal, fake, tmp_path, pipelined):
+    """Three density requests: pipelined, the second is reserved (and runs) while the first
+    is still on the bench, the third only once the first has ended; sequential, each is
+    reserved after the one before ended. Every result is posted either way."""
+    uids = [fake.add_request(GOOD), fake.add_request(GOOD2), fake.add_request(GOOD)]
+    tenant = make_tenant(sim_bench, client, journal, tmp_path, pipelined=pipelined)
+    log = _reservations(tenant, sim_bench)
+    report = tenant.cycle()
+    reserved = dict(log)
+    assert sorted(report.posted) == sorted(uids)
+    records = {}
+    for path in (tmp_path / "state" / "records").glob("*.json"):
+        rec = json.loads(path.read_text())
+        records[rec["request_id"]] = rec
+    end = {u: max(s["end"] for s in records[u]["step_times"]) for u in uids}
+    start = {u: min(s["start"] for s in records[u]["step_times"]) for u in uids}
+    first, second, third = [u for u, _ in log]  # in the order they were reserved
+    assert reserved[third] >= end[first] - 1e-9  # never more than one request ahead
+    if pipelined:
+        assert reserved[second] < end[first] and start[second] < end[first]
+    else:
+        assert reserved[second] >= end[first] - 1e-9
+
+
+def test_a_failure_in_a_pipelined_tenant_gives_the_prepared_request_back(
+        sim_bench, client, journal, fake, tmp_path):
+    """The densimeter never exports job 1's result while job 2 is being prepared: job 1
+    fails (recovered, given back, one failure counted); job 2 had not mixed, so it is stopped
+    and given back without a failure; once the fault is gone the next cycle serves both."""
+    uids = [fake.add_request(GOOD), fake.add_request(GOOD2)]
+    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    sim_bench.simulation.inject("densiVisco", "no_export")
+    report = tenant.cycle()
+    assert len(report.failed) == 1 and report.posted == []
+    first = report.failed[0]
+    second = next(u for u in uids if u != first)
+    assert states(journal, second)[-2:] == ["running", "given_back"]
+    assert "before its sample was mixed" in journal.history(second)[-1].payload["why"]
+    assert fake.requests[second]["status"] == "pending"
+    assert fake.requests[first]["status"] == "pending"
+    sim_bench.simulation.clear_faults()
+    again = tenant.cycle()
+    assert sorted(again.posted) == sorted(uids)

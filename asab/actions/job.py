@@ -319,8 +319,9 @@ class JobRun:
         pipe, _ = self.pipeline
         job, _, cause = pipe.failure
         self.rec.status, self.rec.error = "failed", describe(exc)
-        self.rec.reason = f"stopped after its sample was mixed: job {job + 1} failed ({cause})"
         self.requeue = not self.mixed()
+        when = "before its sample was mixed" if self.requeue else "after its sample was mixed"
+        self.rec.reason = f"stopped {when}: job {job + 1} failed ({cause})"
         log.warning("job %s %s", self.rec.job_id,
                     "goes back to the queue" if self.requeue else "failed: " + self.rec.reason)
 

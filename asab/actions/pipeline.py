@@ -32,6 +32,11 @@ from asab.tasks import CooperativeClock
 log = logging.getLogger(__name__)
 
 
+RECOVERY_MOVES = 40
+"""Moves a recovery plan is allowed for the wait bound (a density recovery on the 2023 bench
+has about 20: drain strokes, clean strokes, their refills, the parking of valves)."""
+
+
 class Preempted(OperationCancelled):
     """A step of a pipelined run was stopped (or never started) because another step failed
     or the emergency stop was pressed."""
@@ -92,11 +97,15 @@ class Pipeline:
 
     def budget(self) -> float:
         """s a task may wait for others: twice what the unfinished plans are expected to take,
-        plus twice the longest plan (a recovery) and one ``pump_timeout`` (every wait has a
-        timeout; waits pass this method, asked again as plans are queued)."""
+        plus twice the longest plan and one ``pump_timeout``; after a failure also
+        :data:`RECOVERY_MOVES` × ``pump_timeout`` for the recovery (every one of its moves is
+        bounded by that). Every wait has a timeout; waits pass this method, asked again as
+        plans are queued."""
         left = sum(p.duration for j, p in self.plans.items() if j not in self.finished)
         longest = max((p.duration for p in self.plans.values()), default=0.0)
-        return 2.0 * (left + longest) + self.bench.config.settings.pump_timeout
+        timeout = self.bench.config.settings.pump_timeout
+        recovery = RECOVERY_MOVES * timeout if self.failure is not None else 0.0
+        return 2.0 * (left + longest) + timeout + recovery
 
     def check(self) -> None:
         """:attr:`Bench.task_check`: raise :class:`Preempted` in a step task after a failure."""

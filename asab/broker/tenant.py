@@ -62,8 +62,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asab.actions.bench import Bench
+from asab.actions.bench import Bench, owned_by
 from asab.actions.job import JobRecord, recover, run_density_job
+from asab.actions.pipeline import Pipeline
 from asab.actions.vial import FlowJob, FlowRecord, run_flow_job
 from asab.actions.vial_state import VialRegistry
 from asab.broker.capabilities import CAPABILITIES, Acceptance, check_request
@@ -80,6 +81,7 @@ from asab.broker.tenant_state import (
     journal_summary,
 )
 from asab.errors import BrokerError
+from asab.tasks import CooperativeClock
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,10 @@ class TenantSettings(BaseModel):
         "posts of one result the broker may refuse before the request is given back (the "
         "result stays in the journal)"))
     address: str | None = None
+    pipelined: bool = Field(default=True, description=(
+        "prepare the next density request while the current one is measured (asab.actions."
+        "pipeline); the next is reserved only once the current one is planned and the one "
+        "before it has ended. False: one job after another"))
 
 
 @dataclass
@@ -160,6 +166,9 @@ class Tenant:
                  settings: TenantSettings | None = None, run_id: str | None = None,
                  progress: Progress | None = None) -> None:
         self.bench, self.client, self.journal = bench, client, journal
+        self._pipe: Pipeline | None = None
+        self._jobs: list = []  # tasks of the current pipeline
+        self._all_jobs: list = []  # tasks of this cycle
         self.state_dir = Path(state_dir)
         self.settings = settings or TenantSettings()
         self.run_id = run_id or new_run_id()
@@ -260,6 +269,59 @@ class Tenant:
             self.bench.ledger.update(change)
 
     def _cycle_requests(self, report: CycleReport, stop: threading.Event | None) -> None:
+        """Take the pending requests; pipelined (``settings.pipelined``, the bench on a
+        :class:`~asab.tasks.CooperativeClock`): the cycle runs as a task, each density job as
+        a task of a :class:`~asab.actions.pipeline.Pipeline`, and the cycle ends when the
+        last job has. After a failure the running jobs end (the failed one recovered, the
+        others stopped), then a new pipeline takes the next requests."""
+        clock = self.bench.clock
+        if not (self.settings.pipelined and isinstance(clock, CooperativeClock)):
+            self._take(report, stop)
+            return
+        self._all_jobs = []
+        self._new_pipeline()
+
+        def cycle() -> None:
+            try:
+                self._take(report, stop)
+            finally:
+                self._wait_all_ended()
+        try:
+            task = clock.spawn(cycle, "tenant-cycle")
+            clock.join([task])
+        finally:
+            self.bench.task_check = None
+            self._pipe = None
+        for t in [task, *self._all_jobs]:
+            if t.error is not None:
+                raise t.error
+
+    def _new_pipeline(self) -> None:
+        self._pipe = Pipeline(self.bench)
+        self._jobs = []
+        self.bench.task_check = self._pipe.check
+
+    def _wait_all_ended(self) -> None:
+        jobs = self._jobs
+        self.bench.clock.block(lambda: all(t.done.is_set() for t in jobs), self._pipe.budget,
+                               "the running jobs to end")
+
+    def _ready_for(self, flow: bool) -> None:
+        """Pipelined: wait until the next job may be reserved — a density job once the last
+        one is planned and the one before it has ended, a flow job once every job has ended;
+        after a failure, once every job has ended (then a new pipeline starts)."""
+        pipe, n = self._pipe, len(self._jobs)
+        if flow:
+            self._wait_all_ended()
+        else:
+            self.bench.clock.block(lambda: pipe.failure is not None or (
+                (n == 0 or n - 1 in pipe.settled) and (n < 2 or n - 2 in pipe.finished)),
+                pipe.budget, "the bench to take the next request")
+        if pipe.failure is not None or flow:
+            self._wait_all_ended()
+            self._new_pipeline()
+
+    def _take(self, report: CycleReport, stop: threading.Event | None) -> None:
         for quantity, method in CAPABILITIES:
             try:
                 pending = self.client.pending_requests(quantity, method)
@@ -303,6 +365,9 @@ class Tenant:
         if self.journal.state(uid) is None:
             self.journal.append(uid, S.SEEN, {"request": info})
         acc = check_request(self.bench, info, vials=self.vials)
+        if acc.accepted and self._pipe is not None:  # reserve only when it can start
+            self._ready_for(flow=isinstance(acc.job, FlowJob))
+            acc = check_request(self.bench, info, vials=self.vials)
         if not acc.accepted:
             self._reject(uid, "; ".join(acc.reasons), report)
             if acc.consumables:
@@ -352,7 +417,46 @@ class Tenant:
         job_id = f"{uid[:8]}-{attempt}"
         self.journal.append(uid, S.RUNNING, {"reference": reference, "attempt": attempt})
         self._say(uid, "running")
-        record = self._wet_work(acc, job_id)
+        if self._pipe is not None and not isinstance(acc.job, FlowJob):
+            self._run_pipelined(uid, acc, report, job_id, reference)
+            return
+        self._finish(uid, self._wet_work(acc, job_id), reference, report)
+
+    def _run_pipelined(self, uid: str, acc: Acceptance, report: CycleReport, job_id: str,
+                       reference: str) -> None:
+        """Start the job as a task of the pipeline; it finishes (records, journals, posts) on
+        its own, and this returns once it is planned and the next may be considered."""
+        pipe, n = self._pipe, len(self._jobs)
+        sample = f"{self.run_id}_{job_id}".replace(":", "-")
+
+        def job() -> None:
+            owned_by(pipe.key)
+            try:
+                record = run_density_job(self.bench, acc.job, job_id, sample=sample,
+                                         pipeline=(pipe, n))
+                pipe.settled.add(n)
+                if record.requeued:  # stopped before mixing by another job's failure
+                    self._give_back(uid, f"asab {record.reason}; request given back",
+                                    report)
+                    return
+                self._finish(uid, record, reference, report)
+            except BrokerError as exc:  # broker trouble after the job: a later cycle posts
+                report.broker_errors.append(str(exc))
+                log.warning("broker error on %s: %s", uid, exc)
+            except Exception as exc:  # noqa: BLE001 - one request must not stop the tenant
+                pipe.fail(n, None, exc)  # every other task stops before the recovery moves
+                pipe.quiesce()
+                self._unexpected(uid, exc, report)
+            finally:
+                pipe.settled.add(n)
+                pipe.finished.add(n)
+        task = self.bench.clock.spawn(job, f"request-{uid[:8]}")
+        self._jobs.append(task)
+        self._all_jobs.append(task)
+
+    def _finish(self, uid: str, record: JobRecord | FlowRecord, reference: str,
+                report: CycleReport) -> None:
+        """Save, judge, journal and post what a job made."""
         self._save(record)
         if record.status == "rejected":  # e.g. stock ran short since the check
             self._reject(uid, record.reason or "refused by the bench", report)
