@@ -164,7 +164,7 @@ def _stretch(bench: Bench, queue: list[tuple[int, Any]],
                 pipe.finished.add(n)
         return run
 
-    bench.task_check = pipe.check
+    before, bench.task_check = bench.task_check, pipe.check
     try:
         for n, (i, info) in enumerate(queue):
             clock.block(lambda n=n: next_may_start(n), pipe.budget, f"job {i} to be next")
@@ -175,7 +175,7 @@ def _stretch(bench: Bench, queue: list[tuple[int, Any]],
         clock.block(lambda: all(t.done.is_set() for t in tasks), pipe.budget,
                     "the running jobs to end")
     finally:
-        bench.task_check = None
+        bench.task_check = before
     for t in tasks:
         if t.error is not None:
             raise t.error

@@ -127,6 +127,8 @@ class RunRecord(BaseModel):
     routes: list[dict[str, Any]] = Field(default_factory=list)
     recovery: str | None = Field(default=None, description="what was done after a failure")
     liquid_moved: bool = Field(default=False, description="liquid or gas was moved")
+    preempted: bool = Field(default=False, description=(
+        "a pipelined run stopped this job because another job failed (not this job's fault)"))
     consumables: list[dict[str, Any]] | None = Field(default=None, description=(
         "when refused for a consumable: each one short (consumable, node, needed, left, "
         "unit, fix)"))
@@ -319,6 +321,7 @@ class JobRun:
         pipe, _ = self.pipeline
         job, _, cause = pipe.failure
         self.rec.status, self.rec.error = "failed", describe(exc)
+        self.rec.preempted = True
         self.requeue = not self.mixed()
         when = "before its sample was mixed" if self.requeue else "after its sample was mixed"
         self.rec.reason = f"stopped {when}: job {job + 1} failed ({cause})"

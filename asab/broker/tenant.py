@@ -279,6 +279,7 @@ class Tenant:
             self._take(report, stop)
             return
         self._all_jobs = []
+        before = self.bench.task_check
         self._new_pipeline()
 
         def cycle() -> None:
@@ -290,7 +291,7 @@ class Tenant:
             task = clock.spawn(cycle, "tenant-cycle")
             clock.join([task])
         finally:
-            self.bench.task_check = None
+            self.bench.task_check = before
             self._pipe = None
         for t in [task, *self._all_jobs]:
             if t.error is not None:
@@ -466,6 +467,10 @@ class Tenant:
             # stopped by the operator: not the request's fault, no failure counted
             self._give_back(uid, f"asab job interrupted by an emergency stop ({self.bench.estop})",
                             report)
+            return
+        if record.status == "failed" and getattr(record, "preempted", False):
+            # stopped because another job failed: not the request's fault, no failure counted
+            self._give_back(uid, f"asab {record.reason}; request given back", report)
             return
         try:
             if record.status == "failed" and not _has_outcome(record):
