@@ -294,8 +294,9 @@ def test_poison_request_does_not_stop_the_tenant(sim_bench, client, journal, fak
     assert "not a temperature" in journal.history(poison)[-1].payload["why"]
 
 
+@pytest.mark.parametrize("pipelined", [False, True])
 def test_unexpected_error_gives_back_and_goes_on(sim_bench, client, journal, fake, tmp_path,
-                                                  monkeypatch):
+                                                  monkeypatch, pipelined):
     import asab.broker.tenant as tenant_module
 
     bad, good = fake.add_request(GOOD), fake.add_request(GOOD2)
@@ -309,7 +310,7 @@ def test_unexpected_error_gives_back_and_goes_on(sim_bench, client, journal, fak
         return real(bench, job, job_id, **kw)
 
     monkeypatch.setattr(tenant_module, "run_density_job", boom)
-    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    tenant = make_tenant(sim_bench, client, journal, tmp_path, pipelined=pipelined)
     report = tenant.cycle()
     first = bad if calls[0].startswith(bad[:8]) else good
     assert first in report.failed and fake.requests[first]["status"] == "pending"
@@ -395,7 +396,7 @@ def test_a_failure_in_a_pipelined_tenant_gives_the_prepared_request_back(
     fails (recovered, given back, one failure counted); job 2 had not mixed, so it is stopped
     and given back without a failure; once the fault is gone the next cycle serves both."""
     uids = [fake.add_request(GOOD), fake.add_request(GOOD2)]
-    tenant = make_tenant(sim_bench, client, journal, tmp_path)
+    tenant = make_tenant(sim_bench, client, journal, tmp_path, pipelined=True)
     sim_bench.simulation.inject("densiVisco", "no_export")
     report = tenant.cycle()
     assert len(report.failed) == 1 and report.posted == []

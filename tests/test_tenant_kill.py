@@ -511,7 +511,10 @@ def _check_outcome(fake, state_dir: Path) -> None:
     db.close()
     with Journal(state_dir / "journal.sqlite") as journal:
         for uid, request in fake.requests.items():
-            assert request["status"] == "resolved", (uid, journal.history(uid))
+            assert request["status"] == "resolved", "\n".join(
+                [f"request {uid} is {request['status']}; its journal:"]
+                + [f"  {e.id} {e.state} {e.payload}"[:400] for e in journal.history(uid)]
+                + [f"  broker: {st} {m}"[:300] for r, st, m in fake.status_log if r == uid])
             assert_served_once(fake, journal, uid)
             result = fake.results_for(uid)[0]["result"]
             measured = next(e for e in journal.history(uid) if e.state == S.MEASURED)

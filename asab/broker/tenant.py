@@ -114,10 +114,11 @@ class TenantSettings(BaseModel):
         "posts of one result the broker may refuse before the request is given back (the "
         "result stays in the journal)"))
     address: str | None = None
-    pipelined: bool = Field(default=True, description=(
+    pipelined: bool = Field(default=False, description=(
         "prepare the next density request while the current one is measured (asab.actions."
         "pipeline); the next is reserved only once the current one is planned and the one "
-        "before it has ended. False: one job after another"))
+        "before it has ended. Off by default until an intermittent end of the SIGKILL soak "
+        "with a request left pending (1 run in about 11) is understood"))
 
 
 @dataclass

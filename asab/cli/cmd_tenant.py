@@ -101,7 +101,7 @@ def serve_broker(config: Path | None, broker: str | None, credentials: Path | No
                  *, state: Path | None = None, hardware: bool = False, speed: float = 0.0,
                  until_idle: bool = False, poll: float | None = None,
                  max_failures: int | None = None, max_interruptions: int | None = None,
-                 quiet: bool = False, sequential: bool = False):
+                 quiet: bool = False, pipelined: bool | None = None):
     """Run the tenant worker on tenant folder ``folder`` and the bench ledger of the bench
     state folder ``state`` (default :func:`asab.ledger.store.default_state_dir`); returns the
     :class:`~asab.broker.tenant.CycleReport` list.
@@ -121,8 +121,8 @@ def serve_broker(config: Path | None, broker: str | None, credentials: Path | No
     settings, tenant_settings = _settings(config, credentials, broker)
     updates = {k: v for k, v in (("poll_interval", poll), ("max_failures", max_failures),
                                  ("max_interruptions", max_interruptions)) if v is not None}
-    if sequential:
-        updates["pipelined"] = False
+    if pipelined is not None:
+        updates["pipelined"] = pipelined
     tenant_settings = tenant_settings.model_copy(update=updates)
     ledger_dir = state_folder(cfg, state, out=folder)
     store = open_ledger(cfg, ledger_dir)
@@ -141,7 +141,7 @@ def serve_broker(config: Path | None, broker: str | None, credentials: Path | No
 
 def run_broker(config: Path | None, broker: str | None, credentials: Path | None, folder: Path,
                *, state: Path | None = None, hardware: bool = False, speed: float = 0.0,
-               as_json: bool = False, sequential: bool = False) -> None:
+               as_json: bool = False, pipelined: bool | None = None) -> None:
     """``asab run --broker``: serve until idle, then show the requests this run touched.
 
     Prints a table (or with ``as_json`` one JSON object: ``out``, the tenant folder, the
@@ -152,7 +152,7 @@ def run_broker(config: Path | None, broker: str | None, credentials: Path | None
     """
     start = time.time()
     reports = serve_broker(config, broker, credentials, folder, state=state, hardware=hardware,
-                           speed=speed, until_idle=True, quiet=as_json, sequential=sequential)
+                           speed=speed, until_idle=True, quiet=as_json, pipelined=pipelined)
     rows = requests_since(folder, start)
     totals = {k: sum(len(getattr(r, k)) for r in reports)
               for k in ("served", "posted", "rejected", "failed", "skipped")}
@@ -211,14 +211,15 @@ def tenant(config: ConfigOpt = None,
                "job")] = None,
            until_idle: Annotated[bool, typer.Option("--until-idle", help="stop when nothing is "
                                                     "pending and nothing is unposted")] = False,
-           sequential: Annotated[bool, typer.Option(
-               "--sequential", help="one job after another (default: the next density request "
-               "is prepared while the current one is measured)")] = False,
+           pipelined: Annotated[Optional[bool], typer.Option(
+               "--pipelined/--sequential", help="prepare the next density request while the "
+               "current one is measured, or one job after another (default: [tenant] pipelined "
+               "in broker.toml, else sequential)")] = None,
            as_json: JsonOpt = False) -> None:
     """Serve the broker's density and electrolyte requests with this bench until stopped.
 
-    SIGTERM or Ctrl-C lets the jobs on the bench finish (pipelined: at most two, the one
-    being measured and the next one being prepared), journals them and stops. The journal in
+    SIGTERM or Ctrl-C lets the jobs on the bench finish (with --pipelined at most two, the
+    one being measured and the next one being prepared), journals them and stops. The journal in
     the tenant folder (--out) makes a restart resume: unposted results are posted,
     interrupted requests given back, served requests never served again. The bench ledger in
     the bench state folder (--state) is shared with asab run and asab serve on this bench.
@@ -228,7 +229,7 @@ def tenant(config: ConfigOpt = None,
     reports = serve_broker(config, broker, credentials, out, state=state, hardware=hardware,
                            speed=speed, until_idle=until_idle, poll=poll,
                            max_failures=max_failures, max_interruptions=max_interruptions,
-                           quiet=as_json, sequential=sequential)
+                           quiet=as_json, pipelined=pipelined)
     totals = {k: sum(len(getattr(r, k)) for r in reports)
               for k in ("served", "posted", "rejected", "failed", "skipped")}
     if as_json:

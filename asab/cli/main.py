@@ -294,7 +294,8 @@ def run(config: ConfigOpt = None,
         if jobs is not None:
             fail("--jobs and --broker exclude each other")
         run_broker(config, broker, credentials, out or DEFAULT_TENANT, state=state,
-                   hardware=hardware, speed=speed, as_json=as_json, sequential=sequential)
+                   hardware=hardware, speed=speed, as_json=as_json,
+                   pipelined=False if sequential else None)
         return
     from asab.cli.wiring import hardware_bench, simulated_bench
     from asab.requests import load_jobs
