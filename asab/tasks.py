@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from asab.clock import Clock
+from asab.clock import Clock, RealClock
 from asab.errors import AsabError, WaitTimeout
 
 log = logging.getLogger(__name__)
@@ -68,16 +68,29 @@ class _Waiter:
     go: threading.Event = field(default_factory=threading.Event)  # set when it may run
 
 
+REAL_SLICE = 0.02
+"""Wall s of one real-time sleep slice (:class:`CooperativeClock`): the longest a thread that
+begins a shorter wait meanwhile waits too long."""
+
+
 class CooperativeClock:
     """Runs tasks one at a time on ``base`` (see the module's docstring).
 
     Args:
         base: the clock underneath; ``now()`` is its time, and the running task's waits
             become ``base.sleep`` calls of the time to the next wake-up.
+        slice: on a real-time base, the longest single ``base.sleep`` in bench s: between
+            slices a wait that ends sooner (a thread that began waiting meanwhile) goes first.
+            Default: :data:`REAL_SLICE` wall s × the base's ``speed`` when the base runs in
+            real time (it has a ``speed``, or is :class:`~asab.clock.RealClock`), else none
+            (a virtual clock's sleep takes no wall time).
     """
 
-    def __init__(self, base: Clock) -> None:
+    def __init__(self, base: Clock, slice: float | None = None) -> None:
         self.base = base
+        if slice is None and (isinstance(base, RealClock) or hasattr(base, "speed")):
+            slice = REAL_SLICE * float(getattr(base, "speed", 1.0))
+        self.slice = slice
         self._cv = threading.Condition()
         self._seq = itertools.count()
         self._waiting: dict[object, _Waiter] = {}  # task (or thread ident) → what it waits for
@@ -146,7 +159,7 @@ class CooperativeClock:
     def _main(self, task: Task) -> None:
         self._local.key = task
         try:
-            task.start.go.wait()
+            self._until_due(task, task.start)
             task.result = task.fn()
         except BaseException as exc:  # noqa: BLE001 - kept for the caller
             task.error = exc
@@ -165,21 +178,54 @@ class CooperativeClock:
             if self._running is None or self._running == me:
                 self._running = None
                 self._hand_over()
-        waiter.go.wait()
+        self._until_due(me, waiter)
         if not isinstance(me, Task):  # a thread outside the tasks does not hold the bench
             with self._cv:
                 if self._running == me:
                     self._running = None
                     self._hand_over()
 
+    def _until_due(self, me: object, waiter: _Waiter) -> None:
+        """Wait to be chosen, then (holding the bench) sleep on the base clock until the wait
+        is due; on a real-time base in slices, giving the bench back when a wait that ends
+        sooner began meanwhile."""
+        while True:
+            waiter.go.wait()
+            if waiter.ready is not None and _is_ready(waiter):
+                return
+            delay = (waiter.until - self.base.now()) if waiter.until is not None else 0.0
+            if delay <= 0:
+                return
+            if self.slice is None:
+                self.base.sleep(delay)
+                return
+            self.base.sleep(min(delay, self.slice))
+            with self._cv:
+                if self._sooner_than(waiter):
+                    waiter.go.clear()
+                    self._waiting[me] = waiter
+                    self._running = None
+                    self._hand_over()
+
+    def _sooner_than(self, waiter: _Waiter) -> bool:
+        """Some other waiter is ready, or due before ``waiter`` (condition held)."""
+        for other in self._waiting.values():
+            if other.ready is not None and _is_ready(other):
+                return True
+            if other.until is not None and (other.until, other.seq) < (waiter.until, waiter.seq):
+                return True
+        return False
+
     def _grant(self, key: object) -> None:
-        """Let ``key``'s waiter run (condition held)."""
+        """Let ``key``'s waiter run (condition held); it sleeps until it is due itself."""
         self._running = key
         self._waiting.pop(key).go.set()
 
     def _hand_over(self) -> None:
-        """Choose who runs next (called with the condition held and nobody running)."""
-        ready = [(w.seq, t) for t, w in self._waiting.items() if w.ready is not None and w.ready()]
+        """Choose who runs next (called with the condition held and nobody running): a
+        ready block first (in the order the waits began), else the wait due first."""
+        ready = [(w.seq, t) for t, w in self._waiting.items() if w.ready is not None
+                 and _is_ready(w)]
         if ready:
             self._grant(min(ready)[1])
             return
@@ -188,17 +234,22 @@ class CooperativeClock:
             if self._waiting:
                 self._fail_all(Deadlock("every task waits for another task; none can go on"))
             return
-        until, _, ident = min(timed)
-        delay = until - self.base.now()
-        if delay > 0:
-            self.base.sleep(delay)
-        self._grant(ident)
+        self._grant(min(timed)[2])
 
     def _fail_all(self, exc: BaseException) -> None:
         log.error("%s", exc)
         first = min(self._waiting.items(), key=lambda kv: kv[1].seq)
         first[1].failure = exc
         self._grant(first[0])
+
+
+def _is_ready(waiter: _Waiter) -> bool:
+    """A block's condition; one that raises counts as ready, so that its own task wakes and
+    meets the error (:meth:`CooperativeClock.block` asks again there)."""
+    try:
+        return bool(waiter.ready())
+    except Exception:  # noqa: BLE001 - raised again in the waiting task
+        return True
 
 
 __all__ = ["CooperativeClock", "Deadlock", "Task"]

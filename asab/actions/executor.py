@@ -117,6 +117,7 @@ def run_fill(bench: Bench, step: Fill) -> float:
         try:
             with motion(bench):
                 bench.set_valves(step.route.valve_settings)
+                bench.checkpoint()  # the valve waits let other tasks run: stopped meanwhile?
                 drv.aspirate(step.volume, step.flow)
                 wait_done(bench, drv, move_timeout(step.volume, step.flow, bench))
         except BaseException:
@@ -138,6 +139,7 @@ def run_dispense(bench: Bench, step: Dispense) -> None:
         try:
             with motion(bench):
                 bench.set_valves(step.valve_settings)
+                bench.checkpoint()  # the valve waits let other tasks run: stopped meanwhile?
                 for drv, move in drives:
                     drv.dispense(move.volume, move.flow)
                 for drv, move in drives:

@@ -216,7 +216,9 @@ class JobRun:
             sync_syringes(self.bench)
             ledger = self.bench.ledger.current()
         else:
-            pipe = self.pipeline[0]
+            pipe, job = self.pipeline
+            pipe.names[job] = self.rec.job_id
+            pipe.check_planning()  # another job failed: back to the queue, nothing planned
             if not pipe.busy():
                 sync_syringes(self.bench)
             ledger = pipe.predicted_ledger()
@@ -324,7 +326,7 @@ class JobRun:
         self.rec.preempted = True
         self.requeue = not self.mixed()
         when = "before its sample was mixed" if self.requeue else "after its sample was mixed"
-        self.rec.reason = f"stopped {when}: job {job + 1} failed ({cause})"
+        self.rec.reason = f"stopped {when}: {pipe.name(job)} failed ({cause})"
         log.warning("job %s %s", self.rec.job_id,
                     "goes back to the queue" if self.requeue else "failed: " + self.rec.reason)
 

@@ -71,6 +71,7 @@ class Pipeline:
         self.settled: set[int] = set()
         self.finished: set[int] = set()
         self.key = object()
+        self.names: dict[int, str] = {}
         self._local = threading.local()
         self._edges = Edges.of(bench.config)
 
@@ -107,18 +108,29 @@ class Pipeline:
         recovery = RECOVERY_MOVES * timeout if self.failure is not None else 0.0
         return 2.0 * (left + longest) + timeout + recovery
 
+    def name(self, job: int) -> str:
+        """What job ``job`` is called in messages (its record's job id when known)."""
+        return self.names.get(job, f"job {job + 1} of the pipeline")
+
     def check(self) -> None:
         """:attr:`Bench.task_check`: raise :class:`Preempted` in a step task after a failure."""
         if self.failure is not None and getattr(self._local, "step", None) is not None:
             job, _, exc = self.failure
-            raise Preempted(f"stopped: job {job + 1} failed ({exc})")
+            raise Preempted(f"stopped: {self.name(job)} failed ({exc})")
+
+    def check_planning(self) -> None:
+        """Raise :class:`Preempted` when a job failed: a job about to be planned is not (it
+        goes back to the queue; the predicted ledger would count the failed job's steps)."""
+        if self.failure is not None:
+            job, _, exc = self.failure
+            raise Preempted(f"not planned: {self.name(job)} failed ({exc})")
 
     def fail(self, job: int, step: int | None, exc: BaseException) -> None:
         """Record the first failure and stop every pump."""
         if self.failure is None:
             self.failure = (job, step, exc)
-            log.error("pipelined run: job %d failed at step %s (%s); stopping every task",
-                      job + 1, step, exc)
+            log.error("pipelined run: %s failed at step %s (%s); stopping every task",
+                      self.name(job), step, exc)
         self.bench.stop_all()
 
     def quiesce(self) -> None:
@@ -165,7 +177,12 @@ class Pipeline:
         def run() -> None:
             owned_by(self.key)
             self._local.step = ref
-            self._wait_for(ref)
+            try:
+                self._wait_for(ref)
+            except BaseException as exc:  # a wait that timed out, a valve held: stop all
+                if not isinstance(exc, Preempted):
+                    self.fail(job, index, exc)
+                raise
             for p in marks.get(index, []):
                 out.phases.append((p, self.clock.now()))
                 emit(EventKind.PHASE, p)
@@ -203,12 +220,12 @@ class Pipeline:
 
         deps = self.deps.deps[ref]
         self.clock.block(lambda: self.failure is not None or all(d in self.done for d in deps),
-                         self.budget, f"the resources of step {ref[1]} of job {ref[0] + 1}")
+                         self.budget, f"the resources of step {ref[1]} of {self.name(ref[0])}")
         self.check()
         mine = self._valves(ref)
         for other, valves in self.running.items():
             if valves & mine:
                 shared = ", ".join(sorted(valves & mine))
-                text = (f"step {ref[1]} of job {ref[0] + 1} needs {shared}, held by step "
-                        f"{other[1]} of job {other[0] + 1}")
+                text = (f"step {ref[1]} of {self.name(ref[0])} needs {shared}, held by step "
+                        f"{other[1]} of {self.name(other[0])}")
                 raise SafetyError([text])
