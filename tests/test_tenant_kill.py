@@ -447,7 +447,8 @@ def test_sigkill_soak(tmp_path, capsys):
     hook = BrokerKill(fake)
     state_dir, log, bench_state = tmp_path / "state", tmp_path / "tenant.log", tmp_path / "bench"
     args = ["tenant", "--out", str(state_dir), "--state", str(bench_state), "--until-idle",
-            "--poll", "0.05", "--max-interruptions", "100"]
+            "--poll", "0.05", "--max-interruptions", "100",
+            *os.environ.get("ASAB_SOAK_ARGS", "").split()]  # e.g. "--pipelined"
     landed: Counter[str] = Counter()
     start_ups: list[float] = []
     t_total = time.monotonic()
