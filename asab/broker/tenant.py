@@ -118,7 +118,7 @@ class TenantSettings(BaseModel):
         "prepare the next density request while the current one is measured (asab.actions."
         "pipeline); the next is reserved only once the current one is planned and the one "
         "before it has ended. Off by default until an intermittent end of the SIGKILL soak "
-        "with a request left pending (1 run in about 11) is understood"))
+        "with a request left pending (1 run of 19) is understood"))
 
 
 @dataclass
