@@ -24,20 +24,12 @@ alongside the tasks: it is not held to the one-at-a-time rule.
 from __future__ import annotations
 
 import itertools
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asab.clock import Clock, RealClock
-from asab.errors import AsabError, WaitTimeout
-
-log = logging.getLogger(__name__)
-
-
-class Deadlock(AsabError):
-    """Every task waits for another task and none sleeps: nothing can ever run again."""
-
+from asab.errors import WaitTimeout
 
 @dataclass(eq=False)
 class Task:
@@ -64,7 +56,6 @@ class _Waiter:
     seq: int
     until: float | None = None          # wake-up time (sleep, or a block's timeout)
     ready: Callable[[], bool] | None = None  # a block's condition
-    failure: BaseException | None = None
     go: threading.Event = field(default_factory=threading.Event)  # set when it may run
 
 
@@ -116,8 +107,8 @@ class CooperativeClock:
         runs out (a wait whose bound grows as work is queued).
 
         Raises:
-            asab.errors.WaitTimeout: still not ready after the timeout.
-            Deadlock: every task waits for a condition and none can make one true.
+            asab.errors.WaitTimeout: still not ready after the timeout (every wait has one,
+                so tasks waiting for each other end there, never in a deadlock).
         """
         if ready():
             return
@@ -126,8 +117,6 @@ class CooperativeClock:
         while True:
             waiter = _Waiter(next(self._seq), until=start + limit(), ready=ready)
             self._wait(waiter)
-            if waiter.failure is not None:
-                raise waiter.failure
             if ready():
                 return
             if self.now() >= start + limit() - 1e-9:
@@ -230,17 +219,8 @@ class CooperativeClock:
             self._grant(min(ready)[1])
             return
         timed = [(w.until, w.seq, t) for t, w in self._waiting.items() if w.until is not None]
-        if not timed:
-            if self._waiting:
-                self._fail_all(Deadlock("every task waits for another task; none can go on"))
-            return
-        self._grant(min(timed)[2])
-
-    def _fail_all(self, exc: BaseException) -> None:
-        log.error("%s", exc)
-        first = min(self._waiting.items(), key=lambda kv: kv[1].seq)
-        first[1].failure = exc
-        self._grant(first[0])
+        if timed:  # every sleep and every block has a time; a start is always ready
+            self._grant(min(timed)[2])
 
 
 def _is_ready(waiter: _Waiter) -> bool:
@@ -252,4 +232,4 @@ def _is_ready(waiter: _Waiter) -> bool:
         return True
 
 
-__all__ = ["CooperativeClock", "Deadlock", "Task"]
+__all__ = ["CooperativeClock", "Task"]

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from asab.actions.bench import Bench
 from asab.actions.fluidics import motion, move_timeout, wait_done
@@ -185,23 +184,10 @@ def execute(bench: Bench, plan: JobPlan, listener: Listener | None = None, *,
     return out
 
 
-class StepGate(Protocol):
-    """Lets a scheduler hold each step of a plan until its resources are free
-    (:mod:`asab.actions.pipeline`)."""
-
-    def before(self, index: int) -> None:
-        """Return when step ``index`` may start (raise to stop the plan)."""
-
-    def after(self, index: int, ok: bool) -> None:
-        """Step ``index`` ended (``ok``: finished; else failed)."""
-
-
 def execute_into(bench: Bench, plan: JobPlan, out: Execution, listener: Listener | None = None,
-                 *, best_effort: bool = False, gate: StepGate | None = None) -> None:
+                 *, best_effort: bool = False) -> None:
     """:func:`execute`, filling ``out`` as it goes (so a caller keeps it when a step raises).
-
-    ``gate``: each step waits for ``gate.before(index)`` before it starts (its phase mark
-    included, so phase times are the bench times the steps really began)."""
+    A pipelined run executes plans with :meth:`asab.actions.pipeline.Pipeline.execute`."""
     marks = {}
     for mark in plan.phases:
         marks.setdefault(mark.step, []).append(mark.phase)
@@ -213,8 +199,6 @@ def execute_into(bench: Bench, plan: JobPlan, out: Execution, listener: Listener
             listener(Event(kind, index, phase, bench.clock.now()))
 
     for index, step in enumerate(plan.steps):
-        if gate is not None and not (out.problems and not isinstance(step, (ForgetLines, MakeSafe))):
-            gate.before(index)
         for p in marks.get(index, []):
             phase = p
             out.phases.append((p, bench.clock.now()))
@@ -233,8 +217,6 @@ def execute_into(bench: Bench, plan: JobPlan, out: Execution, listener: Listener
         except BaseException as exc:
             out.times[index] = (began, bench.clock.now())
             out.failed = index
-            if gate is not None:
-                gate.after(index, ok=False)
             emit(EventKind.STEP_FAILED, index)
             if not best_effort or not isinstance(exc, Exception):
                 raise
@@ -243,8 +225,6 @@ def execute_into(bench: Bench, plan: JobPlan, out: Execution, listener: Listener
             continue
         out.times[index] = (began, bench.clock.now())
         out.done.append(index)
-        if gate is not None:
-            gate.after(index, ok=True)
         emit(EventKind.STEP_DONE, index)
     for p in marks.get(len(plan.steps), []):
         out.phases.append((p, bench.clock.now()))

@@ -65,14 +65,6 @@ def lanes(step: Step, config: BenchConfig) -> list[str]:
     return sorted(r for r in resources(step, config) if r.startswith(LANE_KINDS))
 
 
-class StepRef(BaseModel):
-    """Step ``step`` of the ``job``-th plan of the queue."""
-
-    model_config = ConfigDict(frozen=True)
-    job: int
-    step: int
-
-
 class Dependencies:
     """The dependency graph of a queue of plans, built one plan at a time (the queue feeds
     the pipeline: a plan is added when it is made).
