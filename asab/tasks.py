@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from asab.clock import Clock, RealClock
 from asab.errors import WaitTimeout
 
+
 @dataclass(eq=False)
 class Task:
     """One thread run by a :class:`CooperativeClock`.
