@@ -141,39 +141,26 @@ def _stretch(bench: Bench, queue: list[tuple[int, Any]],
              job: Callable[[int, Any, Any], JobRecord]) -> list[tuple[int, Any]]:
     """One pipelined stretch (run as a task itself): each job a task, started once the job
     before it is planned and the one before that has ended. Returns the jobs to run again."""
-    from asab.actions.bench import owned_by
     from asab.actions.pipeline import Pipeline
 
-    clock = bench.clock
     pipe = Pipeline(bench)
     again: list[tuple[int, Any]] = []
     tasks = []
 
-    def next_may_start(n: int) -> bool:
-        return pipe.failure is not None or (
-            (n == 0 or n - 1 in pipe.settled) and (n < 2 or n - 2 in pipe.finished))
-
-    def task(n: int, i: int, info: Any) -> Callable[[], None]:
-        def run() -> None:
-            owned_by(pipe.key)
-            try:
-                if job(i, info, (pipe, n)).requeued:
-                    again.append((i, info))
-            finally:
-                pipe.settled.add(n)
-                pipe.finished.add(n)
-        return run
+    def run(n: int, i: int, info: Any) -> Callable[[], None]:
+        def go() -> None:
+            if job(i, info, (pipe, n)).requeued:
+                again.append((i, info))
+        return pipe.job_task(n, go)
 
     before, bench.task_check = bench.task_check, pipe.check
     try:
         for n, (i, info) in enumerate(queue):
-            clock.block(lambda n=n: next_may_start(n), pipe.budget, f"job {i} to be next")
-            if pipe.failure is not None:
+            if not pipe.wait_to_start(n, f"job {i} to be next"):
                 again.extend(queue[n:])
                 break
-            tasks.append(clock.spawn(task(n, i, info), f"job{i:03d}"))
-        clock.block(lambda: all(t.done.is_set() for t in tasks), pipe.budget,
-                    "the running jobs to end")
+            tasks.append(bench.clock.spawn(run(n, i, info), f"job{i:03d}"))
+        pipe.wait_ended(tasks)
     finally:
         bench.task_check = before
     for t in tasks:

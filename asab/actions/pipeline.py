@@ -27,7 +27,7 @@ from asab.ledger.model import BenchLedger
 from asab.plan.effects import Edges, apply_step
 from asab.plan.schedule import Dependencies
 from asab.plan.steps import Dispense, Fill, JobPlan, Phase, Purpose
-from asab.tasks import CooperativeClock
+from asab.tasks import CooperativeClock, Task
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,34 @@ class Pipeline:
         """Wait until no step runs (after a failure, before the recovery moves anything)."""
         self.clock.block(lambda: not self.running, self.budget, "every step to stop")
 
+    # ------------------------------------------------------------------ admission
+    def may_start(self, n: int) -> bool:
+        """Job ``n`` may be started (its request taken): job n−1 is planned and job n−2 has
+        ended (never more than one job ahead of the bench) — or a job failed."""
+        return self.failure is not None or (
+            (n == 0 or n - 1 in self.settled) and (n < 2 or n - 2 in self.finished))
+
+    def wait_to_start(self, n: int, what: str) -> bool:
+        """Wait (bench time) until :meth:`may_start`; False when a job failed meanwhile."""
+        self.clock.block(lambda: self.may_start(n), self.budget, what)
+        return self.failure is None
+
+    def wait_ended(self, tasks: list[Task], what: str = "the running jobs to end") -> None:
+        """Wait (bench time) until every task of ``tasks`` has ended."""
+        self.clock.block(lambda: all(t.done.is_set() for t in tasks), self.budget, what)
+
+    def job_task(self, n: int, fn: Callable[[], None]) -> Callable[[], None]:
+        """``fn`` as job ``n``'s task: it holds the bench lock with the pipeline's other
+        tasks, and job ``n`` counts as planned and ended when ``fn`` returns or raises."""
+        def run() -> None:
+            owned_by(self.key)
+            try:
+                fn()
+            finally:
+                self.settled.add(n)
+                self.finished.add(n)
+        return run
+
     # ------------------------------------------------------------------ job side
     def execute(self, job: int, plan: JobPlan, out: Execution,
                 listener: Listener | None = None) -> None:
@@ -153,8 +181,7 @@ class Pipeline:
         vial = {i for p in plan.pushes_for(Purpose.VIAL) for i in p.steps}
         tasks = [self.clock.spawn(self._step_task(job, i, plan, out, marks, vial, listener),
                                   f"job{job + 1}-step{i}") for i in range(len(plan.steps))]
-        self.clock.block(lambda: all(t.done.is_set() for t in tasks), self.budget,
-                         f"the steps of job {job + 1}")
+        self.wait_ended(tasks, f"the steps of {self.name(job)}")
         for p in marks.get(len(plan.steps), []):
             out.phases.append((p, self.clock.now()))
         errors = [t.error for t in tasks if t.error is not None]

@@ -62,7 +62,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asab.actions.bench import Bench, owned_by
+from asab.actions.bench import Bench
 from asab.actions.job import JobRecord, recover, run_density_job
 from asab.actions.pipeline import Pipeline
 from asab.actions.vial import FlowJob, FlowRecord, run_flow_job
@@ -304,21 +304,17 @@ class Tenant:
         self.bench.task_check = self._pipe.check
 
     def _wait_all_ended(self) -> None:
-        jobs = self._jobs
-        self.bench.clock.block(lambda: all(t.done.is_set() for t in jobs), self._pipe.budget,
-                               "the running jobs to end")
+        self._pipe.wait_ended(self._jobs)
 
     def _ready_for(self, flow: bool) -> None:
         """Pipelined: wait until the next job may be reserved — a density job once the last
         one is planned and the one before it has ended, a flow job once every job has ended;
         after a failure, once every job has ended (then a new pipeline starts)."""
-        pipe, n = self._pipe, len(self._jobs)
+        pipe = self._pipe
         if flow:
             self._wait_all_ended()
         else:
-            self.bench.clock.block(lambda: pipe.failure is not None or (
-                (n == 0 or n - 1 in pipe.settled) and (n < 2 or n - 2 in pipe.finished)),
-                pipe.budget, "the bench to take the next request")
+            pipe.wait_to_start(len(self._jobs), "the bench to take the next request")
         if pipe.failure is not None or flow:
             self._wait_all_ended()
             self._new_pipeline()
@@ -432,7 +428,6 @@ class Tenant:
         sample = f"{self.run_id}_{job_id}".replace(":", "-")
 
         def job() -> None:
-            owned_by(pipe.key)
             try:
                 record = run_density_job(self.bench, acc.job, job_id, sample=sample,
                                          pipeline=(pipe, n))
@@ -449,10 +444,7 @@ class Tenant:
                 pipe.fail(n, None, exc)  # every other task stops before the recovery moves
                 pipe.quiesce()
                 self._unexpected(uid, exc, report)
-            finally:
-                pipe.settled.add(n)
-                pipe.finished.add(n)
-        task = self.bench.clock.spawn(job, f"request-{uid[:8]}")
+        task = self.bench.clock.spawn(pipe.job_task(n, job), f"request-{uid[:8]}")
         self._jobs.append(task)
         self._all_jobs.append(task)
 
