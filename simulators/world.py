@@ -6,7 +6,11 @@ with the valves set moves liquid along the tubing graph in plug flow
 (:mod:`simulators.fluidics`). Device simulators (the CETONI ``qmixsdk`` stand-in, the balance,
 the densimeter) read and drive this world; a clock calls :meth:`World.advance`.
 
-Bookkeeping is exact: liquid (moles, mass, volume) is only moved, never made or lost. Air
+Tubes keep residues (:mod:`simulators.residue`): wall films left by gas pushes, washed out
+gradually by the next liquid, unswept pockets, evaporation from films into passing gas.
+
+Bookkeeping is exact: liquid (moles, mass, volume) is only moved, never made or lost, except
+what evaporates (kept in :attr:`World.evaporated`). Air
 enters when a syringe draws from an empty vessel or a gas supply (:attr:`World.gas_drawn`) and
 leaves when it reaches a vessel (:attr:`World.gas_vented`), so
 ``totals().gas - gas_drawn + gas_vented`` is constant.
@@ -34,6 +38,7 @@ from simulators.fluidics import (
     trace_route,
 )
 from simulators.liquid import Liquid
+from simulators.residue import Walls
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ class World:
             the world then advances itself on every clock step.
         solvent_volume: mL in the solvent bottle at the start.
         merge_volume: mL below which parcels merge (see ``fluidics.MERGE_VOLUME``).
+        residues: keep wall films, pockets and evaporation (:mod:`simulators.residue`);
+            False: plug flow only (every tube is swept clean by what passes).
 
     Attributes:
         faults: fault injection, e.g. ``{"V3": "stuck"}`` (a stuck valve ignores
@@ -115,6 +122,7 @@ class World:
         *,
         solvent_volume: float = SOLVENT_VOLUME,
         merge_volume: float = MERGE_VOLUME,
+        residues: bool = True,
     ) -> None:
         self.config = config
         self.faults: dict[str, str] = {}
@@ -136,6 +144,8 @@ class World:
             p.name: _Pump(p.name, p.node, config.syringe_of(p.name).volume) for p in config.pumps
         }
         self._routes: dict[tuple[str, Direction], Route | str] = {}
+        self.walls = Walls(config) if residues else None
+        self._flows: dict[str, float] = {}
         if clock is not None:
             clock.add_listener(self._on_clock)
 
@@ -211,6 +221,11 @@ class World:
                 for p in parcels:
                     seg.parcels.append(self._liquid_of(
                         {k: f * p.volume for k, f in p.content.items()}))
+                if self.walls is not None:
+                    layer = [(self._liquid_of({k: f * c.volume for k, f in c.content.items()}),
+                              c.age) for c in ledger.films.get(label, [])]
+                    pocket = self._liquid_of(ledger.pockets.get(label, {}))
+                    self.walls.set_state(label, layer, pocket)
 
     def _liquid_of(self, content: dict[str, float]) -> Liquid:
         """Liquid for a ledger content (origin → mL; origin ``gas`` is gas)."""
@@ -341,9 +356,27 @@ class World:
             return
         with self._lock:
             self._tick += 1
+            self._flows = {}
+            for p in self._pumps.values():
+                if p.pumping:
+                    route = self._route(p)
+                    if not isinstance(route, str):
+                        for seg, _ in route.steps:
+                            self._flows[seg.label] = self._flows.get(seg.label, 0.0) + p.flow
             for p in self._pumps.values():
                 if p.pumping:
                     self._step(p, dt)
+
+    @property
+    def evaporated(self) -> Liquid:
+        """Liquid that has left the world as vapour (copy)."""
+        return self.walls.evaporated.copy() if self.walls is not None else Liquid()
+
+    def _through(self, seg: Segment, parcels: list[Liquid], at_start: bool,
+                 key: tuple[int, str], flow: float) -> list[Liquid]:
+        if self.walls is None:
+            return seg.push(parcels, at_start, key)
+        return self.walls.push(seg, parcels, at_start, key, self._flows.get(seg.label, flow))
 
     def _on_clock(self, now: float, dt: float) -> None:
         self.advance(dt)
@@ -383,7 +416,7 @@ class World:
         key = (self._tick, p.name)
         parcels = [take_gas_first(p.syringe, volume)]
         for seg, at_start in route.steps:
-            parcels = seg.push(parcels, at_start, key)
+            parcels = self._through(seg, parcels, at_start, key, p.flow)
         self.gas_vented += self._vessels[route.vessel].receive(parcels)
 
     def _aspirate(self, p: _Pump, route: Route, volume: float) -> None:
@@ -392,7 +425,7 @@ class World:
         self.gas_drawn += drawn.gas
         parcels = [drawn]
         for seg, at_start in route.steps:
-            parcels = seg.push(parcels, at_start, key)
+            parcels = self._through(seg, parcels, at_start, key, p.flow)
         for parcel in parcels:
             p.syringe.add(parcel)
 
@@ -463,9 +496,20 @@ class World:
             return self._pump(pump).syringe.copy()
 
     def segment_contents(self, label: str) -> Liquid:
-        """Copy of everything in tubing edge ``label``. Raises KeyError if unknown."""
+        """Copy of everything in tubing edge ``label`` (its core, wall layer and pocket).
+        Raises KeyError if unknown."""
         with self._lock:
-            return self._segments[label].contents()
+            out = self._segments[label].contents()
+            if self.walls is not None:
+                out.add(self.walls.held(label))
+            return out
+
+    def segment_residue(self, label: str) -> Liquid:
+        """Copy of the wall layer and pocket of tubing edge ``label`` (what a plug-flow model
+        would not have). Raises KeyError if unknown."""
+        with self._lock:
+            self._segments[label]
+            return self.walls.held(label) if self.walls is not None else Liquid()
 
     def vessel_contents(self, node: str) -> Liquid:
         """Copy of the liquid in vessel ``node`` (gas is vented). Raises KeyError if unknown."""
@@ -511,3 +555,5 @@ class World:
         yield from (p.syringe for p in self._pumps.values())
         for seg in self._segments.values():
             yield from seg.parcels
+        if self.walls is not None:
+            yield from self.walls.holders()

@@ -73,6 +73,7 @@ class Execution:
         delivery_began: a push towards a vial started.
         drawn: source node → mL aspirated.
         measurement: the densimeter's result, if a Measure step ran.
+        blank: the result of a blank Measure step (solvent in the cell after a rinse).
         readings: g, every stable balance reading of the Weigh steps, in order.
         phases: (phase, bench time it began) in order.
         times: step index → (bench time it began, bench time it ended), s.
@@ -84,6 +85,7 @@ class Execution:
     delivery_began: bool = False
     drawn: dict[str, float] = field(default_factory=dict)
     measurement: DensityViscosityResult | None = None
+    blank: DensityViscosityResult | None = None
     readings: list[float] = field(default_factory=list)
     phases: list[tuple[Phase, float]] = field(default_factory=list)
     problems: list[tuple[int, Exception]] = field(default_factory=list)
@@ -250,7 +252,11 @@ def run_step(bench: Bench, step: Step, out: Execution) -> None:
         if bench.densimeter is None:
             raise DeviceError("densimeter", Cause.NOT_CONFIGURED)
         with motion(bench):
-            out.measurement = bench.densimeter.measure(step.sample)
+            result = bench.densimeter.measure(step.sample)
+        if step.blank:
+            out.blank = result
+        else:
+            out.measurement = result
     elif isinstance(step, MakeSafe):
         from asab.actions.safety import make_safe
 

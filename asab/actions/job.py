@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -16,6 +17,7 @@ from asab.actions.gravimetric import GravimetricRecord
 from asab.actions.pipeline import Pipeline
 from asab.actions.safety import SafetyError, settle
 from asab.actions.sample import PushRecord, Summary, summarize
+from asab.config import SizingMode
 from asab.drivers.base import RepetitionResult
 from asab.errors import (
     AsabError,
@@ -29,6 +31,7 @@ from asab.errors import (
 )
 from asab.formulation import by_name, composition_distance
 from asab.plan import ConsumableError, JobPlan, Phase, Purpose
+from asab.plan.carryover import DENSITY_MODEL_UNCERTAINTY, REPEATABILITY, Sizing
 from asab.plan.planner import BenchContext, plan_density, plan_recovery, stock_aware
 from asab.plan.schedule import lanes
 from asab.requests import TEMPERATURE_TOLERANCE, DensityJob
@@ -143,6 +146,38 @@ class RunRecord(BaseModel):
         return self._requeue
 
 
+class QualityFlag(StrEnum):
+    """Why a successful result is trusted less."""
+
+    DENSITY_DISAGREES = "measured density disagrees with the predicted composition"
+    CARRYOVER = "predicted carry-over above the tolerance"
+
+
+class DensityCheck(BaseModel):
+    """The measured density against the expected density of the predicted cell content.
+
+    ``agrees``: |measured − expected| ≤ 2 × combined standard uncertainty (model, the
+    instrument's repeatability, the standard error of the mean)."""
+
+    model_config = ConfigDict(extra="forbid")
+    expected: float = Field(description="g/cm³")
+    measured: float = Field(description="g/cm³ (mean of the valid repetitions)")
+    difference: float = Field(description="measured − expected, g/cm³")
+    uncertainty: float = Field(description="combined standard uncertainty, g/cm³")
+    agrees: bool
+
+
+class BlankCheck(BaseModel):
+    """A blank reading of the cell full of cleaning solvent after the rinse."""
+
+    model_config = ConfigDict(extra="forbid")
+    chemical: str
+    reference: float = Field(description="g/cm³ at the method temperature (chemicals.csv)")
+    measured: float | None = Field(description="g/cm³, None without a valid value")
+    tolerance: float = Field(description="g/cm³")
+    clean: bool
+
+
 class JobRecord(RunRecord):
     """Everything a chemist needs to trust (or distrust) one density/viscosity result."""
 
@@ -157,6 +192,21 @@ class JobRecord(RunRecord):
     weighing: Weighing | None = None
     gravimetric: GravimetricRecord | None = Field(
         default=None, description="doses weighed to verify the formulation (masses g, volumes mL)")
+    composition_predicted: dict[str, float] | None = Field(default=None, description=(
+        "name → mole fraction predicted in the cell when it measured, carry-over included "
+        "(asab.plan.carryover, from the ledger's line contents, films and pockets)"))
+    composition_predicted_uncertainty: dict[str, float] | None = Field(
+        default=None, description="name → standard uncertainty of that mole fraction")
+    carryover_predicted: float | None = Field(default=None, description=(
+        "largest |predicted − planned| mole fraction in the cell"))
+    density_expected: float | None = Field(default=None, description=(
+        "g/cm³ of the predicted cell content (ideal mixing of the stock solutions)"))
+    density_check: DensityCheck | None = None
+    blank: BlankCheck | None = None
+    sizing: list[Sizing] = Field(default_factory=list, description=(
+        "which rule sized the first portion, the sample flush and the cleaning"))
+    quality_flags: list[QualityFlag] = Field(default_factory=list, description=(
+        "reasons the result is trusted less (each lowers its broker rating by one)"))
 
 
 def _now() -> str:
@@ -333,7 +383,8 @@ class JobRun:
 
 def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
                     sample: str | None = None,
-                    pipeline: tuple[Pipeline, int] | None = None) -> JobRecord:
+                    pipeline: tuple[Pipeline, int] | None = None, *,
+                    clean_after: bool = True) -> JobRecord:
     """Run one job; never raises for job-level problems — they end up in the record.
 
     The job is planned from the bench ledger before anything moves
@@ -366,12 +417,12 @@ def run_density_job(bench: Bench, job: DensityJob, job_id: str, progress=None,
     rec.requested = by_name(job.formulation, bench.config)
     rec.temperature_requested = job.temperature
     run = JobRun(bench, rec, "density", progress, pipeline)
-    out = run.run(lambda: _density(run, job))
+    out = run.run(lambda: _density(run, job, clean_after))
     out._requeue = run.requeue
     return out
 
 
-def _density(run: JobRun, job: DensityJob) -> None:
+def _density(run: JobRun, job: DensityJob, clean_after: bool = True) -> None:
     bench, rec = run.bench, run.rec
     cfg = bench.config
     dens = cfg.densimeter
@@ -383,17 +434,70 @@ def _density(run: JobRun, job: DensityJob) -> None:
                            f"measures at {dens.temperature:.2f} K (method {dens.method})")
     run.step(Phase.FORMULATE)
     plan = run.plan_with(lambda ctx, ledger: stock_aware(lambda f: plan_density(
-        ctx, ledger, f, request_id=job.request_id, sample=rec.sample),
-        ctx, ledger, job.formulation, 1.0))
+        ctx, ledger, f, request_id=job.request_id, sample=rec.sample,
+        clean_after=clean_after), ctx, ledger, job.formulation, 1.0))
+    _predicted(rec, plan, cfg)
     try:
         run.execute()
     finally:
         ex = run.execution
         if ex.measurement is not None:
             rec.measurement = _measurement(ex.measurement)
+        if ex.blank is not None or any(getattr(st, "blank", False) for st in plan.steps):
+            rec.blank = _blank(bench, ex.blank)
         if ex.readings:
             rec.weighing = _weigh(bench, plan, ex.readings[-1], rec)
     _judge(bench, rec, plan)
+    _check_density(rec)
+    if rec.blank is not None and not rec.blank.clean:
+        bench.out_of_service = (
+            f"blank after cleaning read {rec.blank.measured} g/cm³ for {rec.blank.chemical}, "
+            f"reference {rec.blank.reference:.5f} ± {rec.blank.tolerance:g}: the cell is "
+            "dirty; clean it and put the bench back in service")
+
+
+def _predicted(rec: JobRecord, plan: JobPlan, cfg) -> None:
+    """Copy the plan's carry-over prediction and sizing into the record."""
+    rec.sizing = list(plan.sizing)
+    pred = plan.cell_prediction
+    if pred is None:
+        return
+    rec.composition_predicted = by_name(pred.composition, cfg)
+    rec.composition_predicted_uncertainty = by_name(pred.uncertainty, cfg)
+    rec.carryover_predicted = pred.contamination
+    rec.density_expected = pred.density_expected
+    if pred.contamination > cfg.carryover.tolerance:
+        rec.quality_flags.append(QualityFlag.CARRYOVER)
+
+
+def _check_density(rec: JobRecord) -> None:
+    """Compare the measured density with the expected density of the predicted content."""
+    m = rec.measurement
+    if rec.status != "succeeded" or m is None or rec.density_expected is None:
+        return
+    if m.density.mean is None or not m.density.n_valid:
+        return
+    sem = (m.density.stdev or 0.0) / max(m.density.n_valid, 1) ** 0.5
+    u = (DENSITY_MODEL_UNCERTAINTY ** 2 + REPEATABILITY ** 2 + sem ** 2) ** 0.5
+    diff = m.density.mean - rec.density_expected
+    rec.density_check = DensityCheck(expected=rec.density_expected, measured=m.density.mean,
+                                     difference=diff, uncertainty=u, agrees=abs(diff) <= 2 * u)
+    if not rec.density_check.agrees:
+        rec.quality_flags.append(QualityFlag.DENSITY_DISAGREES)
+
+
+def _blank(bench: Bench, result) -> BlankCheck:
+    """The blank reading (solvent in the cell after the rinse) against its reference."""
+    cfg = bench.config
+    chem = cfg.chemical(cfg.settings.solvent_chemical)
+    reference = chem.density or 0.0
+    measured = None
+    if result is not None:
+        vals = [r.density for r in result.repetitions if r.density_valid and r.density is not None]
+        measured = sum(vals) / len(vals) if vals else None
+    tol = cfg.carryover.blank_tolerance
+    return BlankCheck(chemical=chem.name, reference=reference, measured=measured, tolerance=tol,
+                      clean=measured is not None and abs(measured - reference) <= tol)
 
 
 def check_in_service(bench: Bench) -> None:
@@ -508,7 +612,9 @@ def _weigh(bench: Bench, plan: JobPlan, mass: float, rec: JobRecord) -> Weighing
     """Compare the balance reading ``mass`` (stable value, g, under the plan's sink) with the
     plan.
 
-    Expected volume: the sample push plus the shared mixer line (mL). Expected mass: that
+    Expected volume: what the ledger predicts reaches the vessel (the plan's consumption;
+    the lines' films and pockets keep some of the push back), with ``[carryover] sizing =
+    "fixed"`` the sample push plus the shared mixer line (mL). Expected mass: that
     volume × the planned mixture's density Σ(flow share × stock density), from the stock data
     (:func:`planned_density`), not from the densimeter — so a sample that is partly gas (an
     empty reservoir) is still caught. The pushed volumes are stock volumes, whose masses add
@@ -520,6 +626,9 @@ def _weigh(bench: Bench, plan: JobPlan, mass: float, rec: JobRecord) -> Weighing
         return None
     sample, first = plan.push(Purpose.SAMPLE), plan.push(Purpose.FIRST_PORTION)
     expected = sample.volume + first.shared_line
+    arrived = plan.consumption.change.get(plan.sink or "")
+    if arrived is not None and arrived > 0 and bench.config.carryover.sizing is SizingMode.PREDICTED:
+        expected = arrived  # the ledger's prediction: films and pockets keep some back
     rho = rec.measurement.density.mean if rec.measurement else None
     weighed = mass / rho if rho else None
     dev = (weighed - expected) / expected if weighed is not None else None

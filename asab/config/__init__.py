@@ -4,6 +4,7 @@ from asab.config.models import (
     BalanceSettings,
     BenchConfig,
     BenchSettings,
+    CarryoverSettings,
     CetoniSettings,
     Chemical,
     ComponentMass,
@@ -11,6 +12,7 @@ from asab.config.models import (
     Instrument,
     Pump,
     SerialSettings,
+    SizingMode,
     StockSolution,
     Syringe,
     Tubing,
@@ -20,7 +22,7 @@ from asab.config.models import (
 )
 
 __all__ = [
-    "BalanceSettings", "BenchConfig", "BenchSettings", "CetoniSettings", "Chemical",
+    "BalanceSettings", "BenchConfig", "BenchSettings", "CarryoverSettings", "CetoniSettings", "Chemical",
     "ComponentMass", "DensimeterSettings", "Instrument", "Pump", "SerialSettings",
-    "StockSolution", "Syringe", "Tubing", "TubingEdge", "TubingNode", "Valve",
+    "SizingMode", "StockSolution", "Syringe", "Tubing", "TubingEdge", "TubingNode", "Valve",
 ]

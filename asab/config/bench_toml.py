@@ -46,6 +46,7 @@ QUANTITY_FIELDS: dict[str, dict[str, str]] = {
         "solvent_volume": "volume", "waste_capacity": "volume", "reservoir_reserve": "volume",
     },
     "cetoni": {"calibration_timeout": "time"},
+    "carryover": {"cell_pocket": "volume", "pocket_exchange": "volume"},
     "syringes": {"inner_diameter": "length", "stroke": "length"},
     "instruments": {"measuring_volume": "volume"},
     "balance": {"stable_timeout": "time", "readability": "mass", "capacity": "mass"},
@@ -202,7 +203,8 @@ def _prune(data: dict[str, Any], errors: list[Any], dropped: set[str]) -> bool:
             del data[head][loc[1]]
             dropped.add(f"{head}.{loc[1]}")
             changed = True
-        elif head in ("balance", "densimeter", "cetoni", "settings", "servers"):
+        elif head in ("balance", "densimeter", "cetoni", "settings", "servers",
+                      "carryover"):
             del data[head]
             dropped.add(head)
             changed = True

@@ -8,6 +8,7 @@ units at the edge.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -138,7 +139,7 @@ class Valve(_Model):
     )
 
     @model_validator(mode="after")
-    def _distinct_positions(self) -> "Valve":
+    def _distinct_positions(self) -> Valve:
         if any(not 0 <= i < MAX_VALVE_PORTS for i in self.positions.values()):
             raise ValueError(f"valve {self.name}: position indexes are 0 … {MAX_VALVE_PORTS - 1}")
         if len(set(self.positions.values())) != len(self.positions):
@@ -265,7 +266,7 @@ class DensimeterSettings(_Model):
         return data
 
     @model_validator(mode="after")
-    def _interface_endpoints(self) -> "DensimeterSettings":
+    def _interface_endpoints(self) -> DensimeterSettings:
         if self.interface == "lims" and not (self.lims_input_dir and self.lims_output_dir):
             raise ValueError("interface 'lims' needs lims_input_dir and lims_output_dir")
         if self.interface == "rs232" and self.serial is None:
@@ -329,6 +330,56 @@ class BenchSettings(_Model):
         "is taken relative to the folder of bench.toml"))
 
 
+class SizingMode(StrEnum):
+    """How the planner sizes the first portion, the sample flush and the cleaning
+    (``[carryover] sizing``)."""
+
+    PREDICTED = "predicted"  # by the predicted carry-over (asab.ledger.residue)
+    FIXED = "fixed"          # by the factors of [settings] (the first slice's protocol)
+
+
+class CarryoverSettings(_Model):
+    """``[carryover]``: residues left in the lines and the cell, and how the protocol is sized
+    against them (asab.ledger.residue; physics in its module docstring).
+
+    Defaults: surface tension ≈ 30 mN/m of carbonate electrolytes and the film/wash-out laws
+    quoted there; the pocket in the densimeter cell (its filling adapter, ≈ 10 µL) and its
+    exchange volume are assumptions (edges.csv notes that fitting volumes are not recorded).
+    """
+
+    sizing: SizingMode = Field(default=SizingMode.PREDICTED, description=(
+        "'predicted': flush and cleaning sized so that the predicted contamination of the "
+        "measured sample stays below `tolerance`; 'fixed': the [settings] factors"))
+    tolerance: float = Field(default=1e-3, gt=0, le=0.5, description=(
+        "largest predicted deviation of any mole fraction in the cell from the planned one"))
+    surface_tension: float = Field(default=0.030, gt=0, le=1, description="N/m")
+    wash_rate: float = Field(default=1.75, gt=0, le=100, description=(
+        "k of the wash-out survival e^(-kθ)(1 + kθ + (kθ)²/2), θ in tube volumes"))
+    cell_wetting: float = Field(default=1.0, ge=0, le=1, description=(
+        "film factor of the instrument cells (glass wets: 1)"))
+    tube_wetting: float = Field(default=0.5, ge=0, le=1, description=(
+        "film factor of PTFE/PFA tubes and valve channels (partial wetting; assumed 0.5)"))
+    pockets: dict[str, Annotated[float, Field(ge=0, le=10)]] = Field(
+        default_factory=dict, max_length=256, description=(
+            "edge label → mL of unswept pocket (a mixed tank); instruments' cells get "
+            "`cell_pocket` unless listed here"))
+    cell_pocket: float = Field(default=0.010, ge=0, le=10, description=(
+        "mL of unswept pocket in a density/viscosity cell (filling adapter; assumed)"))
+    pocket_exchange: float = Field(default=2.0, gt=0, le=1000, description=(
+        "mL of liquid passing that renew a pocket's content by a factor e (assumed)"))
+    salt_viscosity_b: float = Field(default=1.2, ge=0, le=10, description=(
+        "L/mol, η = η_solvent·exp(b·c) for a dissolved salt (electrolyte_models.md)"))
+    max_flush_factor: float = Field(default=4.0, ge=1, le=100, description=(
+        "largest sample push the predicted sizing may choose, × (line + cell)"))
+    min_flush_factor: float = Field(default=1.0, ge=0.5, le=100, description=(
+        "smallest sample push, × (line + cell): the cell must be filled"))
+    blank: bool = Field(default=False, description=(
+        "read the cell full of cleaning solvent after each rinse (one repetition) and refuse "
+        "further jobs (bench out of service) when it is off its reference density"))
+    blank_tolerance: float = Field(default=5e-4, gt=0, le=1, description=(
+        "g/cm³ a blank may differ from the solvent's density (chemicals.csv) and count as clean"))
+
+
 class ServerPorts(_Model):
     """TCP port of each HTTP server of ``asab serve`` (one server per device group)."""
 
@@ -340,7 +391,7 @@ class ServerPorts(_Model):
                          description="actions server (formulate, deliver, measure, ...)")
 
     @model_validator(mode="after")
-    def _distinct(self) -> "ServerPorts":
+    def _distinct(self) -> ServerPorts:
         ports = [self.pumps, self.balance, self.densimeter, self.actions]
         if len(set(ports)) != len(ports):
             raise ValueError(f"server ports must differ, got {ports}")
@@ -388,6 +439,7 @@ class BenchConfig(_Model):
     balance: BalanceSettings | None = None
     densimeter: DensimeterSettings | None = None
     servers: ServerSettings = ServerSettings()
+    carryover: CarryoverSettings = CarryoverSettings()
     attribution: str = ""
 
     # -- look-ups (raise KeyError with a clear message) ------------------------------------

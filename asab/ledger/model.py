@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from asab.config import BenchConfig
 from asab.ledger.liquid import GAS, SOLVENT, Parcel, volume_of
+from asab.ledger.residue import Cohort
 
 LEDGER_VERSION = 1
 """Format version of the ledger file."""
@@ -87,6 +88,23 @@ class ParcelState(BaseModel):
         return cls(volume=parcel.volume, content=dict(parcel.shares))
 
 
+class CohortState(BaseModel):
+    """A portion of a tube's wall layer (asab.ledger.residue.Cohort) in JSON form: ``volume``
+    mL, ``content`` origin → volume fraction, ``age`` tube volumes of liquid passed since."""
+
+    model_config = ConfigDict(extra="forbid")
+    volume: float = Field(gt=0, le=MAX_VOLUME, allow_inf_nan=False)
+    content: Annotated[dict[str, Share], Field(min_length=1, max_length=256)]
+    age: float = Field(ge=0, le=1e9, allow_inf_nan=False)
+
+    def to_cohort(self) -> Cohort:
+        return Cohort(self.volume, tuple(sorted(self.content.items())), self.age)
+
+    @classmethod
+    def of(cls, cohort: Cohort) -> CohortState:
+        return cls(volume=cohort.volume, content=dict(cohort.shares), age=cohort.age)
+
+
 class VesselState(BaseModel):
     """One open vessel: its kind, capacity (mL; None = unlimited, e.g. a gas supply) and
     content (origin → mL of liquid; gas vents)."""
@@ -142,7 +160,10 @@ class BenchLedger(BaseModel):
         bench: the bench's name.
         vessels: vessel node → state.
         syringes: pump → state.
-        lines: tubing edge label → parcels from the edge's ``start`` to its ``end``.
+        lines: tubing edge label → parcels from the edge's ``start`` to its ``end`` (the
+            plug-flow core: the dead volume less the wall layer and the pocket).
+        films: edge label → the wall layer (film) of the tube, as cohorts.
+        pockets: edge label → content (origin → mL) of the tube's unswept pocket.
         out_of_service: why the bench refuses wet work (None when fine).
         waiting: why no further job can be planned (a consumable is exhausted); set by the
             job queue, cleared by an operator's refill/empty.
@@ -156,6 +177,8 @@ class BenchLedger(BaseModel):
     vessels: dict[str, VesselState] = Field(default_factory=dict)
     syringes: dict[str, SyringeState] = Field(default_factory=dict)
     lines: dict[str, list[ParcelState]] = Field(default_factory=dict)
+    films: dict[str, list[CohortState]] = Field(default_factory=dict)
+    pockets: dict[str, Content] = Field(default_factory=dict)
     out_of_service: str | None = None
     waiting: str | None = None
     log: list[LedgerEvent] = Field(default_factory=list)
@@ -176,6 +199,8 @@ class BenchLedger(BaseModel):
         out.vessels = {k: v.model_copy() for k, v in self.vessels.items()}
         out.syringes = {k: v.model_copy() for k, v in self.syringes.items()}
         out.lines = dict(self.lines)
+        out.films = dict(self.films)
+        out.pockets = dict(self.pockets)
         out.log = list(self.log)
         return out
 
@@ -185,6 +210,22 @@ class BenchLedger(BaseModel):
 
     def set_line(self, label: str, parcels: list[Parcel]) -> None:
         self.lines[label] = [ParcelState.of(p) for p in parcels]
+
+    def film(self, label: str) -> list[Cohort]:
+        """The wall layer of segment ``label`` (empty: a dry or never wetted tube)."""
+        return [c.to_cohort() for c in self.films.get(label, [])]
+
+    def set_film(self, label: str, layer: list[Cohort]) -> None:
+        if layer:
+            self.films[label] = [CohortState.of(c) for c in layer]
+        else:
+            self.films.pop(label, None)
+
+    def held(self, label: str) -> float:
+        """mL segment ``label`` holds: core, wall layer and pocket."""
+        return (math.fsum(p.volume for p in self.lines.get(label, []))
+                + math.fsum(c.volume for c in self.films.get(label, []))
+                + volume_of(self.pockets.get(label, {})))
 
     def vessel(self, node: str) -> VesselState:
         """Raises KeyError naming the node when it is not a vessel of this bench."""
@@ -264,9 +305,15 @@ def reconcile(ledger: BenchLedger, config: BenchConfig) -> list[str]:
     volumes = {e.label: e.dead_volume for e in config.tubing.edges if e.dead_volume > 0}
     for label, volume in volumes.items():
         have = ledger.lines.get(label)
-        if have is None or abs(sum(p.volume for p in have) - volume) > 1e-9:
+        if have is None or abs(ledger.held(label) - volume) > 1e-9 * max(1.0, volume):
             ledger.lines[label] = fresh.lines[label]
+            ledger.films.pop(label, None)
+            ledger.pockets.pop(label, None)
             changes.append(f"tube {label} taken as holding gas")
+    for label in sorted(set(ledger.films) - set(volumes)):
+        del ledger.films[label]
+    for label in sorted(set(ledger.pockets) - set(volumes)):
+        del ledger.pockets[label]
     for label in sorted(set(ledger.lines) - set(volumes)):
         del ledger.lines[label]
         changes.append(f"tube {label} dropped (not in the configuration)")

@@ -26,25 +26,39 @@ from asab.ledger.liquid import (
     through,
 )
 from asab.ledger.model import BenchLedger, LedgerChange, VesselKind
+from asab.ledger.residue import Cohort, ResidueModel
 from asab.plan.steps import Dispense, Fill, ForgetLines, PlannedRoute, Step
 
 
 @dataclass(frozen=True)
 class Edges:
-    """Edge label → (start node, end node, dead volume mL) of a bench's tubing."""
+    """Edge label → (start node, end node, dead volume mL) of a bench's tubing, and the
+    bench's residue model (None: plug flow only, no films or pockets)."""
 
     table: dict[str, tuple[str, str, float]]
+    residue: ResidueModel | None = None
 
     @classmethod
-    def of(cls, config: BenchConfig) -> Edges:
-        return cls({e.label: (e.start, e.end, e.dead_volume) for e in config.tubing.edges})
+    def of(cls, config: BenchConfig, *, residue: bool = True) -> Edges:
+        key = (id(config), residue)
+        hit = _EDGES.get(key)
+        if hit is None or hit[0] is not config:
+            hit = (config, cls({e.label: (e.start, e.end, e.dead_volume)
+                                for e in config.tubing.edges},
+                               ResidueModel(config) if residue else None))
+            _EDGES[key] = hit
+        return hit[1]
+
+
+_EDGES: dict[tuple[int, bool], tuple[BenchConfig, Edges]] = {}
+"""Edges per configuration object (the residue model is built once per bench)."""
 
 
 def _flow_along(ledger: BenchLedger, edges: Edges, route: PlannedRoute,
-                incoming: Sequence[Parcel], first: int = 0, last: int | None = None
-                ) -> list[Parcel]:
-    """Push ``incoming`` through ``route.edges[first:last]`` in flow order; returns what
-    leaves the last of them."""
+                incoming: Sequence[Parcel], first: int = 0, last: int | None = None,
+                flow: float = 0.0) -> list[Parcel]:
+    """Push ``incoming`` at ``flow`` mL/s through ``route.edges[first:last]`` in flow order;
+    returns what leaves the last of them."""
     stream = list(incoming)
     stop = len(route.edges) if last is None else last
     for i in range(first, stop):
@@ -55,7 +69,14 @@ def _flow_along(ledger: BenchLedger, edges: Edges, route: PlannedRoute,
         forward = route.nodes[i] == start
         held = ledger.line(label)
         segment = held if forward else list(reversed(held))
-        kept, stream = through(segment, volume, stream)
+        if edges.residue is not None and label in edges.residue.walls:
+            kept, layer, pocket, stream = edges.residue.through(
+                label, segment, ledger.film(label), ledger.pockets.get(label, {}), stream, flow)
+            ledger.set_film(label, layer)
+            if pocket:
+                ledger.pockets[label] = pocket
+        else:
+            kept, stream = through(segment, volume, stream)
         ledger.set_line(label, kept if forward else list(reversed(kept)))
     return stream
 
@@ -91,7 +112,8 @@ def apply_fill(ledger: BenchLedger, edges: Edges, step: Fill, volume: float | No
                                    gas_supply=gas_supply)
     if vessel is not None and not gas_supply:
         vessel.content = left
-    out = _flow_along(ledger, edges, step.route, _in_order(drawn, gas_first=False))
+    out = _flow_along(ledger, edges, step.route, _in_order(drawn, gas_first=False),
+                      flow=step.flow)
     syringe = ledger.syringes[step.pump]
     content = dict(syringe.content)
     for p in out:
@@ -113,10 +135,11 @@ def apply_dispense(ledger: BenchLedger, edges: Edges, step: Dispense,
         out, left = take_from_syringe(syringe.content, volume)
         syringe.content = left
         streams.append(_flow_along(ledger, edges, route, _in_order(out, gas_first=True),
-                                   last=len(route.edges) - join))
+                                   last=len(route.edges) - join, flow=move.flow))
     merged = merge_streams(streams)
     tail = routes[0]
-    out = _flow_along(ledger, edges, tail, merged, first=len(tail.edges) - join)
+    out = _flow_along(ledger, edges, tail, merged, first=len(tail.edges) - join,
+                      flow=sum(m.flow for m in step.moves))
     _receive(ledger, tail.nodes[-1], out)
 
 
@@ -142,6 +165,11 @@ def forget_lines(ledger: BenchLedger, edges: Edges) -> None:
             mixed = {k: v for k, v in ((GAS, gas), (UNKNOWN, 1.0 - gas)) if v > 1e-12}
             parcels.append(Parcel(p.volume, tuple(sorted(mixed.items()))))
         ledger.set_line(label, normalise(parcels))
+        layer = ledger.film(label)
+        if layer:
+            ledger.set_film(label, [Cohort(c.volume, ((UNKNOWN, 1.0),), c.age) for c in layer])
+        if label in ledger.pockets:
+            ledger.pockets[label] = {UNKNOWN: sum(ledger.pockets[label].values())}
     for syringe in ledger.syringes.values():
         v = sum(syringe.content.values())
         gas = syringe.content.get(GAS, 0.0)

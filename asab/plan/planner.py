@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from asab.config import BenchConfig, Instrument
+from asab.config import BenchConfig, Instrument, SizingMode
 from asab.errors import (
     AsabError,
     BelowResolutionError,
@@ -36,21 +36,26 @@ from asab.errors import (
 from asab.formulation import FormulationPlan, StockModel, plan_formulation
 from asab.ledger.model import BenchLedger
 from asab.plan.builder import PlanBuilder
+from asab.plan.carryover import Sizing, SizingRule, foreign_in_cell, predict_cell
 from asab.plan.consumables import (
     Consumable,
     ConsumableError,
     check_consumables,
     consumption,
 )
+from asab.plan.effects import apply_step
 from asab.plan.steps import (
     Claims,
+    Dispense,
     ForgetLines,
     JobKind,
     JobPlan,
     MakeSafe,
     Measure,
+    Move,
     Phase,
     PhaseMark,
+    PlannedRoute,
     Purpose,
     PushSummary,
     Tare,
@@ -178,14 +183,23 @@ def drain(b: PlanBuilder, instrument: Instrument, sink: str) -> PushSummary:
                         Purpose.DRAIN)
 
 
-def clean(b: PlanBuilder, instrument: Instrument) -> list[PushSummary]:
-    """Rinse mixer, lines and cell with solvent into waste, then drain with gas into waste."""
+BLANK_ESTIMATE = 100.0
+"""s a one-repetition blank reading is expected to take."""
+
+
+def clean(b: PlanBuilder, instrument: Instrument, blank: str | None = None
+          ) -> list[PushSummary]:
+    """Rinse mixer, lines and cell with solvent into waste, then drain with gas into waste.
+    With ``blank`` (a sample name), the cell full of solvent is read in between."""
     s = b.cfg.settings
     waste = s.waste_nodes[0]
     b.prime({s.solvent_pump: s.solvent_node})
     b.empty(s.solvent_pump, waste)  # it may hold gas from the last drain
     rinse = through_cell(b, s.solvent_pump, s.solvent_node, instrument, waste,
                          s.clean_factor, Purpose.CLEAN)
+    if blank is not None:
+        b.add(Measure(phase=b.phase, sample=blank, blank=True, duration=BLANK_ESTIMATE,
+                      claims=Claims(instrument=instrument.name)))
     return [rinse, drain(b, instrument, waste)]
 
 
@@ -285,8 +299,19 @@ def stock_aware(make, ctx: BenchContext, ledger: BenchLedger, composition, volum
 
 
 def plan_density(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPlan, *,
-                 request_id: str = "", sample: str = "sample", check: bool = True) -> JobPlan:
-    """The density/viscosity job: prime → mix → deliver → measure → drain (weighed) → clean.
+                 request_id: str = "", sample: str = "sample", check: bool = True,
+                 clean_after: bool = True) -> JobPlan:
+    """The density/viscosity job: [pre-clean] → prime → mix → deliver → measure → drain
+    (weighed) → [clean].
+
+    With ``[carryover] sizing = "predicted"`` (the default) the sample flush is the smallest
+    volume whose predicted contamination of the measured sample (:mod:`asab.plan.carryover`)
+    stays within ``[carryover] tolerance``, between ``min_flush_factor`` and
+    ``max_flush_factor`` × (line + cell); when the cell holds another sample's residue, a
+    solvent rinse first (pre-clean) is planned instead if that alone reaches the tolerance or
+    costs less bench time. ``clean_after=False`` leaves the solvent clean out (the next job
+    of a run decides whether it needs one). With ``"fixed"``: the [settings] factors, always
+    cleaned. ``plan.sizing`` says which rule sized each volume.
 
     Raises:
         ConsumableError: the ledger does not hold what the plan needs (nothing moved).
@@ -294,11 +319,37 @@ def plan_density(ctx: BenchContext, ledger: BenchLedger, formulation: Formulatio
     """
     cfg = ctx.config
     instrument = density_instrument(cfg)
+    if cfg.carryover.sizing is SizingMode.FIXED:
+        return _density(ctx, ledger, formulation, request_id, sample, check, None, False, True)
+    candidates = []
+    options = [False, True] if foreign_in_cell(cfg, ledger, instrument) > 1e-6 else [False]
+    for pre in options:
+        b, deliver = _density_start(ctx, ledger, formulation, pre, request_id, sample)
+        volume, contamination, rule = _size_flush(b, formulation, instrument, *deliver)
+        cost = volume / sum(deliver[0].values()) + (b.pre_clean_seconds if pre else 0.0)
+        candidates.append((rule is SizingRule.NOT_REACHED, contamination if rule is
+                           SizingRule.NOT_REACHED else 0.0, cost, pre, volume, contamination,
+                           rule))
+    _, _, _, pre, volume, contamination, rule = min(candidates)
+    return _density(ctx, ledger, formulation, request_id, sample, check,
+                    (volume, contamination, rule), pre, clean_after)
+
+
+def _density_start(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPlan,
+                   pre_clean: bool, request_id: str, sample: str):
+    """The builder after [pre-clean] → prime → mix (→ tare), and ``(flows, routes, sources,
+    sink)`` of the sample push."""
+    cfg = ctx.config
+    instrument = density_instrument(cfg)
     flows, sources = mix_inputs(cfg, formulation)
     sink = density_sink(cfg)
     b = ctx.builder(ledger)
-    plan = JobPlan(kind=JobKind.DENSITY, bench=cfg.name, request_id=request_id,
-                   formulation=formulation, sample=sample, instrument=instrument.name, sink=sink)
+    b.pre_clean_seconds = 0.0
+    if pre_clean:
+        b.enter(Phase.CLEAN)
+        first = len(b.steps)
+        clean(b, instrument)
+        b.pre_clean_seconds = math.fsum(st.duration for st in b.steps[first:])
     b.enter(Phase.PRIME)
     b.prime(sources)
     b.enter(Phase.MIX)
@@ -306,21 +357,114 @@ def plan_density(ctx: BenchContext, ledger: BenchLedger, formulation: Formulatio
                   sample_shared_line(b, instrument), other_inlets(cfg))
     if cfg.balance is not None:
         b.add(Tare(phase=b.phase))
-    b.enter(Phase.DELIVER)
     nodes = [cfg.settings.mixer_outlet, instrument.inlet, instrument.outlet]
     routes = {p: b.route(cfg.pump(p).node, sink, via=nodes, avoid=other_inlets(cfg, instrument))
               for p in flows}
-    b.push(flows, sample_volume(b, instrument), routes, sources, Purpose.SAMPLE, sink)
+    return b, (flows, routes, sources, sink)
+
+
+def _size_flush(b: PlanBuilder, formulation: FormulationPlan, instrument: Instrument,
+                flows, routes, sources, sink) -> tuple[float, float, SizingRule]:
+    """``(volume, contamination, rule)``: the smallest sample push (mL) within the
+    ``[carryover]`` bounds whose predicted contamination is within tolerance (bisection; the
+    contamination falls with the volume), else the largest."""
+    cfg = b.cfg
+    co = cfg.carryover
+    unit = sample_volume(b, instrument) / cfg.settings.flush_factor  # line + cell, mL
+    total_flow = sum(flows.values())
+    stock_of = {st.pump: st.name for st in cfg.stocks}
+
+    def contamination(volume: float) -> float:
+        led = b.ledger.clone()
+        for pump in flows:
+            syr = led.syringes[pump]
+            led.syringes[pump] = syr.model_copy(update={"content": {stock_of[pump]: volume}})
+        step = Dispense(phase=Phase.DELIVER, moves=[
+            Move(pump=p, volume=volume * f / total_flow, flow=f,
+                 route=PlannedRoute.of(routes[p])) for p, f in flows.items()],
+            valve_settings={}, sink=sink)
+        apply_step(led, b.edges, step)
+        return predict_cell(cfg, led, instrument, formulation.achieved).contamination
+
+    lo, hi = co.min_flush_factor * unit, max(co.max_flush_factor, co.min_flush_factor) * unit
+    c_lo = contamination(lo)
+    if c_lo <= co.tolerance:
+        return lo, c_lo, SizingRule.PREDICTED
+    c_hi = contamination(hi)
+    if c_hi > co.tolerance:
+        return hi, c_hi, SizingRule.NOT_REACHED
+    for _ in range(6):  # regula falsi on ln(contamination), which falls about linearly
+        if hi - lo < 0.02 * unit:
+            break
+        t = (math.log(c_lo) - math.log(co.tolerance)) / (math.log(c_lo) - math.log(max(c_hi, 1e-300)))
+        mid = lo + min(max(t, 0.1), 0.9) * (hi - lo)
+        c_mid = contamination(mid)
+        if c_mid <= co.tolerance:
+            hi, c_hi = mid, c_mid
+            if c_mid >= 0.8 * co.tolerance:
+                break
+        else:
+            lo, c_lo = mid, c_mid
+    return hi, c_hi, SizingRule.PREDICTED
+
+
+def _density(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPlan,
+             request_id: str, sample: str, check: bool,
+             flush: tuple[float, float, SizingRule] | None, pre_clean: bool,
+             clean_after: bool) -> JobPlan:
+    cfg = ctx.config
+    s = cfg.settings
+    instrument = density_instrument(cfg)
+    b, (flows, routes, sources, sink) = _density_start(ctx, ledger, formulation, pre_clean,
+                                                       request_id, sample)
+    plan = JobPlan(kind=JobKind.DENSITY, bench=cfg.name, request_id=request_id,
+                   formulation=formulation, sample=sample, instrument=instrument.name, sink=sink)
+    first = plan_push(b, Purpose.FIRST_PORTION)
+    sizing = []
+    if pre_clean:
+        rinse = b.pushes[0]
+        sizing.append(Sizing(what="pre-clean", volume=rinse.volume, rule=SizingRule.FIXED_FACTOR,
+                             note=f"the cell held another sample's residue; clean_factor "
+                                  f"{s.clean_factor} × the route's dead volume of solvent"))
+    sizing.append(Sizing(what="first portion", volume=first.volume if first else 0.0,
+                         rule=SizingRule.TRANSIT,
+                         note=f"first_portion_factor {s.first_portion_factor} × (dry inlet "
+                              f"transit + {first.shared_line if first else 0.0:.3f} mL shared line)"))
+    b.enter(Phase.DELIVER)
+    if flush is None:
+        volume = sample_volume(b, instrument)
+        sizing.append(Sizing(what="sample flush", volume=volume, rule=SizingRule.FIXED_FACTOR,
+                             note=f"flush_factor {s.flush_factor} × (line + cell)"))
+    else:
+        volume, contamination, rule = flush
+        sizing.append(Sizing(
+            what="sample flush", volume=volume, rule=rule, contamination=contamination,
+            note=f"tolerance {cfg.carryover.tolerance:g} mole fraction"))
+    b.push(flows, volume, routes, sources, Purpose.SAMPLE, sink)
     b.enter(Phase.MEASURE)
+    plan.cell_prediction = predict_cell(cfg, b.ledger, instrument, formulation.achieved)
     b.add(Measure(phase=b.phase, sample=sample, duration=MEASURE_ESTIMATE,
                   claims=Claims(instrument=instrument.name)))
     b.enter(Phase.DRAIN)
     drain(b, instrument, sink)
     if cfg.balance is not None:
         b.add(Weigh(phase=b.phase, reads=1))
-    b.enter(Phase.CLEAN)
-    clean(b, instrument)
+    if clean_after:
+        b.enter(Phase.CLEAN)
+        pushes = clean(b, instrument, f"{sample}_blank" if cfg.carryover.blank else None)
+        sizing.append(Sizing(what="clean", volume=pushes[0].volume, rule=SizingRule.FIXED_FACTOR,
+                             note=f"clean_factor {s.clean_factor} × the route's dead volume"))
+    else:
+        sizing.append(Sizing(what="clean", volume=0.0, rule=SizingRule.SKIPPED,
+                             note="left to the next job of the run (a pre-clean when its "
+                                  "predicted carry-over needs one)"))
+    plan.sizing = sizing
     return _finish(b, plan, ledger, check=check)
+
+
+def plan_push(b: PlanBuilder, purpose: Purpose) -> PushSummary | None:
+    """The builder's first push with ``purpose`` (None if none yet)."""
+    return next((p for p in b.pushes if p.purpose is purpose), None)
 
 
 def vial_routes(ctx: BenchContext, vial: str) -> tuple[Route, str, Route, float]:

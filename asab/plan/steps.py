@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from asab.plan.carryover import CellPrediction, Sizing
 from asab.tubing import Route
 
 
@@ -149,10 +150,12 @@ class Weigh(_Step):
 
 
 class Measure(_Step):
-    """Measure the content of the densimeter's cell under ``sample``."""
+    """Measure the content of the densimeter's cell under ``sample`` (``blank``: the cell
+    full of cleaning solvent after a rinse, read against its reference density)."""
 
     kind: Literal["measure"] = "measure"
     sample: str
+    blank: bool = False
 
 
 class MakeSafe(_Step):
@@ -226,6 +229,8 @@ class JobPlan(BaseModel):
         consumption: predicted vessel changes.
         duration: expected bench seconds (sum of the steps).
         notes: remarks (e.g. a stock avoided because it runs low).
+        sizing: how the first portion, the sample flush and the cleaning were sized.
+        cell_prediction: what the cell is predicted to hold when it measures (density jobs).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -246,6 +251,8 @@ class JobPlan(BaseModel):
     consumption: Consumption = Field(default_factory=Consumption)
     duration: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    sizing: list[Sizing] = Field(default_factory=list)
+    cell_prediction: CellPrediction | None = None
 
     def push(self, purpose: Purpose) -> PushSummary | None:
         """The first logical push with ``purpose``, or None."""

@@ -1,0 +1,470 @@
+"""Residues in the lines: the wall layer (film), its wash-out, unswept pockets — asab's own
+model, used by the ledger to predict what the cell holds when it measures.
+
+Physics (the same as the simulated world's, implemented separately there; the two are
+tested against each other, never shared):
+
+* **Film left by a gas push.** Gas displacing liquid from a tube of radius R leaves a wall
+  film of thickness h with h/R = 1.34 Ca^(2/3) / (1 + 2.5·1.34 Ca^(2/3)), Ca = ηU/γ
+  (Aussillous & Quéré 2000, Phys. Fluids 12:2367, fitting Taylor 1961, JFM 10:161, and
+  Bretherton 1961, JFM 10:166). The film's share of the tube volume is 1 − (1 − h/R)²,
+  times a wetting factor (glass 1; PTFE/PFA and valve channels partly wet,
+  ``[carryover] tube_wetting``). U = Q/(πR²) from the push's flow; η of the displaced
+  liquid (below); γ ``[carryover] surface_tension``.
+* **The wall layer exchanges with the liquid that passes.** While liquid flows, the layer
+  (film, or the slow liquid near the wall) is replaced by the passing liquid; of what was in
+  it, the share left after θ tube volumes is S(θ) = e^(−kθ)(1 + kθ + (kθ)²/2) (k =
+  ``wash_rate`` = 1.75). This three-stage form is fitted here to the wash-out the issue
+  quotes for Poiseuille flow with radial diffusion in the bench's tubes (residence ≈ 20 s ≪
+  R²/D ≈ 1,400–4,800 s): about 0.75 after one volume, 0.3–0.5 after two, 0.07–0.24 after
+  three, 0.01–0.1 after four, < 1e-2 after six (S = 0.74, 0.32, 0.10, 0.030, 0.0018).
+  Each portion of the layer keeps its own age θ (a *cohort*); released material joins the
+  passing liquid in the segment, which puts the same volume into the layer as a new cohort.
+* **Unswept pockets** (fittings, the cell's filling adapter) are mixed tanks of volume V_p
+  that exchange e = 1 − exp(−V/V_x) of their content with V mL of liquid passing
+  (V_x = ``pocket_exchange``); gas does not empty them.
+* Volumes: a segment of dead volume C holds its layer, its pocket and a plug-flow core of
+  C − layer − pocket (:mod:`asab.ledger.liquid`), so what a segment holds is always C.
+* **Not modelled here** (the simulated world has it): evaporation of volatile solvents from
+  films during gas flow. Its effect is bounded in :func:`Prediction` uncertainty.
+
+Viscosity for Ca: per origin, ln η of the salt-free solvent mixed by mole fraction
+(Grunberg–Nissan with G = 0), each pure solvent from chemicals.csv moved to 298.15 K with
+E_a = 12 kJ/mol (Arrhenius), times exp(b·c) for each salt (a chemical without a liquid
+viscosity) at c mol/L (electrolyte_models.md); origins in a mixture mix by volume in ln η.
+
+Units: mL, mL/s, m, Pa·s inside the film formula, mPa·s for viscosities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from asab.config import BenchConfig
+from asab.ledger.liquid import (
+    GAS,
+    SOLVENT,
+    Content,
+    Parcel,
+    add,
+    normalise,
+    take_front,
+    through,
+    volume_of,
+)
+
+FILM_A = 1.34
+"""Taylor's/Aussillous–Quéré prefactor of Ca^(2/3)."""
+
+FILM_B = 2.5
+"""Aussillous–Quéré's denominator factor (h/R → 1/2.5·… at large Ca)."""
+
+REFERENCE_TEMPERATURE = 298.15
+"""K at which viscosities are estimated (the densimeter's method temperature)."""
+
+ACTIVATION_ENERGY = 12_000.0
+"""J/mol, Arrhenius activation energy of carbonate viscosities (electrolyte_models.md)."""
+
+GAS_CONSTANT = 8.314462618
+"""J/(mol K), CODATA 2018."""
+
+MAX_COHORTS = 8
+"""Cohorts one layer keeps (the two youngest are merged beyond it)."""
+
+MAX_SLICES = 16
+"""Pieces one step's stream is cut into per segment, at most."""
+
+SLICE_THETA = 0.4
+"""Tube volumes per piece of a stream: its first (MAX_SLICES − 1) × 0.4 = 6 tube volumes are
+taken in pieces of that size (S(6) ≈ 2e-3: the layer's release is resolved), the rest in one
+piece whose small release leaves with it."""
+
+
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A portion of a wall layer that joined it at once.
+
+    Attributes:
+        volume: mL.
+        shares: origin → volume fraction (liquid only).
+        age: tube volumes of liquid that passed since it joined.
+    """
+
+    volume: float
+    shares: tuple[tuple[str, float], ...]
+    age: float
+
+    def content(self) -> Content:
+        return {k: f * self.volume for k, f in self.shares}
+
+
+@dataclass(frozen=True)
+class Wall:
+    """Residue parameters of one tubing segment.
+
+    Attributes:
+        capacity: dead volume, mL (what the segment holds in all).
+        tube_volume: π r² L from the edge's length and inner diameter, mL (the wetted tube:
+            film volume and wash-out θ refer to it); the dead volume when the length is 0.
+        radius: inner radius, m.
+        wetting: film factor (0–1).
+        pocket: unswept pocket, mL.
+    """
+
+    capacity: float
+    tube_volume: float
+    radius: float
+    wetting: float
+    pocket: float
+
+
+def survival(theta: float, k: float) -> float:
+    """Share of a layer left after ``theta`` tube volumes of liquid (module docstring)."""
+    x = k * max(theta, 0.0)
+    return math.exp(-x) * (1.0 + x + 0.5 * x * x)
+
+
+def film_share(eta: float, flow: float, radius: float, gamma: float) -> float:
+    """Share of the tube volume a gas push leaves as film (fully wetting wall).
+
+    Args:
+        eta: viscosity of the displaced liquid, mPa·s.
+        flow: mL/s.
+        radius: m.
+        gamma: surface tension, N/m.
+    """
+    if flow <= 0 or radius <= 0 or eta <= 0:
+        return 0.0
+    speed = flow * 1e-6 / (math.pi * radius * radius)
+    ca23 = (eta * 1e-3 * speed / gamma) ** (2.0 / 3.0)
+    h = FILM_A * ca23 / (1.0 + FILM_B * FILM_A * ca23)
+    return 1.0 - (1.0 - h) ** 2
+
+
+class ResidueModel:
+    """The residue physics of one bench (see the module docstring).
+
+    Args:
+        config: the bench; ``config.carryover`` holds the parameters.
+    """
+
+    def __init__(self, config: BenchConfig) -> None:
+        co = config.carryover
+        self.k = co.wash_rate
+        self.gamma = co.surface_tension
+        self.exchange = co.pocket_exchange
+        cells = {}
+        for inst in config.instruments:
+            for e in config.tubing.edges:
+                if {e.start, e.end} == {inst.inlet, inst.outlet}:
+                    cells[e.label] = inst
+        self.walls: dict[str, Wall] = {}
+        for e in config.tubing.edges:
+            if e.dead_volume <= 0:
+                continue
+            r = e.inner_diameter / 2.0
+            tube = math.pi * r * r * e.length / 1000.0 if e.length > 0 else e.dead_volume
+            inst = cells.get(e.label)
+            pocket = co.pockets.get(e.label, co.cell_pocket if (
+                inst is not None and inst.kind == "density_viscosity") else 0.0)
+            self.walls[e.label] = Wall(
+                capacity=e.dead_volume, tube_volume=max(tube, 1e-9), radius=r * 1e-3,
+                wetting=co.cell_wetting if inst is not None else co.tube_wetting,
+                pocket=min(pocket, 0.5 * e.dead_volume))
+        self.viscosity = origin_viscosities(config)
+
+    # ------------------------------------------------------------------ properties
+    def eta(self, content: Mapping[str, float]) -> float:
+        """mPa·s of a liquid content (origin → mL), ln η mixed by volume."""
+        liq = {k: v for k, v in content.items() if k != GAS and v > 0}
+        total = math.fsum(liq.values())
+        if total <= _EPS:
+            return self.viscosity.get(SOLVENT, 1.0)
+        top = max(self.viscosity.values(), default=1.0)
+        return math.exp(math.fsum(v / total * math.log(self.viscosity.get(k, top))
+                                  for k, v in liq.items()))
+
+    # ------------------------------------------------------------------ one segment
+    def through(self, label: str, core: Sequence[Parcel], layer: Sequence[Cohort],
+                pocket: Mapping[str, float], incoming: Sequence[Parcel], flow: float
+                ) -> tuple[list[Parcel], list[Cohort], Content, list[Parcel]]:
+        """Push ``incoming`` (flow order) into segment ``label`` (core in flow order, entry
+        end first) at ``flow`` mL/s.
+
+        Returns:
+            ``(core, layer, pocket, outflow)`` afterwards; ``outflow`` in flow order.
+        """
+        wall = self.walls.get(label)
+        if wall is None:
+            return list(core), list(layer), dict(pocket), list(incoming)
+        total_in = math.fsum(p.volume for p in incoming)
+        core, layer, pocket = list(core), list(layer), dict(pocket)
+        out: list[Parcel] = []
+        for group in _groups(incoming, total_in, SLICE_THETA * wall.tube_volume):
+            liquid_core = _liquid_volume(core)
+            capacity = math.fsum(p.volume for p in core)
+            core, leaving = through(core, capacity, group)
+            gas = math.fsum(p.volume * dict(p.shares).get(GAS, 0.0) for p in group)
+            liq = math.fsum(p.volume for p in group) - gas
+            if liq > capacity + _EPS and _liquid_volume(leaving) > _EPS:
+                # a long piece: what the layer releases meanwhile leaves with it
+                leaving, layer = self._wash(wall, leaving, layer, liq / wall.tube_volume,
+                                            math.fsum(p.volume for p in leaving))
+                liq_done = True
+            else:
+                liq_done = False
+            out.extend(leaving)
+            if liq > _EPS:
+                if not liq_done:
+                    core, layer = self._wash(wall, core, layer, liq / wall.tube_volume)
+                core, pocket = self._pocket(wall, core, pocket, liq)
+                if not layer:  # a dry tube wetted: the layer is the liquid itself
+                    core, layer = self._set_layer(wall, core, layer, flow, liquid_core + liq)
+            if gas > _EPS and liquid_core > _EPS:
+                core, layer = self._set_layer(wall, core, layer, flow, liquid_core, gas=gas)
+        return _coarse(core), _merged(layer), pocket, _coarse(out)
+
+    def _wash(self, wall: Wall, core: list[Parcel], layer: list[Cohort], dtheta: float,
+              window: float | None = None) -> tuple[list[Parcel], list[Cohort]]:
+        if not layer:
+            return core, layer
+        released: Content = {}
+        kept = []
+        for c in layer:
+            before = survival(c.age, self.k)
+            s = survival(c.age + dtheta, self.k) / before if before > 1e-300 else 0.0
+            released = add(released, c.content(), 1.0 - s)
+            if c.volume * s > _EPS:
+                kept.append(Cohort(c.volume * s, c.shares, c.age + dtheta))
+        volume = volume_of(released)
+        core, taken = _swap(core, volume, released,
+                            wall.tube_volume if window is None else window)
+        if volume_of(taken) > _EPS:
+            kept.append(_cohort(taken, 0.0))
+        return core, kept
+
+    def _set_layer(self, wall: Wall, core: list[Parcel], layer: list[Cohort], flow: float,
+                   liquid_core: float, gas: float | None = None
+                   ) -> tuple[list[Parcel], list[Cohort]]:
+        """Move the layer toward the film a push at ``flow`` leaves: by the swept share
+        ``gas / liquid_core`` of the way for a gas piece, at once for a first wetting."""
+        eta = self.eta(_liquid_content(core))
+        target = wall.wetting * film_share(eta, flow, wall.radius, self.gamma) * wall.tube_volume
+        target = min(target, 0.5 * wall.capacity)
+        have = math.fsum(c.volume for c in layer)
+        share = 1.0 if gas is None else min(1.0, gas / liquid_core)
+        delta = (target - have) * share
+        if delta > _EPS:
+            core, taken = _swap(core, delta, {}, wall.tube_volume)
+            if volume_of(taken) > _EPS:
+                layer = layer + [_cohort(taken, 0.0)]
+        elif delta < -_EPS and have > _EPS:
+            f = -delta / have
+            released: Content = {}
+            for c in layer:
+                released = add(released, c.content(), f)
+            layer = [Cohort(c.volume * (1 - f), c.shares, c.age) for c in layer]
+            core, _ = _swap(core, 0.0, released, wall.tube_volume)
+        return core, layer
+
+    def _pocket(self, wall: Wall, core: list[Parcel], pocket: Content, liq: float
+                ) -> tuple[list[Parcel], Content]:
+        if wall.pocket <= 0:
+            return core, pocket
+        have = volume_of(pocket)
+        if have < wall.pocket - _EPS:
+            core, taken = _swap(core, wall.pocket - have, {}, wall.tube_volume)
+            pocket = add(pocket, taken)
+        e = 1.0 - math.exp(-liq / self.exchange)
+        released = {k: v * e for k, v in pocket.items()}
+        core, taken = _swap(core, volume_of(released), released, wall.tube_volume)
+        pocket = add(add(pocket, released, -1.0), taken)
+        return core, pocket
+
+
+# ---------------------------------------------------------------------- helpers
+def _groups(parcels: Iterable[Parcel], total_volume: float, piece: float) -> list[list[Parcel]]:
+    """``parcels`` (flow order, ``total_volume`` mL) cut into consecutive groups: the first
+    ones of ``piece`` mL (at most MAX_SLICES − 1 of them: the layer releases nearly all it
+    holds within them), then one group of the rest."""
+    if piece <= _EPS or total_volume <= _EPS:
+        return [[p for p in parcels if p.volume > _EPS]]
+    fine = min(math.ceil(total_volume / piece), MAX_SLICES - 1)
+    size = min(piece, total_volume / fine)
+    rest = max(0.0, total_volume - fine * size)
+    sizes = [size] * fine + ([rest] if rest > _EPS else [])
+    out: list[list[Parcel]] = [[]]
+    k, room = 0, sizes[0]
+    for p in parcels:
+        left = p.volume
+        while left > _EPS:
+            take = min(left, room)
+            out[-1].append(p.scaled(take))
+            left -= take
+            room -= take
+            if room <= _EPS and k + 1 < len(sizes):
+                k += 1
+                room = sizes[k]
+                out.append([])
+    return [g for g in out if g]
+
+
+MAX_PARCELS = 24
+"""Parcels a segment's core or a stream keeps at most (residue exchange makes neighbours
+differ slightly; the closest, smallest neighbours of the same phase are merged)."""
+
+
+def _phase(p: Parcel) -> int:
+    g = dict(p.shares).get(GAS, 0.0)
+    return 0 if g <= 1e-9 else 2 if g >= 1 - 1e-9 else 1
+
+
+def _coarse(parcels: Sequence[Parcel], limit: int = MAX_PARCELS) -> list[Parcel]:
+    """``parcels`` normalised, then neighbours merged until at most ``limit`` remain: those
+    of the same phase (liquid, gas, both) with the smallest joint volume first."""
+    out = normalise(parcels)
+    if len(out) <= limit:
+        return out
+    phases = [_phase(p) for p in out]
+    while len(out) > limit:
+        pairs = [(out[i].volume + out[i + 1].volume, i) for i in range(len(out) - 1)
+                 if phases[i] == phases[i + 1]]
+        if not pairs:
+            break
+        _, i = min(pairs)
+        merged = Parcel.of(add(out[i].content(), out[i + 1].content()))
+        out[i:i + 2] = [merged] if merged is not None else []
+        phases[i:i + 2] = [phases[i]] if merged is not None else []
+    return out
+
+
+def _liquid_volume(parcels: Iterable[Parcel]) -> float:
+    return math.fsum(p.volume * (1.0 - dict(p.shares).get(GAS, 0.0)) for p in parcels)
+
+
+def _liquid_content(parcels: Iterable[Parcel]) -> Content:
+    out: Content = {}
+    for p in parcels:
+        out = add(out, {k: f * p.volume for k, f in p.shares if k != GAS})
+    return out
+
+
+def _swap(core: list[Parcel], take: float, give: Mapping[str, float], window: float
+          ) -> tuple[list[Parcel], Content]:
+    """Take ``take`` mL of liquid from the core and give it ``give`` (origin → mL), both
+    spread in proportion to their liquid over the parcels of the last ``window`` mL of the
+    core (the wetted tube, at the exit end of a segment whose dead volume is larger).
+
+    Returns:
+        ``(core, taken)``; less is taken when the core holds less liquid.
+    """
+    volume = math.fsum(p.volume for p in core)
+    if volume > window + _EPS:
+        head, tail = take_front(core, volume - window)
+        tail, taken = _swap(tail, take, give, window + 1.0)
+        return head + tail, taken
+    liquid_total = _liquid_volume(core)
+    if liquid_total <= _EPS:
+        if volume_of(give) > _EPS:  # no liquid to spread over: it joins the entry end
+            p = Parcel.of(give)
+            return ([p] if p else []) + list(core), {}
+        return list(core), {}
+    take = min(take, liquid_total)
+    taken: Content = {}
+    out = []
+    for p in core:
+        shares = dict(p.shares)
+        liq = p.volume * (1.0 - shares.get(GAS, 0.0))
+        if liq <= _EPS:
+            out.append(p)
+            continue
+        w = liq / liquid_total
+        content = p.content()
+        lost = {k: v * take * w / liq for k, v in content.items() if k != GAS}
+        taken = add(taken, lost)
+        new = Parcel.of(add(add(content, lost, -1.0), give, w))
+        if new is not None:
+            out.append(new)
+    return out, taken
+
+
+def _cohort(content: Mapping[str, float], age: float) -> Cohort:
+    p = Parcel.of({k: v for k, v in content.items() if k != GAS})
+    assert p is not None
+    return Cohort(p.volume, p.shares, age)
+
+
+def _merged(layer: Sequence[Cohort]) -> list[Cohort]:
+    """Cohorts of equal content merged (volume-weighted age), empty ones dropped, at most
+    :data:`MAX_COHORTS` (the two youngest merged first)."""
+    out: list[Cohort] = []
+    for c in layer:
+        if c.volume <= _EPS:
+            continue
+        same = next((i for i, o in enumerate(out) if _close(o.shares, c.shares)), None)
+        if same is None:
+            out.append(c)
+        else:
+            o = out[same]
+            v = o.volume + c.volume
+            out[same] = Cohort(v, o.shares, (o.age * o.volume + c.age * c.volume) / v)
+    while len(out) > MAX_COHORTS:
+        out.sort(key=lambda c: c.age)
+        a, b = out[0], out[1]
+        content = add(a.content(), b.content())
+        age = (a.age * a.volume + b.age * b.volume) / (a.volume + b.volume)
+        out = [_cohort(content, age)] + out[2:]
+    return out
+
+
+def _close(a: tuple[tuple[str, float], ...], b: tuple[tuple[str, float], ...]) -> bool:
+    da, db = dict(a), dict(b)
+    return da.keys() == db.keys() and all(abs(da[k] - db[k]) < 1e-9 for k in da)
+
+
+def layer_content(layer: Iterable[Cohort]) -> Content:
+    """origin → mL of a layer."""
+    out: Content = {}
+    for c in layer:
+        out = add(out, c.content())
+    return out
+
+
+# ---------------------------------------------------------------------- viscosity
+def _pure_viscosity(chem) -> float | None:
+    if chem.viscosity is None:
+        return None
+    t0 = chem.viscosity_temperature or REFERENCE_TEMPERATURE
+    return chem.viscosity * math.exp(ACTIVATION_ENERGY / GAS_CONSTANT
+                                     * (1.0 / REFERENCE_TEMPERATURE - 1.0 / t0))
+
+
+def origin_viscosities(config: BenchConfig) -> dict[str, float]:
+    """origin → estimated viscosity in mPa·s at 298.15 K (module docstring): each stock from
+    its components, the cleaning solvent from its chemical."""
+    out: dict[str, float] = {}
+    b = config.carryover.salt_viscosity_b
+    for stock in config.stocks:
+        moles = {}
+        for key, comp in stock.components.items():
+            if comp.mass > 0:
+                moles[key] = comp.mass / config.chemical(key).molar_mass
+        solvents = {k: n for k, n in moles.items() if _pure_viscosity(config.chemical(k))}
+        salts = {k: n for k, n in moles.items() if k not in solvents}
+        total = sum(solvents.values())
+        if total <= 0:
+            continue
+        ln_eta = sum(n / total * math.log(_pure_viscosity(config.chemical(k)))
+                     for k, n in solvents.items())
+        litres = stock.volume / 1000.0
+        ln_eta += sum(b * n / litres for n in salts.values())
+        out[stock.name] = math.exp(ln_eta)
+    solvent = _pure_viscosity(config.chemical(config.settings.solvent_chemical))
+    out[SOLVENT] = solvent if solvent is not None else 1.0
+    return out

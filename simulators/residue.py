@@ -1,0 +1,355 @@
+"""Residues of the simulated world: wall films, their wash-out, unswept pockets, evaporation.
+
+The plug-flow segments of :mod:`simulators.fluidics` move sharp plugs. Real tubes keep some of
+what passed: a gas push leaves a wall film, the next liquid washes it out only gradually,
+fittings hold unswept pockets, and volatile solvents evaporate from films into the gas. This
+module keeps that state per tubing segment and applies it on every push of every clock step.
+Parameters and their sources: ``simulators/data/residues.toml``.
+
+Per segment (dead volume C, inner radius R, tube volume V = πR²L from edges.csv):
+
+* **Wall layer** — a list of cohorts (liquid, age in tube volumes of liquid passed since it
+  joined). A gas push moves the layer toward the film it leaves, share
+  1 − (1 − h/R)² of V (× the wall's wetting factor), h/R = a·Ca^(2/3)/(1 + b·a·Ca^(2/3)),
+  Ca = ηU/γ with η of the displaced liquid (:func:`simulators.physics.viscosity`) and
+  U = Q/(πR²); the deposit is taken from the liquid the gas displaces. A dry tube that liquid
+  wets gets a layer of that liquid.
+* **Wash-out** — liquid passing releases from each cohort the share its survival
+  S(θ) = e^(−kθ)(1 + kθ + (kθ)²/2) drops by; released liquid joins the liquid in the last V
+  of the segment (toward its exit), which gives the layer the same volume back.
+* **Pocket** — a mixed tank (the density cell's filling adapter) exchanging
+  1 − exp(−v/V_x) of its content with v mL of liquid passing; gas leaves it alone.
+* **Evaporation** — gas passing over a layer carries away ``saturation`` × x_i p_i/(RT) mol
+  of each volatile component per m³ (Raoult); the lost volume becomes gas in the core, and
+  :attr:`Walls.evaporated` keeps what left (so that liquid is still conserved).
+
+A segment's core, layer and pocket together always hold its dead volume C.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from simulators import physics
+from simulators.fluidics import Segment, take_liquid
+from simulators.liquid import Liquid
+
+GAS_CONSTANT = 8.314462618
+"""J/(mol K), CODATA 2018."""
+
+_EPS = 1e-13
+
+
+@dataclass(frozen=True)
+class ResidueParams:
+    """The numbers of ``simulators/data/residues.toml`` (see that file for sources)."""
+
+    surface_tension: float
+    film_a: float
+    film_b: float
+    film_temperature: float
+    wetting_cell: float
+    wetting_tube: float
+    k: float
+    cell_pocket: float
+    pocket_exchange: float
+    evaporation_temperature: float
+    saturation: float
+    vapour_pressure: Mapping[str, float]
+
+
+def load_params(path: str | Path | None = None) -> ResidueParams:
+    """Read the residue parameters (default: the packaged ``data/residues.toml``)."""
+    if path is None:
+        text = resources.files("simulators").joinpath("data/residues.toml").read_text("utf-8")
+    else:
+        text = Path(path).read_text("utf-8")
+    d = tomllib.loads(text)
+    ev = d["evaporation"]
+    return ResidueParams(
+        surface_tension=float(d["surface_tension"]), film_a=float(d["film"]["a"]),
+        film_b=float(d["film"]["b"]), film_temperature=float(d["film"]["temperature"]),
+        wetting_cell=float(d["wetting"]["cell"]), wetting_tube=float(d["wetting"]["tube"]),
+        k=float(d["washout"]["k"]), cell_pocket=float(d["pockets"]["density_viscosity_cell"]),
+        pocket_exchange=float(d["pockets"]["exchange"]),
+        evaporation_temperature=float(ev["temperature"]), saturation=float(ev["saturation"]),
+        vapour_pressure={k: float(v) for k, v in ev.get("vapour_pressure", {}).items()})
+
+
+@dataclass
+class _Window:
+    parcels: list[Liquid]   # the last tube volume of the core, exit first
+    spaced: list[Liquid]    # those at POINTS evenly spaced places
+
+
+@dataclass
+class _Cohort:
+    liquid: Liquid
+    age: float
+
+
+@dataclass
+class _Wall:
+    tube: float            # mL
+    radius: float          # m
+    wetting: float
+    pocket_volume: float   # mL
+    layer: list[_Cohort] = field(default_factory=list)
+    pocket: Liquid = field(default_factory=Liquid)
+
+    def layer_liquid(self) -> Liquid:
+        out = Liquid()
+        for c in self.layer:
+            out.add(c.liquid)
+        return out
+
+
+def _scaled(liq: Liquid, f: float) -> Liquid:
+    return Liquid({k: n * f for k, n in liq.moles.items()}, liq.volume * f, liq.mass * f,
+                  liq.gas * f)
+
+
+class Walls:
+    """Residue state of every segment of a world.
+
+    Args:
+        config: the bench (edges, instruments, chemicals).
+        params: default :func:`load_params`.
+
+    Attributes:
+        evaporated: liquid that left the world as vapour (moles, volume, mass).
+    """
+
+    def __init__(self, config: Any, params: ResidueParams | None = None) -> None:
+        self.params = params or load_params()
+        self.chemicals = {c.inchikey: c for c in config.chemicals}
+        self.model = physics.default_model()
+        self.evaporated = Liquid()
+        cells = {}
+        for inst in config.instruments:
+            for e in config.tubing.edges:
+                if {e.start, e.end} == {inst.inlet, inst.outlet}:
+                    cells[e.label] = inst.kind
+        self.walls: dict[str, _Wall] = {}
+        for e in config.tubing.edges:
+            if e.dead_volume <= 0:
+                continue
+            r_mm = e.inner_diameter / 2.0
+            tube = math.pi * r_mm ** 2 * e.length / 1000.0 if e.length > 0 else e.dead_volume
+            kind = cells.get(e.label)
+            pocket = self.params.cell_pocket if kind == "density_viscosity" else 0.0
+            self.walls[e.label] = _Wall(
+                tube=max(tube, 1e-9), radius=r_mm * 1e-3,
+                wetting=self.params.wetting_cell if kind else self.params.wetting_tube,
+                pocket_volume=min(pocket, 0.5 * e.dead_volume))
+
+    # ------------------------------------------------------------------ inspection
+    def held(self, label: str) -> Liquid:
+        """Copy of the layer plus the pocket of segment ``label`` (empty when none)."""
+        w = self.walls.get(label)
+        out = Liquid()
+        if w is not None:
+            out.add(w.layer_liquid())
+            out.add(w.pocket)
+        return out
+
+    def holders(self) -> Iterable[Liquid]:
+        for w in self.walls.values():
+            for c in w.layer:
+                yield c.liquid
+            yield w.pocket
+
+    def set_state(self, label: str, layer: Sequence[tuple[Liquid, float]], pocket: Liquid) -> None:
+        """Replace a segment's layer (``(liquid, age)`` cohorts) and pocket."""
+        w = self.walls.get(label)
+        if w is not None:
+            w.layer = [_Cohort(liq.copy(), age) for liq, age in layer if liq.volume > 0]
+            w.pocket = pocket.copy()
+
+    # ------------------------------------------------------------------ one push
+    def push(self, seg: Segment, incoming: Sequence[Liquid], at_start: bool,
+             key: tuple[int, str], flow: float) -> list[Liquid]:
+        """Push ``incoming`` through ``seg`` (plug flow) and apply the residue physics of that
+        push; returns what leaves. ``flow``: mL/s through the segment."""
+        w = self.walls.get(seg.label)
+        if w is None:
+            return seg.push(incoming, at_start, key)
+        gas_in = sum(p.gas for p in incoming)
+        liq_in = sum(p.volume for p in incoming)
+        liquid_before = sum(p.volume for p in seg.parcels) if gas_in > _EPS else 0.0
+        out = seg.push(incoming, at_start, key)
+        if liq_in <= _EPS and gas_in <= _EPS:
+            return out
+        window = self._window(seg, w, at_start)
+        if liq_in > _EPS:
+            self._wash(w, window, liq_in / w.tube)
+            self._pocket(w, window, liq_in)
+            if not w.layer:
+                self._toward_film(w, window, flow, 1.0)
+        if gas_in > _EPS:
+            if liquid_before > _EPS:
+                self._toward_film(w, window, flow, min(1.0, gas_in / liquid_before))
+            self._evaporate(w, seg, at_start, gas_in)
+        return out
+
+    # ------------------------------------------------------------------ physics
+    def _window(self, seg: Segment, w: _Wall, at_start: bool) -> _Window:
+        """The core parcels in the last ``w.tube`` mL toward the exit end of this push, and
+        those at :data:`POINTS` evenly spaced places of it."""
+        parcels = reversed(seg.parcels) if at_start else iter(seg.parcels)
+        out, spaced, seen, j = [], [], 0.0, 0
+        step = w.tube / POINTS
+        for p in parcels:
+            if seen >= w.tube:
+                break
+            out.append(p)
+            seen += p.volume + p.gas
+            while j < POINTS and (j + 0.5) * step <= seen:
+                if not spaced or spaced[-1] is not p:
+                    spaced.append(p)
+                j += 1
+        if j < POINTS and out and (not spaced or spaced[-1] is not out[-1]):
+            spaced.append(out[-1])
+        return _Window(out, spaced)
+
+    def _exchange(self, window: _Window, take: float, give: Liquid | None) -> Liquid:
+        """Take ``take`` mL of liquid from the window and give it ``give``: at
+        :data:`POINTS` evenly spaced places of the window (their parcels share it by their
+        liquid), or over every parcel when those places hold too little liquid. Returns
+        what was taken."""
+        chosen = window.spaced
+        total = sum(p.volume for p in chosen)
+        if total < 2.0 * take:
+            chosen = window.parcels
+            total = sum(p.volume for p in chosen)
+        taken = Liquid()
+        if total <= _EPS:
+            if give is not None and give.volume > 0 and window.parcels:
+                window.parcels[0].add(give)
+            return taken
+        take = min(take, total)
+        for p in chosen:
+            if p.volume <= 0:
+                continue
+            share = p.volume / total
+            if take > 0:
+                taken.add(take_liquid(p, take * share))
+            if give is not None:
+                p.add(_scaled(give, share))
+        return taken
+
+    def _wash(self, w: _Wall, window: _Window, dtheta: float) -> None:
+        if not w.layer:
+            return
+        released = Liquid()
+        for c in w.layer:
+            before = self._survival(c.age)
+            s = self._survival(c.age + dtheta) / before if before > 1e-300 else 0.0
+            released.add(c.liquid.take(c.liquid.volume * (1.0 - s)))
+            c.age += dtheta
+        w.layer = [c for c in w.layer if c.liquid.volume > _EPS]
+        taken = self._exchange(window, released.volume, released)
+        if taken.volume > _EPS:
+            w.layer.append(_Cohort(taken, 0.0))
+        self._bound(w)
+
+    def _survival(self, theta: float) -> float:
+        x = self.params.k * theta
+        return math.exp(-x) * (1.0 + x + x * x / 2.0)
+
+    def _film_share(self, liquid: Liquid, flow: float, radius: float) -> float:
+        if flow <= 0 or liquid.volume <= 0:
+            return 0.0
+        try:
+            eta = physics.viscosity(liquid.moles, self.params.film_temperature,
+                                    self.chemicals, self.model)
+        except ValueError:
+            eta = 1.0
+        u = flow * 1e-6 / (math.pi * radius ** 2)
+        c = (eta * 1e-3 * u / self.params.surface_tension) ** (2.0 / 3.0)
+        h = self.params.film_a * c / (1.0 + self.params.film_b * self.params.film_a * c)
+        return 1.0 - (1.0 - h) ** 2
+
+    def _toward_film(self, w: _Wall, window: _Window, flow: float, share: float) -> None:
+        core = Liquid()
+        for p in window.spaced or window.parcels:
+            core.add(Liquid(p.moles, p.volume, p.mass))
+        if core.volume <= _EPS:  # nothing left to displace here: the film stays as it is
+            return
+        target = w.wetting * self._film_share(core, flow, w.radius) * w.tube
+        have = sum(c.liquid.volume for c in w.layer)
+        delta = (target - have) * share
+        if delta > _EPS:
+            taken = self._exchange(window, delta, None)
+            if taken.volume > _EPS:
+                w.layer.append(_Cohort(taken, 0.0))
+        elif delta < -_EPS and have > _EPS:
+            f = -delta / have
+            released = Liquid()
+            for c in w.layer:
+                released.add(c.liquid.take(c.liquid.volume * f))
+            self._exchange(window, 0.0, released)
+        self._bound(w)
+
+    def _pocket(self, w: _Wall, window: _Window, liq: float) -> None:
+        if w.pocket_volume <= 0:
+            return
+        if w.pocket.volume < w.pocket_volume - _EPS:
+            w.pocket.add(self._exchange(window, w.pocket_volume - w.pocket.volume, None))
+        e = 1.0 - math.exp(-liq / self.params.pocket_exchange)
+        released = w.pocket.take(w.pocket.volume * e)
+        w.pocket.add(self._exchange(window, released.volume, released))
+
+    def _evaporate(self, w: _Wall, seg: Segment, at_start: bool, gas: float) -> None:
+        film = w.layer_liquid()
+        total = sum(film.moles.values())
+        if total <= 0 or not self.params.vapour_pressure:
+            return
+        rt = GAS_CONSTANT * self.params.evaporation_temperature
+        lost_volume = 0.0
+        for key, p_sat in self.params.vapour_pressure.items():
+            have = film.moles.get(key, 0.0)
+            if have <= 0:
+                continue
+            n = min(have, self.params.saturation * have / total * p_sat / rt * gas * 1e-6)
+            chem = self.chemicals[key]
+            ratio = n / have
+            for c in w.layer:
+                dn = c.liquid.moles.get(key, 0.0) * ratio
+                if dn <= 0:
+                    continue
+                dv = dn * chem.molar_mass / (chem.density or 1.0)
+                c.liquid.moles[key] -= dn
+                c.liquid.volume = max(0.0, c.liquid.volume - dv)
+                c.liquid.mass = max(0.0, c.liquid.mass - dn * chem.molar_mass)
+                self.evaporated.add(Liquid({key: dn}, dv, dn * chem.molar_mass))
+                lost_volume += dv
+        w.layer = [c for c in w.layer if c.liquid.volume > _EPS]
+        if lost_volume > 0 and seg.parcels:  # the segment keeps its volume: gas takes the room
+            (seg.parcels[0] if at_start else seg.parcels[-1]).gas += lost_volume
+
+    def _bound(self, w: _Wall, limit: int = 8) -> None:
+        """Drop empty cohorts; beyond ``limit``, merge the two youngest (volume-weighted age)."""
+        layer = [c for c in w.layer if c.liquid.volume > _EPS]
+        while len(layer) > limit:
+            layer.sort(key=lambda c: c.age)
+            a, b = layer[0], layer[1]
+            v = a.liquid.volume + b.liquid.volume
+            a.age = (a.age * a.liquid.volume + b.age * b.liquid.volume) / v
+            a.liquid.add(b.liquid)
+            del layer[1]
+        w.layer = layer
+
+
+POINTS = 4
+"""Places of a segment's last tube volume where released residue joins the liquid and the
+layer draws its replacement (spread as along the tube, at a bounded cost per step)."""
+
+
+__all__ = ["ResidueParams", "Walls", "load_params"]
