@@ -86,6 +86,7 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
         else:
             todo.append((i, info))
     run_id = re.sub(r"[^A-Za-z0-9_-]", "-", run_dir.resolve().name) or "run"
+    last = todo[-1][0] if todo else None
 
     def job(i: int, info: Any, pipeline=None) -> JobRecord:
         job_id = f"job{i:03d}"
@@ -100,7 +101,8 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
             rec = _not_run(bench, info, job_id, f"not run: the emergency stop is latched "
                                                  f"({bench.estop}); reset it and run again")
         else:
-            rec = _run_one(bench, info, job_id, f"{run_id}_{job_id}", step, pipeline)
+            rec = _run_one(bench, info, job_id, f"{run_id}_{job_id}", step, pipeline,
+                           clean_after=i == last)
         if not rec.requeued:
             _save(rec, records_dir, raw_dir, i)
             final[i] = rec
@@ -112,6 +114,7 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
     else:
         for i, info in todo:
             job(i, info)
+    leave_clean(bench)
     records = [final[i] for i in sorted(final)]
     ran = [final[i] for i, _ in todo if i in final]
     summary = summarize_run(records, run_dir, ran=ran)
@@ -218,8 +221,38 @@ def _not_run(bench: Bench, item: Any, job_id: str, reason: str) -> JobRecord:
     return rec
 
 
+def leave_clean(bench: Bench) -> str | None:
+    """After a run whose jobs left the cleaning to the next one (``clean_after``): when the
+    ledger says the densimeter's cell still holds sample, rinse and dry it (a clean plan).
+    Nothing with ``[carryover] sizing = "fixed"``, out of service or after an e-stop.
+
+    Returns:
+        None when nothing was needed, else what was done (a failure is logged, not raised:
+        the records are written already and the next run's first job pre-cleans).
+    """
+    from asab.actions.executor import execute
+    from asab.actions.job import context
+    from asab.config import SizingMode
+    from asab.plan.carryover import foreign_in_cell
+    from asab.plan.planner import density_instrument, plan_clean
+
+    cfg = bench.config
+    if (cfg.carryover.sizing is not SizingMode.PREDICTED or cfg.densimeter is None
+            or bench.out_of_service or bench.estop is not None):
+        return None
+    try:
+        ledger = bench.ledger.current()
+        if foreign_in_cell(cfg, ledger, density_instrument(cfg)) <= 1e-6:
+            return None
+        execute(bench, plan_clean(context(bench), ledger))
+    except Exception as exc:  # noqa: BLE001 - logged; the next job pre-cleans
+        log.warning("final clean of the cell failed: %s", exc)
+        return f"final clean failed: {exc}"
+    return "cell cleaned after the run"
+
+
 def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step,
-             pipeline=None) -> JobRecord:
+             pipeline=None, *, clean_after: bool = True) -> JobRecord:
     info = safe_copy(item)  # what the record keeps: always storable
     checked = validate_request(item, bench.config, capabilities=(DENSITY,))
     if checked.job is None:
@@ -231,7 +264,8 @@ def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step,
         return rec
     checked.job.raw = info
     extra = {"pipeline": pipeline} if pipeline is not None else {}
-    return run_density_job(bench, checked.job, job_id, progress=step, sample=sample, **extra)
+    return run_density_job(bench, checked.job, job_id, progress=step, sample=sample,
+                           clean_after=clean_after, **extra)
 
 
 def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:

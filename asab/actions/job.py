@@ -17,7 +17,6 @@ from asab.actions.gravimetric import GravimetricRecord
 from asab.actions.pipeline import Pipeline
 from asab.actions.safety import SafetyError, settle
 from asab.actions.sample import PushRecord, Summary, summarize
-from asab.config import SizingMode
 from asab.drivers.base import RepetitionResult
 from asab.errors import (
     AsabError,
@@ -613,8 +612,8 @@ def _weigh(bench: Bench, plan: JobPlan, mass: float, rec: JobRecord) -> Weighing
     plan.
 
     Expected volume: what the ledger predicts reaches the vessel (the plan's consumption;
-    the lines' films and pockets keep some of the push back), with ``[carryover] sizing =
-    "fixed"`` the sample push plus the shared mixer line (mL). Expected mass: that
+    the lines' films and pockets keep some of the push back), else the sample push plus the
+    shared mixer line (mL). Expected mass: that
     volume × the planned mixture's density Σ(flow share × stock density), from the stock data
     (:func:`planned_density`), not from the densimeter — so a sample that is partly gas (an
     empty reservoir) is still caught. The pushed volumes are stock volumes, whose masses add
@@ -627,7 +626,7 @@ def _weigh(bench: Bench, plan: JobPlan, mass: float, rec: JobRecord) -> Weighing
     sample, first = plan.push(Purpose.SAMPLE), plan.push(Purpose.FIRST_PORTION)
     expected = sample.volume + first.shared_line
     arrived = plan.consumption.change.get(plan.sink or "")
-    if arrived is not None and arrived > 0 and bench.config.carryover.sizing is SizingMode.PREDICTED:
+    if arrived is not None and arrived > 0:
         expected = arrived  # the ledger's prediction: films and pockets keep some back
     rho = rec.measurement.density.mean if rec.measurement else None
     weighed = mass / rho if rho else None

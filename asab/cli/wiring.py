@@ -66,7 +66,9 @@ def _mirror_into(world):
     def hook(ledger, subject: str) -> None:
         world.load_ledger(SimpleNamespace(
             vessels={k: v for k, v in ledger.vessels.items() if k == subject}, syringes={},
-            lines={k: v for k, v in ledger.lines.items() if k == subject}))
+            lines={k: v for k, v in ledger.lines.items() if k == subject},
+            films={k: v for k, v in ledger.films.items() if k == subject},
+            pockets={k: v for k, v in ledger.pockets.items() if k == subject}))
     return hook
 
 

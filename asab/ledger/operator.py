@@ -71,6 +71,8 @@ def set_line(store: LedgerStore, label: str, origin: str, note: str = "") -> Ben
     def change(ledger: BenchLedger) -> BenchLedger:
         if edges[label] > 0:
             ledger.set_line(label, [Parcel(edges[label], ((origin, 1.0),))])
+            ledger.films.pop(label, None)  # the operator's word: the tube holds only that
+            ledger.pockets.pop(label, None)
         ledger.note(LedgerChange.SET_LINE, label, f"holds {origin}", note)
         return ledger
     return store.update(change)
