@@ -367,7 +367,7 @@ def _swap(core: list[Parcel], take: float, give: Mapping[str, float], window: fl
     volume = math.fsum(p.volume for p in core)
     if volume > window + _EPS:
         head, tail = take_front(core, volume - window)
-        tail, taken = _swap(tail, take, give, window + 1.0)
+        tail, taken = _swap(tail, take, give, math.inf)
         return head + tail, taken
     liquid_total = _liquid_volume(core)
     if liquid_total <= _EPS:
