@@ -46,6 +46,9 @@ class RunSummary(BaseModel):
         "mean bench minutes of one succeeded job, start to end (overlapping jobs each count "
         "their own time)"))
     pipelined: bool = False
+    final_clean: str | None = Field(default=None, description=(
+        "what was done after the last job when it left the cell holding sample (the clean "
+        "of a job is left to the next one); None when nothing was needed"))
     stock_per_sample: float | None = Field(description="mL of stock drawn per succeeded job")
     rows: list[dict[str, Any]]
 
@@ -114,11 +117,12 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
     else:
         for i, info in todo:
             job(i, info)
-    leave_clean(bench)
+    cleaned = leave_clean(bench)
     records = [final[i] for i in sorted(final)]
     ran = [final[i] for i, _ in todo if i in final]
     summary = summarize_run(records, run_dir, ran=ran)
     summary.pipelined = pipelined
+    summary.final_clean = cleaned
     _say_waiting(bench, summary.waiting)
     (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
     return summary

@@ -12,8 +12,9 @@ Per segment (dead volume C, inner radius R, tube volume V = πR²L from edges.cs
   joined). A gas push moves the layer toward the film it leaves, share
   1 − (1 − h/R)² of V (× the wall's wetting factor), h/R = a·Ca^(2/3)/(1 + b·a·Ca^(2/3)),
   Ca = ηU/γ with η of the displaced liquid (:func:`simulators.physics.viscosity`) and
-  U = Q/(πR²); the deposit is taken from the liquid the gas displaces. A dry tube that liquid
-  wets gets a layer of that liquid.
+  U = Q/(πR²); the deposit is taken from the liquid the gas displaces before it leaves. Liquid
+  advancing into a tube grows the layer to the film of its own flow over the wetted share
+  (core liquid / V) of the tube, never thinning it.
 * **Wash-out** — liquid passing releases from each cohort the share its survival
   S(θ) = e^(−kθ)(1 + kθ + (kθ)²/2) drops by; released liquid joins the liquid in the last V
   of the segment (toward its exit), which gives the layer the same volume back.
@@ -92,9 +93,22 @@ class _Window:
 class _Cohort:
     liquid: Liquid
     age: float
+    survival: float = 1.0   # S(age), kept so that a push evaluates S once per cohort
 
 
 @dataclass
+class _Pending:
+    """Flow through a segment whose residue physics is not applied yet (see :data:`BATCH`)."""
+
+    segment: Segment
+    at_start: bool
+    liquid: float = 0.0        # mL of liquid passed
+    gas: float = 0.0           # mL of gas passed
+    liquid_before: float = 0.0  # mL of liquid in the core when the pending gas began
+    flow: float = 0.0          # mL/s of the latest push
+
+
+@dataclass(eq=False)
 class _Wall:
     tube: float            # mL
     radius: float          # m
@@ -102,6 +116,7 @@ class _Wall:
     pocket_volume: float   # mL
     layer: list[_Cohort] = field(default_factory=list)
     pocket: Liquid = field(default_factory=Liquid)
+    pending: _Pending | None = None
 
     def layer_liquid(self) -> Liquid:
         out = Liquid()
@@ -131,6 +146,7 @@ class Walls:
         self.chemicals = {c.inchikey: c for c in config.chemicals}
         self.model = physics.default_model()
         self.evaporated = Liquid()
+        self._pending: dict[_Wall, None] = {}  # walls with pending flow, in order
         cells = {}
         for inst in config.instruments:
             for e in config.tubing.edges:
@@ -155,11 +171,13 @@ class Walls:
         w = self.walls.get(label)
         out = Liquid()
         if w is not None:
+            self._apply_pending(w)
             out.add(w.layer_liquid())
             out.add(w.pocket)
         return out
 
     def holders(self) -> Iterable[Liquid]:
+        self.flush()
         for w in self.walls.values():
             for c in w.layer:
                 yield c.liquid
@@ -169,34 +187,86 @@ class Walls:
         """Replace a segment's layer (``(liquid, age)`` cohorts) and pocket."""
         w = self.walls.get(label)
         if w is not None:
-            w.layer = [_Cohort(liq.copy(), age) for liq, age in layer if liq.volume > 0]
+            w.pending = None
+            self._pending.pop(w, None)
+            w.layer = [_Cohort(liq.copy(), age, self._survival(age))
+                       for liq, age in layer if liq.volume > 0]
             w.pocket = pocket.copy()
 
     # ------------------------------------------------------------------ one push
     def push(self, seg: Segment, incoming: Sequence[Liquid], at_start: bool,
              key: tuple[int, str], flow: float) -> list[Liquid]:
         """Push ``incoming`` through ``seg`` (plug flow) and apply the residue physics of that
-        push; returns what leaves. ``flow``: mL/s through the segment."""
+        push; returns what leaves. ``flow``: mL/s through the segment.
+
+        The physics of consecutive pushes of the same kind (liquid, gas, or both) in the same
+        direction is applied together once they reach :data:`BATCH` of the tube volume (at
+        least :data:`BATCH_MIN` mL), and before anything reads the residues (:meth:`flush`)."""
         w = self.walls.get(seg.label)
         if w is None:
             return seg.push(incoming, at_start, key)
-        gas_in = sum(p.gas for p in incoming)
-        liq_in = sum(p.volume for p in incoming)
-        liquid_before = sum(p.volume for p in seg.parcels) if gas_in > _EPS else 0.0
-        out = seg.push(incoming, at_start, key)
+        gas_in = liq_in = 0.0
+        for p in incoming:
+            gas_in += p.gas
+            liq_in += p.volume
         if liq_in <= _EPS and gas_in <= _EPS:
-            return out
-        window = self._window(seg, w, at_start)
-        if liq_in > _EPS:
-            self._wash(w, window, liq_in / w.tube)
-            self._pocket(w, window, liq_in)
-            if not w.layer:
-                self._toward_film(w, window, flow, 1.0)
-        if gas_in > _EPS:
-            if liquid_before > _EPS:
-                self._toward_film(w, window, flow, min(1.0, gas_in / liquid_before))
-            self._evaporate(w, seg, at_start, gas_in)
+            return seg.push(incoming, at_start, key)
+        pend = w.pending
+        if pend is not None and (pend.at_start != at_start or (gas_in > _EPS) != (pend.gas > _EPS)
+                                 or (liq_in > _EPS) != (pend.liquid > _EPS)):
+            self._apply(w, seg, pend)
+            pend = None
+        if pend is None:
+            pend = w.pending = _Pending(seg, at_start)
+            self._pending[w] = None
+            if gas_in > _EPS:
+                pend.liquid_before = sum(p.volume for p in seg.parcels)
+        threshold = max(BATCH * w.tube, BATCH_MIN)
+        if liq_in <= _EPS and pend.liquid <= _EPS and pend.liquid_before > _EPS:
+            # gas displacing liquid: the film is left by the liquid before it leaves, so the
+            # batch that would empty the core (or is full) is applied before this push moves
+            gas = pend.gas + gas_in
+            liquid_now = sum(p.volume for p in seg.parcels)
+            if liquid_now > _EPS and (gas_in >= liquid_now - _EPS or gas >= threshold):
+                window = self._window(seg, w, at_start)
+                left = max(0.0, liquid_now - gas_in)  # liquid the batch leaves in the core
+                self._toward_film(w, window, flow, 1.0 - left / pend.liquid_before)
+                out = seg.push(incoming, at_start, key)
+                w.pending = None
+                self._pending.pop(w, None)
+                self._evaporate(w, seg, at_start, gas)
+                return out
+        out = seg.push(incoming, at_start, key)
+        pend.liquid += liq_in
+        pend.gas += gas_in
+        pend.flow = flow
+        if pend.liquid + pend.gas >= threshold:
+            self._apply(w, seg, pend)
         return out
+
+    def flush(self) -> None:
+        """Apply the physics of every segment's pending flow (call before reading state)."""
+        for w in list(self._pending):
+            self._apply_pending(w)
+
+    def _apply_pending(self, w: _Wall) -> None:
+        if w.pending is not None:
+            self._apply(w, w.pending.segment, w.pending)
+
+    def _apply(self, w: _Wall, seg: Segment, pend: _Pending) -> None:
+        w.pending = None
+        self._pending.pop(w, None)
+        window = self._window(seg, w, pend.at_start)
+        if pend.liquid > _EPS:
+            self._wash(w, window, pend.liquid / w.tube)
+            self._pocket(w, window, pend.liquid)
+            self._wet(w, seg, window, pend.flow)
+        if pend.gas > _EPS:
+            if pend.liquid_before > _EPS:
+                left = sum(p.volume for p in seg.parcels)
+                self._toward_film(w, window, pend.flow,
+                                  max(0.0, 1.0 - left / pend.liquid_before))
+            self._evaporate(w, seg, pend.at_start, pend.gas)
 
     # ------------------------------------------------------------------ physics
     def _window(self, seg: Segment, w: _Wall, at_start: bool) -> _Window:
@@ -249,10 +319,11 @@ class Walls:
             return
         released = Liquid()
         for c in w.layer:
-            before = self._survival(c.age)
-            s = self._survival(c.age + dtheta) / before if before > 1e-300 else 0.0
-            released.add(c.liquid.take(c.liquid.volume * (1.0 - s)))
+            before = c.survival
             c.age += dtheta
+            c.survival = self._survival(c.age)
+            s = c.survival / before if before > 1e-300 else 0.0
+            released.add(c.liquid.take(c.liquid.volume * (1.0 - s)))
         w.layer = [c for c in w.layer if c.liquid.volume > _EPS]
         taken = self._exchange(window, released.volume, released)
         if taken.volume > _EPS:
@@ -276,13 +347,36 @@ class Walls:
         h = self.params.film_a * c / (1.0 + self.params.film_b * self.params.film_a * c)
         return 1.0 - (1.0 - h) ** 2
 
-    def _toward_film(self, w: _Wall, window: _Window, flow: float, share: float) -> None:
+    def _target(self, w: _Wall, window: _Window, flow: float) -> float | None:
+        """mL of film a push at ``flow`` leaves from the window's liquid (None: no liquid)."""
         core = Liquid()
-        for p in window.spaced or window.parcels:
+        for p in window.spaced:
             core.add(Liquid(p.moles, p.volume, p.mass))
-        if core.volume <= _EPS:  # nothing left to displace here: the film stays as it is
+        if core.volume <= _EPS:  # the spaced places hold gas: all the window's liquid
+            for p in window.parcels:
+                core.add(Liquid(p.moles, p.volume, p.mass))
+        if core.volume <= _EPS:
+            return None
+        return w.wetting * self._film_share(core, flow, w.radius) * w.tube
+
+    def _wet(self, w: _Wall, seg: Segment, window: _Window, flow: float) -> None:
+        """Liquid advancing into a tube: the layer grows to the film of that flow over the
+        wetted share (core liquid / tube volume) of the tube; it is never thinned here."""
+        target = self._target(w, window, flow)
+        if target is None:
             return
-        target = w.wetting * self._film_share(core, flow, w.radius) * w.tube
+        wetted = min(1.0, sum(p.volume for p in seg.parcels) / w.tube)
+        have = sum(c.liquid.volume for c in w.layer)
+        if target * wetted - have > _EPS:
+            taken = self._exchange(window, target * wetted - have, None)
+            if taken.volume > _EPS:
+                w.layer.append(_Cohort(taken, 0.0))
+            self._bound(w)
+
+    def _toward_film(self, w: _Wall, window: _Window, flow: float, share: float) -> None:
+        target = self._target(w, window, flow)
+        if target is None:  # nothing left to displace here: the film stays as it is
+            return
         have = sum(c.liquid.volume for c in w.layer)
         delta = (target - have) * share
         if delta > _EPS:
@@ -342,10 +436,19 @@ class Walls:
             a, b = layer[0], layer[1]
             v = a.liquid.volume + b.liquid.volume
             a.age = (a.age * a.liquid.volume + b.age * b.liquid.volume) / v
+            a.survival = self._survival(a.age)
             a.liquid.add(b.liquid)
             del layer[1]
         w.layer = layer
 
+
+BATCH = 0.2
+"""Share of a segment's tube volume of consecutive flow of one kind whose residue physics is
+applied in one go (a bounded cost per clock step; the wash-out law is applied exactly over the
+batch's tube volumes, only where released residue joins the core is coarsened)."""
+
+BATCH_MIN = 0.1
+"""mL: smallest batch, so that short fittings do not cost a full update every clock step."""
 
 POINTS = 4
 """Places of a segment's last tube volume where released residue joins the liquid and the

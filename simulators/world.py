@@ -315,6 +315,8 @@ class World:
         """Stop the plunger now (idempotent). Raises KeyError for an unknown pump."""
         with self._lock:
             self._pump(pump).pumping = False
+            if self.walls is not None:
+                self.walls.flush()
 
     def clear_pump_fault(self, pump: str) -> None:
         """Clear the pump's fault (the pump stays stopped). Raises KeyError if unknown."""
@@ -363,9 +365,13 @@ class World:
                     if not isinstance(route, str):
                         for seg, _ in route.steps:
                             self._flows[seg.label] = self._flows.get(seg.label, 0.0) + p.flow
+            stopped = False
             for p in self._pumps.values():
                 if p.pumping:
                     self._step(p, dt)
+                    stopped = stopped or not p.pumping
+            if stopped and self.walls is not None:  # a finished move leaves its residues settled
+                self.walls.flush()
 
     @property
     def evaporated(self) -> Liquid:
@@ -499,9 +505,11 @@ class World:
         """Copy of everything in tubing edge ``label`` (its core, wall layer and pocket).
         Raises KeyError if unknown."""
         with self._lock:
-            out = self._segments[label].contents()
-            if self.walls is not None:
-                out.add(self.walls.held(label))
+            seg = self._segments[label]
+            residue = self.walls.held(label) if self.walls is not None else None  # flushes first
+            out = seg.contents()
+            if residue is not None:
+                out.add(residue)
             return out
 
     def segment_residue(self, label: str) -> Liquid:

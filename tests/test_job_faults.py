@@ -80,18 +80,31 @@ def test_job_refused_when_a_reservoir_would_run_dry(bench_config, tmp_path):
     assert moved == {}
 
 
+def _too_short_a_flush(bench) -> None:
+    """flush_factor 0.7 with the fixed sizing rule: the sample push does not reach the cell."""
+    from asab.config import SizingMode
+
+    settings = bench.config.settings.model_copy(update={"flush_factor": 0.7})
+    carryover = bench.config.carryover.model_copy(update={"sizing": SizingMode.FIXED})
+    bench.config = bench.config.model_copy(update={"settings": settings, "carryover": carryover})
+
+
 def test_no_valid_density_fails_the_job_and_the_cell_is_recovered(sim_bench, tmp_path):
     """Too little sample pushed (flush 0.7 × line): the cell holds gas, every repetition is
     invalid, and the job fails instead of posting invented values; the lines are cleaned."""
-    settings = sim_bench.config.settings.model_copy(update={"flush_factor": 0.7})
-    sim_bench.config = sim_bench.config.model_copy(update={"settings": settings})
+    _too_short_a_flush(sim_bench)
     summary = run_jobs(sim_bench, _requests()[1:], tmp_path / "run")
     rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
     assert rec["status"] == "failed" and "no valid density" in rec["reason"]
     assert rec["measurement"]["density"]["n_valid"] == 0
     assert rec["recovery"].startswith("cell and lines drained and cleaned; pumps stopped; valves parked")
-    cell = sim_bench.simulation.world.instrument_contents("densiVisco")
-    assert cell.volume < 1e-6  # drained: only gas left
+    world = sim_bench.simulation.world
+    cell = world.instrument_contents("densiVisco")
+    film = world.segment_residue(world.edge_between("densiViscoIN", "densiViscoOUT"))
+    assert cell.volume == pytest.approx(film.volume, abs=1e-9)  # drained: gas and a film
+    assert film.volume < 0.03 * cell.total_volume
+    solvent = sim_bench.config.chemical(sim_bench.config.settings.solvent_chemical).inchikey
+    assert set(cell.moles) == {solvent}  # the film is the cleaning solvent
     assert summary.failed == 1
 
 
@@ -120,8 +133,7 @@ def test_closest_policy_makes_and_flags_the_closest_composition(sim_bench, tmp_p
 
 
 def test_a_failed_job_keeps_its_routes_and_stock_bookkeeping(sim_bench, tmp_path):
-    settings = sim_bench.config.settings.model_copy(update={"flush_factor": 0.7})
-    sim_bench.config = sim_bench.config.model_copy(update={"settings": settings})
+    _too_short_a_flush(sim_bench)
     run_jobs(sim_bench, _requests()[1:], tmp_path / "run")
     rec = json.loads(next((tmp_path / "run" / "records").glob("*.json")).read_text())
     assert rec["status"] == "failed"
@@ -272,7 +284,9 @@ def test_an_empty_reservoir_is_caught_by_weighing(fast_bench, tmp_path):
     sim.clear_faults()  # the bottle is refilled
     rec = _run_one(fast_bench, tmp_path / "b", _requests()[1])
     assert rec["status"] == "succeeded", rec["reason"]
-    assert abs(rec["weighing"]["mass_deviation"]) < 1e-3
+    # the ledger predicts the wall films the drain leaves (asab.ledger.residue) to about 10 %,
+    # after a failed job whose lines it had to forget less well: within 1 % here
+    assert abs(rec["weighing"]["mass_deviation"]) < 1e-2
 
 
 def test_the_expected_mass_comes_from_the_stocks_not_the_densimeter(sim_bench, tmp_path):
@@ -282,5 +296,7 @@ def test_the_expected_mass_comes_from_the_stocks_not_the_densimeter(sim_bench, t
     w, flows = rec["weighing"], rec["pushes"][1]["flows"]
     density = {s.pump: s.density for s in sim_bench.config.stocks}
     rho = sum(f * density[p] for p, f in flows.items()) / sum(flows.values())
-    assert w["mass_expected"] == pytest.approx(w["volume_expected"] * rho, rel=1e-12)
-    assert abs(w["mass_deviation"]) < 1e-3 and abs(w["relative_deviation"]) < 0.02
+    # what arrives is the sample less the films the drain leaves and plus the films it takes
+    # up (asab.ledger.residue): the sample's density within the films' share
+    assert w["mass_expected"] == pytest.approx(w["volume_expected"] * rho, rel=2e-3)
+    assert abs(w["mass_deviation"]) < 5e-3 and abs(w["relative_deviation"]) < 0.02

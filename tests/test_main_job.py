@@ -80,8 +80,20 @@ def test_record_content(demo_run):
         assert fh.read() == m["raw_text"]
     assert abs(rec["weighing"]["relative_deviation"]) < 0.02
     assert rec["software_version"] and rec["bench"] == "hiu_2023"
+    # the clean is left to the next job of the run (a pre-clean when its carry-over needs one)
     assert [s["step"] for s in rec["steps"]] == [
-        "formulate", "prime", "mix", "deliver", "measure", "drain", "clean"]
+        "formulate", "prime", "mix", "deliver", "measure", "drain"]
+    clean = next(z for z in rec["sizing"] if z["what"] == "clean")
+    assert clean["rule"] == "skipped" and clean["volume"] == 0.0
+    flush = next(z for z in rec["sizing"] if z["what"] == "sample flush")
+    assert flush["rule"] == "predicted carry-over" and flush["contamination"] <= 1e-3
+    assert rec["composition_predicted"] and rec["carryover_predicted"] is not None
+    summary = demo_run[0]
+    last = max((r for r in records.values() if r["status"] == "succeeded"),
+               key=lambda r: r["job_id"])
+    # the run ends clean: the last job cleans, or the run does after it
+    assert [s["step"] for s in last["steps"]][-1] == "clean" or summary.final_clean == (
+        "cell cleaned after the run")
     starts = [s["start"] for s in rec["steps"]]
     assert starts == sorted(starts) and starts[-1] < rec["bench_seconds"]
     reps = m["repetitions"]

@@ -153,7 +153,7 @@ def _run_path(bench, item: Any, run_dir: Path) -> tuple[dict, list[DensityJob]]:
     stub that only keeps the validated job it was given."""
     given_jobs: list[DensityJob] = []
 
-    def ran(bench, job, job_id, progress=None, sample=None):
+    def ran(bench, job, job_id, progress=None, sample=None, **_options):
         given_jobs.append(job)
         rec = new_record(bench, job_id, job.request_id, job.raw)
         rec.status = "succeeded"

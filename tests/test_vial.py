@@ -56,7 +56,9 @@ def test_delivers_requested_composition_and_volume_then_another_vial(sim_bench, 
     assert second.status == "succeeded", second.reason
     assert second.vial == cfg.settings.vial_nodes[1]
     assert world.vessel_contents(second.vial).volume == pytest.approx(1.5, abs=1e-6)
-    assert fractions(world.vessel_contents(second.vial))[LIPF6] == pytest.approx(0.1, abs=1e-6)
+    # the first sample's wall films carry over into the second: within the carry-over tolerance
+    tol = cfg.carryover.tolerance
+    assert fractions(world.vessel_contents(second.vial))[LIPF6] == pytest.approx(0.1, abs=tol)
     assert world.vessel_contents(first.vial).volume == pytest.approx(2.6, abs=1e-6)  # untouched
     state = json.loads((tmp_path / "vials.json").read_text())["vials"]
     assert state[first.vial]["request_id"] == "r1" and state[first.vial]["status"] == "filled"
@@ -72,7 +74,8 @@ def test_shared_line_is_clean_after_delivery(sim_bench, tmp_path):
     shared = [e for e, f in zip(to_waste.edges, to_vial.edges) if e == f]
     assert shared and common_line_volume(cfg, to_waste, to_vial) == pytest.approx(shared_volume)
     salt = sum(world.segment_contents(e).moles.get(LIPF6, 0.0) for e in shared)
-    assert salt < 1e-12
+    delivered = world.vessel_contents(rec.vial).moles[LIPF6]
+    assert 0 < salt < 1e-3 * delivered  # the rinse leaves a film, not a plug of sample
 
 
 def test_all_vials_full_is_refused_before_any_liquid_moves(sim_bench, tmp_path):

@@ -40,6 +40,8 @@ from asab.actions.bench import Bench
 from asab.actions.fluidics import MoveLog, builder, empty, motion, push, run_steps
 from asab.errors import Cause, DeviceError
 from asab.formulation import FormulationPlan, achieved_from_masses, composition_distance
+from asab.ledger.liquid import GAS, UNKNOWN, add
+from asab.ledger.model import mass_of
 from asab.plan.planner import shared_line_volume
 from asab.plan.steps import Purpose
 from asab.tubing import Route
@@ -69,7 +71,13 @@ class Dose(BaseModel):
     mass_uncertainty: float = Field(description="g, standard uncertainty u(W) of the net mass")
     density: float = Field(description="g/cm³, the stock's configured density")
     volume_weighed: float = Field(description="mL = mass / density")
-    relative_deviation: float = Field(description="(weighed − dosed) / dosed volume")
+    relative_deviation: float = Field(description=(
+        "(mass − mass_expected) / mass_expected: the weighed against the predicted arrival"))
+    arrived: dict[str, float] = Field(default_factory=dict, description=(
+        "origin → mL the bench ledger predicts reached the pan with the dose: the dosed stock "
+        "and what the lines' wall films exchanged with it (asab.ledger.residue)"))
+    mass_expected: float | None = Field(default=None, description=(
+        "g of ``arrived`` at the configured densities"))
     flush_volume: float = Field(description="mL flushed to the waste before dosing")
     prefill_volume: float = Field(description="mL pushed onto the pan before taring")
 
@@ -82,9 +90,15 @@ class GravimetricRecord(BaseModel):
     waste: str = Field(description="waste (not on the balance) the lines were flushed into")
     readability: float = Field(description="g")
     planned: dict[str, float] = Field(description="composition of the planned volumes")
-    achieved: dict[str, float] = Field(description="composition of the weighed masses")
+    predicted: dict[str, float] | None = Field(default=None, description=(
+        "composition the bench ledger predicts on the pan: the planned volumes and what the "
+        "lines' wall films exchanged between the doses (carry-over)"))
+    achieved: dict[str, float] = Field(description=(
+        "composition of the weighed masses (each dose's mass shared among the stocks the "
+        "ledger predicts it carried)"))
     uncertainty: dict[str, float] = Field(description="standard uncertainty of each fraction")
-    distance: float = Field(description="Euclidean distance planned ↔ achieved")
+    distance: float = Field(description=(
+        "Euclidean distance predicted (else planned) ↔ achieved"))
     doses: list[Dose]
     short: list[str] = Field(default_factory=list, description=(
         "stocks whose weighed volume fell short of the dosed one by more than the tolerance "
@@ -99,8 +113,10 @@ class GravimetricRecord(BaseModel):
         return not self.short
 
     def agrees(self, coverage: float = 2.0) -> bool:
-        """True when every |achieved − planned| ≤ ``coverage`` × its standard uncertainty."""
-        return all(abs(self.achieved[k] - self.planned.get(k, 0.0)) <= coverage * u
+        """True when every |achieved − predicted| (else − planned) ≤ ``coverage`` × its
+        standard uncertainty: the pumps delivered what the ledger expected."""
+        ref = self.predicted if self.predicted is not None else self.planned
+        return all(abs(self.achieved[k] - ref.get(k, 0.0)) <= coverage * u
                    for k, u in self.uncertainty.items())
 
 
@@ -249,33 +265,75 @@ def verify_formulation(bench: Bench, plan: FormulationPlan, volume: float | None
             continue
         doses.append(_dose_stock(bench, name, planned * scale, ledger, reads))
     drain_balance_route(bench, ledger)
-    masses = {d.stock: d.mass for d in doses}
+    masses = _stock_masses(bench, doses)
     u_mass = {d.stock: d.mass_uncertainty for d in doses}
-    achieved, u = achieved_from_masses(cfg, {k: max(m, 0.0) for k, m in masses.items()},
-                                       mass_uncertainty=u_mass)
+    u_mass.update({k: 0.0 for k in masses if k not in u_mass})
+    achieved, u = achieved_from_masses(cfg, masses, mass_uncertainty=u_mass)
+    pan: dict[str, float] = {}
+    for d in doses:
+        for origin, v in d.arrived.items():
+            key = d.stock if origin == UNKNOWN else origin
+            if key in masses:
+                pan[key] = pan.get(key, 0.0) + v * cfg.stock(key).density
+    predicted = achieved_from_masses(cfg, pan)[0] if pan else None
     short = [f"{d.stock}: weighed {d.volume_weighed:.4f} mL of {d.volume:.4f} mL dosed "
              f"({d.relative_deviation:+.1%})" for d in doses if d.relative_deviation < -tol]
     for line in short:
         log.warning("gravimetric verification short: %s", line)
     return GravimetricRecord(
         vessel=cfg.balance.vessel, waste=_waste(bench), readability=cfg.balance.readability,
-        planned=dict(plan.achieved), achieved=achieved, uncertainty=u,
-        distance=composition_distance(plan.achieved, achieved), doses=doses, short=short,
+        planned=dict(plan.achieved), predicted=predicted, achieved=achieved, uncertainty=u,
+        distance=composition_distance(predicted or plan.achieved, achieved), doses=doses,
+        short=short,
         tolerance=tol, routes=ledger.routes, drawn=dict(ledger.drawn))
 
 
 def _dose_stock(bench: Bench, name: str, volume: float, ledger: MoveLog, reads: int) -> Dose:
     stock = bench.config.stock(name)
     route, flushed, prefilled = wet_balance_route(bench, stock.pump, stock.reservoir, ledger)
+    before = _on_pan(bench)
     zero, readings, u_mass = dose_and_weigh(bench, stock.pump, stock.reservoir, route, volume,
                                             ledger, reads)
+    arrived = {k: v for k, v in add(_on_pan(bench), before, -1.0).items()
+               if k != GAS and v > 0}
+    if not arrived:  # the ledger does not know: the dose as commanded
+        arrived = {name: volume}
     mass = statistics.fmean(readings) - statistics.fmean(zero)
     weighed = mass / stock.density
-    log.info("weighed %s: %.5f g = %.4f mL of %.4f mL", name, mass, weighed, volume)
+    expected = mass_of(bench.config, arrived)
+    log.info("weighed %s: %.5f g = %.4f mL of %.4f mL (%.5f g expected)", name, mass, weighed,
+             volume, expected)
     return Dose(stock=name, pump=stock.pump, volume=volume, zero=zero, readings=readings,
                 mass=mass, mass_uncertainty=u_mass, density=stock.density,
-                volume_weighed=weighed, relative_deviation=(weighed - volume) / volume,
+                volume_weighed=weighed, relative_deviation=(mass - expected) / expected,
+                arrived=arrived, mass_expected=expected,
                 flush_volume=flushed, prefill_volume=prefilled)
+
+
+def _on_pan(bench: Bench) -> dict[str, float]:
+    """origin → mL the bench ledger has in the balance vessel."""
+    vessel = bench.ledger.current().vessels.get(bench.config.balance.vessel)
+    return dict(vessel.content) if vessel is not None else {}
+
+
+def _stock_masses(bench: Bench, doses: list[Dose]) -> dict[str, float]:
+    """g of each stock on the pan: each dose's weighed mass shared among the stocks the ledger
+    predicts it carried (by their predicted masses), so that the film a line exchanged with a
+    dose is counted as the stock it came from. Liquid of unknown origin counts as the dosed
+    stock; the cleaning solvent is not a stock and is left out."""
+    cfg = bench.config
+    names = {st.name for st in cfg.stocks}
+    out: dict[str, float] = {}
+    for d in doses:
+        parts = {}
+        for origin, v in d.arrived.items():
+            key = d.stock if origin == UNKNOWN else origin
+            if key in names:
+                parts[key] = parts.get(key, 0.0) + v * cfg.stock(key).density
+        total = math.fsum(parts.values())
+        for key, m in parts.items():
+            out[key] = out.get(key, 0.0) + max(d.mass, 0.0) * m / total
+    return out
 
 
 def _waste(bench: Bench) -> str:

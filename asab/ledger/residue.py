@@ -38,6 +38,7 @@ Units: mL, mL/s, m, Pa·s inside the film formula, mPa·s for viscosities.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,6 +131,11 @@ def survival(theta: float, k: float) -> float:
     return math.exp(-x) * (1.0 + x + 0.5 * x * x)
 
 
+@functools.lru_cache(maxsize=4096)
+def _survival_cached(theta: float, k: float) -> float:
+    return survival(theta, k)
+
+
 def film_share(eta: float, flow: float, radius: float, gamma: float) -> float:
     """Share of the tube volume a gas push leaves as film (fully wetting wall).
 
@@ -206,14 +212,24 @@ class ResidueModel:
         total_in = math.fsum(p.volume for p in incoming)
         core, layer, pocket = list(core), list(layer), dict(pocket)
         out: list[Parcel] = []
+        gas_only = all(dict(p.shares).get(GAS, 0.0) >= 1.0 - 1e-12 for p in incoming)
+        if gas_only and _liquid_volume(core) <= _EPS:  # gas through a dry core: plug flow only
+            core, leaving = through(core, math.fsum(p.volume for p in core), incoming)
+            return _coarse(core), layer, pocket, _coarse(leaving)
         for group in _groups(incoming, total_in, SLICE_THETA * wall.tube_volume):
             liquid_core = _liquid_volume(core)
-            capacity = math.fsum(p.volume for p in core)
-            core, leaving = through(core, capacity, group)
             gas = math.fsum(p.volume * dict(p.shares).get(GAS, 0.0) for p in group)
             liq = math.fsum(p.volume for p in group) - gas
-            if liq > capacity + _EPS and _liquid_volume(leaving) > _EPS:
-                # a long piece: what the layer releases meanwhile leaves with it
+            if liq <= _EPS and gas > _EPS and liquid_core > _EPS:
+                # gas displacing liquid: the film is left by the liquid before it leaves
+                core, layer = self._set_layer(wall, core, layer, flow, liquid_core, gas=gas)
+                gas = 0.0  # done
+            capacity = math.fsum(p.volume for p in core)
+            core, leaving = through(core, capacity, group)
+            if liq > capacity + _EPS and _liquid_volume(leaving) > math.fsum(
+                    c.volume for c in layer) + _EPS:
+                # a long piece: what the layer releases meanwhile leaves with it (the stream
+                # holds enough liquid to give the layer back what it released)
                 leaving, layer = self._wash(wall, leaving, layer, liq / wall.tube_volume,
                                             math.fsum(p.volume for p in leaving))
                 liq_done = True
@@ -224,8 +240,7 @@ class ResidueModel:
                 if not liq_done:
                     core, layer = self._wash(wall, core, layer, liq / wall.tube_volume)
                 core, pocket = self._pocket(wall, core, pocket, liq)
-                if not layer:  # a dry tube wetted: the layer is the liquid itself
-                    core, layer = self._set_layer(wall, core, layer, flow, liquid_core + liq)
+                core, layer = self._wet(wall, core, layer, flow)
             if gas > _EPS and liquid_core > _EPS:
                 core, layer = self._set_layer(wall, core, layer, flow, liquid_core, gas=gas)
         return _coarse(core), _merged(layer), pocket, _coarse(out)
@@ -237,17 +252,37 @@ class ResidueModel:
         released: Content = {}
         kept = []
         for c in layer:
-            before = survival(c.age, self.k)
-            s = survival(c.age + dtheta, self.k) / before if before > 1e-300 else 0.0
-            released = add(released, c.content(), 1.0 - s)
+            before = _survival_cached(c.age, self.k)
+            s = _survival_cached(c.age + dtheta, self.k) / before if before > 1e-300 else 0.0
+            gone = c.volume * (1.0 - s)
+            for k, f in c.shares:
+                released[k] = released.get(k, 0.0) + f * gone
             if c.volume * s > _EPS:
                 kept.append(Cohort(c.volume * s, c.shares, c.age + dtheta))
+        released = {k: v for k, v in released.items() if v > _EPS}
         volume = volume_of(released)
         core, taken = _swap(core, volume, released,
                             wall.tube_volume if window is None else window)
         if volume_of(taken) > _EPS:
             kept.append(_cohort(taken, 0.0))
         return core, kept
+
+    def _wet(self, wall: Wall, core: list[Parcel], layer: list[Cohort], flow: float
+             ) -> tuple[list[Parcel], list[Cohort]]:
+        """Liquid advancing into a tube: the layer grows to the film a push at ``flow``
+        leaves over the wetted share (core liquid / tube volume) of the tube, never thinner."""
+        liquid_core = _liquid_volume(core)
+        if liquid_core <= _EPS:
+            return core, layer
+        eta = self.eta(_liquid_content(core))
+        target = wall.wetting * film_share(eta, flow, wall.radius, self.gamma) * wall.tube_volume
+        target = min(target, 0.5 * wall.capacity) * min(1.0, liquid_core / wall.tube_volume)
+        have = math.fsum(c.volume for c in layer)
+        if target - have > _EPS:
+            core, taken = _swap(core, target - have, {}, wall.tube_volume)
+            if volume_of(taken) > _EPS:
+                layer = layer + [_cohort(taken, 0.0)]
+        return core, layer
 
     def _set_layer(self, wall: Wall, core: list[Parcel], layer: list[Cohort], flow: float,
                    liquid_core: float, gas: float | None = None
@@ -385,13 +420,20 @@ def _swap(core: list[Parcel], take: float, give: Mapping[str, float], window: fl
             out.append(p)
             continue
         w = liq / liquid_total
-        content = p.content()
-        lost = {k: v * take * w / liq for k, v in content.items() if k != GAS}
-        taken = add(taken, lost)
-        new = Parcel.of(add(add(content, lost, -1.0), give, w))
+        keep = 1.0 - take / liquid_total  # the parcel's liquid loses take·w of its liq mL
+        content: Content = {}
+        for k, f in p.shares:
+            v = f * p.volume
+            if k != GAS:
+                taken[k] = taken.get(k, 0.0) + v * (1.0 - keep)
+                v *= keep
+            content[k] = v
+        for k, v in give.items():
+            content[k] = content.get(k, 0.0) + v * w
+        new = Parcel.of(content)
         if new is not None:
             out.append(new)
-    return out, taken
+    return out, {k: v for k, v in taken.items() if abs(v) > _EPS}
 
 
 def _cohort(content: Mapping[str, float], age: float) -> Cohort:

@@ -195,8 +195,8 @@ class PlanBuilder:
             if stroke <= 1e-9:
                 raise DeviceError("bench", Cause.CANNOT_REFILL,
                                   f"{purpose}: a syringe cannot be refilled")
-            moves = [Move(pump=p, volume=f * stroke, flow=f, route=planned[p])
-                     for p, f in drive.items()]
+            moves = [Move(pump=p, volume=f * stroke, flow=f, route=planned[p],
+                          factor=self.factors.get(p, 1.0)) for p, f in drive.items()]
             indices.append(self.add(Dispense(
                 phase=self.phase, purpose=purpose, moves=moves, valve_settings=settings,
                 sink=sink, duration=stroke,

@@ -6,6 +6,7 @@ moves, naming the consumable, the amount needed, the amount left and the operato
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -88,20 +89,24 @@ def consumption(config: BenchConfig, before: BenchLedger, after: BenchLedger) ->
 
 
 def check_consumables(config: BenchConfig, start: BenchLedger, b: PlanBuilder,
-                      plan: JobPlan) -> None:
-    """Refuse ``plan`` (built by ``b`` from ``start``) if it needs more than ``start`` holds.
+                      plan: JobPlan, after: Mapping[str, float] | None = None) -> None:
+    """Refuse ``plan`` (built by ``b`` from ``start``) if it needs more than ``start`` holds;
+    ``after``: node → mL that must be left for what the plan leaves to be done (the solvent of
+    a clean it defers to the next job).
 
     Raises:
         ConsumableError: listing every shortage.
     """
-    short = _draws(config, start, b.steps) + _fills(config, start, b.ledger)
+    short = _draws(config, start, b.steps, after) + _fills(config, start, b.ledger)
     if short:
         raise ConsumableError(short)
 
 
-def _draws(config: BenchConfig, start: BenchLedger, steps) -> list[Shortage]:
-    """Stock reservoirs and the solvent bottle: the plan's aspirations against their level."""
-    drawn: dict[str, float] = {}
+def _draws(config: BenchConfig, start: BenchLedger, steps,
+           after: Mapping[str, float] | None = None) -> list[Shortage]:
+    """Stock reservoirs and the solvent bottle: the plan's aspirations (and ``after``)
+    against their level."""
+    drawn: dict[str, float] = dict(after or {})
     for st in steps:
         if isinstance(st, Fill):
             drawn[st.source] = drawn.get(st.source, 0.0) + st.volume

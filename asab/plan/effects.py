@@ -134,6 +134,8 @@ def apply_dispense(ledger: BenchLedger, edges: Edges, step: Dispense,
         volume = move.volume if moved is None else moved.get(move.pump, 0.0)
         out, left = take_from_syringe(syringe.content, volume)
         syringe.content = left
+        if move.factor != 1.0:  # the syringe's levels are nominal; the plunger really moves
+            out = {k: v * move.factor for k, v in out.items()}  # factor × that into the line
         streams.append(_flow_along(ledger, edges, route, _in_order(out, gas_first=True),
                                    last=len(route.edges) - join, flow=move.flow))
     merged = merge_streams(streams)

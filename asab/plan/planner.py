@@ -34,7 +34,7 @@ from asab.errors import (
     RoutingError,
 )
 from asab.formulation import FormulationPlan, StockModel, plan_formulation
-from asab.ledger.model import BenchLedger
+from asab.ledger.model import BenchLedger, VesselKind, initial_ledger
 from asab.plan.builder import PlanBuilder
 from asab.plan.carryover import Sizing, SizingRule, foreign_in_cell, predict_cell
 from asab.plan.consumables import (
@@ -42,6 +42,7 @@ from asab.plan.consumables import (
     ConsumableError,
     check_consumables,
     consumption,
+    total_drawn,
 )
 from asab.plan.effects import apply_step
 from asab.plan.steps import (
@@ -229,14 +230,32 @@ def clean_shared_line(b: PlanBuilder, waste: str) -> list[PushSummary]:
 
 
 # ---------------------------------------------------------------------- plans
-def _finish(b: PlanBuilder, plan: JobPlan, start: BenchLedger, *, check: bool = True) -> JobPlan:
+def _finish(b: PlanBuilder, plan: JobPlan, start: BenchLedger, *, check: bool = True,
+            after: dict[str, float] | None = None) -> JobPlan:
     plan.steps, plan.pushes = b.steps, b.pushes
     plan.phases = [PhaseMark(phase=p, step=i) for p, i in b.phases]
     plan.duration = math.fsum(st.duration for st in b.steps)
     plan.consumption = consumption(b.cfg, start, b.ledger)
     if check:
-        check_consumables(b.cfg, start, b, plan)
+        check_consumables(b.cfg, start, b, plan, after)
     return plan
+
+
+_CLEAN_SOLVENT: dict[int, tuple[BenchConfig, dict[str, float]]] = {}
+
+
+def deferred_clean(ctx: BenchContext) -> dict[str, float]:
+    """Solvent node → mL a clean of the cell draws (a clean plan from a fresh bench; its
+    volumes are fixed factors of dead volumes), cached per configuration: what a job that
+    leaves its clean to the next one must leave in the bottle."""
+    cfg = ctx.config
+    hit = _CLEAN_SOLVENT.get(id(cfg))
+    if hit is None or hit[0] is not cfg:
+        fresh = initial_ledger(cfg)
+        solvent = {n for n, v in fresh.vessels.items() if v.kind is VesselKind.SOLVENT}
+        drawn = total_drawn(plan_clean(ctx, fresh, check=False))
+        hit = _CLEAN_SOLVENT[id(cfg)] = (cfg, {n: v for n, v in drawn.items() if n in solvent})
+    return dict(hit[1])
 
 
 def formulate(ctx: BenchContext, ledger: BenchLedger, composition, volume: float, *,
@@ -323,16 +342,41 @@ def plan_density(ctx: BenchContext, ledger: BenchLedger, formulation: Formulatio
         return _density(ctx, ledger, formulation, request_id, sample, check, None, False, True)
     candidates = []
     options = [False, True] if foreign_in_cell(cfg, ledger, instrument) > 1e-6 else [False]
+    sizing_ledger = _ample(cfg, ledger)
     for pre in options:
-        b, deliver = _density_start(ctx, ledger, formulation, pre, request_id, sample)
+        b, deliver = _density_start(ctx, sizing_ledger or ledger, formulation, pre,
+                                    request_id, sample)
         volume, contamination, rule = _size_flush(b, formulation, instrument, *deliver)
         cost = volume / sum(deliver[0].values()) + (b.pre_clean_seconds if pre else 0.0)
         candidates.append((rule is SizingRule.NOT_REACHED, contamination if rule is
                            SizingRule.NOT_REACHED else 0.0, cost, pre, volume, contamination,
-                           rule))
-    _, _, _, pre, volume, contamination, rule = min(candidates)
+                           rule, (b, deliver)))
+    _, _, _, pre, volume, contamination, rule, start = min(candidates, key=lambda c: c[:4])
+    if sizing_ledger is not None:
+        start = None  # sized on a copy: the plan itself is built on the bench's ledger
     return _density(ctx, ledger, formulation, request_id, sample, check,
-                    (volume, contamination, rule), pre, clean_after)
+                    (volume, contamination, rule), pre, clean_after, start)
+
+
+SIZING_RESERVE = 50.0
+"""mL of stock a reservoir must hold for the flush to be sized on the bench's own ledger; below
+it the sizing assumes the stocks are there (a reservoir drawn dry would put air into the
+sizing's lines, and the consumables check refuses such a plan anyway, saying what it needs)."""
+
+
+def _ample(cfg, ledger: BenchLedger) -> BenchLedger | None:
+    """A copy of ``ledger`` whose stock reservoirs hold at least :data:`SIZING_RESERVE` mL of
+    their stock, or None when they all do already."""
+    low = [s for s in cfg.stocks if s.reservoir in ledger.vessels and sum(
+        ledger.vessels[s.reservoir].content.values()) < SIZING_RESERVE]
+    if not low:
+        return None
+    copy = ledger.clone()
+    for s in low:
+        content = dict(copy.vessels[s.reservoir].content)
+        content[s.name] = content.get(s.name, 0.0) + SIZING_RESERVE
+        copy.vessels[s.reservoir].content = content
+    return copy
 
 
 def _density_start(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPlan,
@@ -411,12 +455,14 @@ def _size_flush(b: PlanBuilder, formulation: FormulationPlan, instrument: Instru
 def _density(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPlan,
              request_id: str, sample: str, check: bool,
              flush: tuple[float, float, SizingRule] | None, pre_clean: bool,
-             clean_after: bool) -> JobPlan:
+             clean_after: bool, start=None) -> JobPlan:
+    """The plan; ``start``: the :func:`_density_start` result for ``pre_clean`` when the
+    sizing already built it (its builder has not moved on since)."""
     cfg = ctx.config
     s = cfg.settings
     instrument = density_instrument(cfg)
-    b, (flows, routes, sources, sink) = _density_start(ctx, ledger, formulation, pre_clean,
-                                                       request_id, sample)
+    b, (flows, routes, sources, sink) = start or _density_start(
+        ctx, ledger, formulation, pre_clean, request_id, sample)
     plan = JobPlan(kind=JobKind.DENSITY, bench=cfg.name, request_id=request_id,
                    formulation=formulation, sample=sample, instrument=instrument.name, sink=sink)
     first = plan_push(b, Purpose.FIRST_PORTION)
@@ -457,9 +503,10 @@ def _density(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPla
     else:
         sizing.append(Sizing(what="clean", volume=0.0, rule=SizingRule.SKIPPED,
                              note="left to the next job of the run (a pre-clean when its "
-                                  "predicted carry-over needs one)"))
+                                  "predicted carry-over needs one); its solvent is kept"))
     plan.sizing = sizing
-    return _finish(b, plan, ledger, check=check)
+    return _finish(b, plan, ledger, check=check,
+                   after=None if clean_after else deferred_clean(ctx))
 
 
 def plan_push(b: PlanBuilder, purpose: Purpose) -> PushSummary | None:
@@ -612,15 +659,16 @@ def plan_drain(ctx: BenchContext, ledger: BenchLedger, sink: str | None = None) 
     return _finish(b, plan, ledger)
 
 
-def plan_clean(ctx: BenchContext, ledger: BenchLedger) -> JobPlan:
-    """Rinse mixer, lines and cell with solvent into waste, then drain with gas."""
+def plan_clean(ctx: BenchContext, ledger: BenchLedger, *, check: bool = True) -> JobPlan:
+    """Rinse mixer, lines and cell with solvent into waste, then drain with gas
+    (``check``: refuse it for consumables, ConsumableError)."""
     cfg = ctx.config
     instrument = density_instrument(cfg)
     b = ctx.builder(ledger)
     plan = JobPlan(kind=JobKind.CLEAN, bench=cfg.name, instrument=instrument.name)
     b.enter(Phase.CLEAN)
     clean(b, instrument)
-    return _finish(b, plan, ledger)
+    return _finish(b, plan, ledger, check=check)
 
 
 def plan_recovery(ctx: BenchContext, ledger: BenchLedger, *, kind: Literal["density", "vial"],

@@ -124,6 +124,8 @@ class Move(BaseModel):
     volume: float = Field(gt=0, allow_inf_nan=False, description="mL commanded")
     flow: float = Field(gt=0, allow_inf_nan=False, description="mL/s commanded")
     route: PlannedRoute
+    factor: float = Field(default=1.0, gt=0, le=10, allow_inf_nan=False, description=(
+        "the pump's calibrated delivery factor: the liquid really moved is factor × volume"))
 
 
 class Dispense(_Step):
