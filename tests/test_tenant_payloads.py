@@ -87,6 +87,20 @@ def test_invalid_repetitions_are_left_out_and_cost_rating(bench_config):
     assert b["data"]["density"]["meta"] == {"success": True, "rating": 4}
 
 
+def test_a_quality_flag_costs_rating_and_keeps_the_values(bench_config):
+    from asab.actions.job import QualityFlag
+
+    rec = density_record(repetitions=reps([1.1641, 1.1642, 1.1641], [True] * 3))
+    rec.quality_flags = [QualityFlag.DENSITY_DISAGREES]
+    b = body(rec, bench_config)
+    schema_check(b)
+    assert b["data"]["density"]["values"] == [1.1641, 1.1642, 1.1641]
+    assert b["data"]["density"]["meta"] == {"success": True, "rating": 4}
+    rec.quality_flags.append(QualityFlag.CARRYOVER)
+    assert body(rec, bench_config)["data"]["density"]["meta"]["rating"] == 3
+    assert rating(True, 0, 0.0, TOL, flags=9) == 1  # a successful result never rates 0
+
+
 @pytest.mark.parametrize("repetitions", [None, reps([1.1, 1.2, 1.3], [False] * 3)])
 def test_failed_density_result_has_no_values(bench_config, repetitions):
     rec = density_record(status="failed", repetitions=repetitions)

@@ -41,6 +41,8 @@ Rating rule (:func:`rating`), per quantity, integer 0–5:
     otherwise 5 − (number of invalid repetitions)
                 − distance band of ‖achieved − requested‖ (mole fractions):
                     d ≤ tol → 0;  d ≤ 10·tol → 1;  d ≤ 0.01 → 2;  d > 0.01 → 3
+                − one per quality flag of the record (issue 14: the measured density
+                  disagrees with the predicted cell content; carry-over above tolerance)
     clamped to 1…5 (a successful quantity never rates 0).
 
 ``tol`` is ``settings.makeable_tolerance``. A flow delivery has no repetitions; its invalid
@@ -112,7 +114,8 @@ def distance_band(distance: float | None, tolerance: float) -> int:
     return 2 if distance <= 0.01 else 3
 
 
-def rating(success: bool, invalid: int, distance: float | None, tolerance: float) -> int:
+def rating(success: bool, invalid: int, distance: float | None, tolerance: float,
+           flags: int = 0) -> int:
     """The 0–5 rating of one quantity (rule in the module docstring).
 
     Args:
@@ -120,10 +123,13 @@ def rating(success: bool, invalid: int, distance: float | None, tolerance: float
         invalid: invalid repetitions (or 1 for a flow volume off by more than 1 %).
         distance: Euclidean distance achieved ↔ requested, mole fractions.
         tolerance: ``settings.makeable_tolerance``.
+        flags: the record's quality flags (``JobRecord.quality_flags``: the measured density
+            disagrees with the predicted cell content, carry-over above the tolerance).
     """
     if not success:
         return 0
-    return max(1, min(5, 5 - max(0, int(invalid)) - distance_band(distance, tolerance)))
+    return max(1, min(5, 5 - max(0, int(invalid)) - distance_band(distance, tolerance)
+                      - max(0, int(flags))))
 
 
 def assert_finite(payload: Any) -> None:
@@ -243,7 +249,8 @@ def _quantity(record: JobRecord, which: str, tolerance: float) -> dict[str, Any]
         "values": valid if success else [],
         "temperature": math.fsum(temps) / len(temps) if temps else None,
         "meta": {"success": success,
-                 "rating": rating(success, len(reps) - len(valid), record.distance, tolerance)},
+                 "rating": rating(success, len(reps) - len(valid), record.distance, tolerance,
+                                  len(getattr(record, "quality_flags", None) or ()))},
     }
 
 
