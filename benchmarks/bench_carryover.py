@@ -98,6 +98,9 @@ def evaluate(config, summary, truth, workdir: Path):
     recs = [JobRecord.model_validate_json(p.read_text())
             for p in sorted((workdir / "run" / "records").glob("*.json"))]
     ok = [r for r in recs if r.status == "succeeded" and r.measurement is not None]
+    for r in recs:
+        if r not in ok:
+            print(f"  {r.job_id}: {r.status}: {r.reason}")
     true_err = pred_err = rho_err = 0.0
     for r in ok:
         t = truth[r.sample]

@@ -244,9 +244,14 @@ class Walls:
             self._apply(w, seg, pend)
         return out
 
-    def flush(self) -> None:
-        """Apply the physics of every segment's pending flow (call before reading state)."""
-        for w in list(self._pending):
+    def flush(self, labels: Iterable[str] | None = None) -> None:
+        """Apply the physics of the pending flow of segments ``labels`` (default: every
+        segment) — before reading state, and when the flow through them stops."""
+        if labels is None:
+            walls = list(self._pending)
+        else:
+            walls = [w for w in (self.walls.get(k) for k in labels) if w in self._pending]
+        for w in walls:
             self._apply_pending(w)
 
     def _apply_pending(self, w: _Wall) -> None:
@@ -418,11 +423,13 @@ class Walls:
                 dn = c.liquid.moles.get(key, 0.0) * ratio
                 if dn <= 0:
                     continue
-                dv = dn * chem.molar_mass / (chem.density or 1.0)
+                # what leaves: at most what the cohort holds (its volume is by ideal mixing)
+                dv = min(dn * chem.molar_mass / (chem.density or 1.0), c.liquid.volume)
+                dm = min(dn * chem.molar_mass, c.liquid.mass)
                 c.liquid.moles[key] -= dn
-                c.liquid.volume = max(0.0, c.liquid.volume - dv)
-                c.liquid.mass = max(0.0, c.liquid.mass - dn * chem.molar_mass)
-                self.evaporated.add(Liquid({key: dn}, dv, dn * chem.molar_mass))
+                c.liquid.volume -= dv
+                c.liquid.mass -= dm
+                self.evaporated.add(Liquid({key: dn}, dv, dm))
                 lost_volume += dv
         w.layer = [c for c in w.layer if c.liquid.volume > _EPS]
         if lost_volume > 0 and seg.parcels:  # the segment keeps its volume: gas takes the room

@@ -314,9 +314,18 @@ class World:
     def stop_pump(self, pump: str) -> None:
         """Stop the plunger now (idempotent). Raises KeyError for an unknown pump."""
         with self._lock:
-            self._pump(pump).pumping = False
-            if self.walls is not None:
-                self.walls.flush()
+            p = self._pump(pump)
+            p.pumping = False
+            self._settle(p)
+
+    def _settle(self, p: _Pump) -> None:
+        """Apply the pending residue physics of the segments on ``p``'s route (only those:
+        what other pumps move meanwhile does not change where this flow's batches end)."""
+        if self.walls is None:
+            return
+        route = self._routes.get((p.name, p.direction))
+        if route is not None and not isinstance(route, str):
+            self.walls.flush(seg.label for seg, _ in route.steps)
 
     def clear_pump_fault(self, pump: str) -> None:
         """Clear the pump's fault (the pump stays stopped). Raises KeyError if unknown."""
@@ -365,13 +374,11 @@ class World:
                     if not isinstance(route, str):
                         for seg, _ in route.steps:
                             self._flows[seg.label] = self._flows.get(seg.label, 0.0) + p.flow
-            stopped = False
             for p in self._pumps.values():
                 if p.pumping:
                     self._step(p, dt)
-                    stopped = stopped or not p.pumping
-            if stopped and self.walls is not None:  # a finished move leaves its residues settled
-                self.walls.flush()
+                    if not p.pumping:  # a finished move leaves its residues settled
+                        self._settle(p)
 
     @property
     def evaporated(self) -> Liquid:

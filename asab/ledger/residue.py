@@ -74,11 +74,11 @@ GAS_CONSTANT = 8.314462618
 MAX_COHORTS = 8
 """Cohorts one layer keeps (the two youngest are merged beyond it)."""
 
-MAX_SLICES = 16
+MAX_SLICES = 11
 """Pieces one step's stream is cut into per segment, at most."""
 
-SLICE_THETA = 0.4
-"""Tube volumes per piece of a stream: its first (MAX_SLICES − 1) × 0.4 = 6 tube volumes are
+SLICE_THETA = 0.6
+"""Tube volumes per piece of a stream: its first (MAX_SLICES − 1) × 0.6 = 6 tube volumes are
 taken in pieces of that size (S(6) ≈ 2e-3: the layer's release is resolved), the rest in one
 piece whose small release leaves with it."""
 

@@ -358,7 +358,7 @@ def plan_density(ctx: BenchContext, ledger: BenchLedger, formulation: Formulatio
                     (volume, contamination, rule), pre, clean_after, start)
 
 
-SIZING_RESERVE = 50.0
+SIZING_RESERVE = 20.0
 """mL of stock a reservoir must hold for the flush to be sized on the bench's own ledger; below
 it the sizing assumes the stocks are there (a reservoir drawn dry would put air into the
 sizing's lines, and the consumables check refuses such a plan anyway, saying what it needs)."""
