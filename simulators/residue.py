@@ -147,6 +147,7 @@ class Walls:
         self.model = physics.default_model()
         self.evaporated = Liquid()
         self._pending: dict[_Wall, None] = {}  # walls with pending flow, in order
+        self._viscosities: dict[tuple, float] = {}
         cells = {}
         for inst in config.instruments:
             for e in config.tubing.edges:
@@ -342,11 +343,19 @@ class Walls:
     def _film_share(self, liquid: Liquid, flow: float, radius: float) -> float:
         if flow <= 0 or liquid.volume <= 0:
             return 0.0
-        try:
-            eta = physics.viscosity(liquid.moles, self.params.film_temperature,
-                                    self.chemicals, self.model)
-        except ValueError:
-            eta = 1.0
+        total = sum(liquid.moles.values())
+        key = tuple(sorted((k, round(n / total, 6)) for k, n in liquid.moles.items()
+                           if n > 0)) if total > 0 else ()
+        eta = self._viscosities.get(key)  # η of a composition (rounded to 1e-6): a cache
+        if eta is None:
+            try:
+                eta = physics.viscosity(liquid.moles, self.params.film_temperature,
+                                        self.chemicals, self.model)
+            except ValueError:
+                eta = 1.0
+            if len(self._viscosities) > 65536:
+                self._viscosities.clear()
+            self._viscosities[key] = eta
         u = flow * 1e-6 / (math.pi * radius ** 2)
         c = (eta * 1e-3 * u / self.params.surface_tension) ** (2.0 / 3.0)
         h = self.params.film_a * c / (1.0 + self.params.film_b * self.params.film_a * c)

@@ -42,6 +42,7 @@ from asab.errors import Cause, DeviceError
 from asab.formulation import FormulationPlan, achieved_from_masses, composition_distance
 from asab.ledger.liquid import GAS, UNKNOWN, add
 from asab.ledger.model import mass_of
+from asab.plan.carryover import RESIDUE_MODEL_SHARE
 from asab.plan.planner import shared_line_volume
 from asab.plan.steps import Purpose
 from asab.tubing import Route
@@ -93,6 +94,9 @@ class GravimetricRecord(BaseModel):
     predicted: dict[str, float] | None = Field(default=None, description=(
         "composition the bench ledger predicts on the pan: the planned volumes and what the "
         "lines' wall films exchanged between the doses (carry-over)"))
+    predicted_uncertainty: dict[str, float] | None = Field(default=None, description=(
+        "standard uncertainty of ``predicted``: RESIDUE_MODEL_SHARE × its deviation from "
+        "``planned`` (asab.plan.carryover)"))
     achieved: dict[str, float] = Field(description=(
         "composition of the weighed masses (each dose's mass shared among the stocks the "
         "ledger predicts it carried)"))
@@ -116,7 +120,9 @@ class GravimetricRecord(BaseModel):
         """True when every |achieved − predicted| (else − planned) ≤ ``coverage`` × its
         standard uncertainty: the pumps delivered what the ledger expected."""
         ref = self.predicted if self.predicted is not None else self.planned
-        return all(abs(self.achieved[k] - ref.get(k, 0.0)) <= coverage * u
+        u_ref = self.predicted_uncertainty or {}
+        return all(abs(self.achieved[k] - ref.get(k, 0.0))
+                   <= coverage * math.hypot(u, u_ref.get(k, 0.0))
                    for k, u in self.uncertainty.items())
 
 
@@ -276,13 +282,16 @@ def verify_formulation(bench: Bench, plan: FormulationPlan, volume: float | None
             if key in masses:
                 pan[key] = pan.get(key, 0.0) + v * cfg.stock(key).density
     predicted = achieved_from_masses(cfg, pan)[0] if pan else None
+    u_predicted = None if predicted is None else {
+        k: RESIDUE_MODEL_SHARE * abs(v - plan.achieved.get(k, 0.0)) for k, v in predicted.items()}
     short = [f"{d.stock}: weighed {d.volume_weighed:.4f} mL of {d.volume:.4f} mL dosed "
              f"({d.relative_deviation:+.1%})" for d in doses if d.relative_deviation < -tol]
     for line in short:
         log.warning("gravimetric verification short: %s", line)
     return GravimetricRecord(
         vessel=cfg.balance.vessel, waste=_waste(bench), readability=cfg.balance.readability,
-        planned=dict(plan.achieved), predicted=predicted, achieved=achieved, uncertainty=u,
+        planned=dict(plan.achieved), predicted=predicted, predicted_uncertainty=u_predicted,
+        achieved=achieved, uncertainty=u,
         distance=composition_distance(predicted or plan.achieved, achieved), doses=doses,
         short=short,
         tolerance=tol, routes=ledger.routes, drawn=dict(ledger.drawn))

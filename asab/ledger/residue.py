@@ -212,6 +212,9 @@ class ResidueModel:
         total_in = math.fsum(p.volume for p in incoming)
         core, layer, pocket = list(core), list(layer), dict(pocket)
         out: list[Parcel] = []
+        fast = self._same_liquid(wall, core, layer, pocket, incoming, total_in, flow)
+        if fast is not None:
+            return fast
         gas_only = all(dict(p.shares).get(GAS, 0.0) >= 1.0 - 1e-12 for p in incoming)
         if gas_only and _liquid_volume(core) <= _EPS:  # gas through a dry core: plug flow only
             core, leaving = through(core, math.fsum(p.volume for p in core), incoming)
@@ -244,6 +247,49 @@ class ResidueModel:
             if gas > _EPS and liquid_core > _EPS:
                 core, layer = self._set_layer(wall, core, layer, flow, liquid_core, gas=gas)
         return _coarse(core), _merged(layer), pocket, _coarse(out)
+
+    def _same_liquid(self, wall: Wall, core: list[Parcel], layer: list[Cohort],
+                     pocket: Content, incoming: Sequence[Parcel], total_in: float, flow: float
+                     ) -> tuple[list[Parcel], list[Cohort], Content, list[Parcel]] | None:
+        """The push when the core, the layer, the pocket and the stream all hold one and the
+        same liquid and the layer is at least the film this flow leaves: nothing changes but
+        the layer's age (its wash-out, piece by piece as in the general case, exchanges like
+        for like). None when that does not hold."""
+        if not incoming or not core or not layer:
+            return None
+        shares = incoming[0].shares
+        if any(k == GAS for k, _ in shares):
+            return None
+        if (any(p.shares != shares for p in incoming) or any(p.shares != shares for p in core)
+                or any(c.shares != shares for c in layer)):
+            return None
+        if wall.pocket > 0:
+            have = volume_of(pocket)
+            if have < wall.pocket - _EPS or Parcel.of(pocket).shares != shares:
+                return None
+        liquid_core = math.fsum(p.volume for p in core)
+        eta = self.eta({k: f for k, f in shares})
+        target = wall.wetting * film_share(eta, flow, wall.radius, self.gamma) * wall.tube_volume
+        target = min(target, 0.5 * wall.capacity) * min(1.0, liquid_core / wall.tube_volume)
+        volume = math.fsum(c.volume for c in layer)
+        if target - volume > _EPS:
+            return None
+        cohorts = [(c.volume, c.age) for c in layer]
+        for group in _piece_volumes(total_in, SLICE_THETA * wall.tube_volume):
+            dtheta = group / wall.tube_volume
+            kept, released = [], 0.0
+            for v, age in cohorts:
+                before = _survival_cached(age, self.k)
+                s = _survival_cached(age + dtheta, self.k) / before if before > 1e-300 else 0.0
+                released += v * (1.0 - s)
+                if v * s > _EPS:
+                    kept.append((v * s, age + dtheta))
+            if released > _EPS:
+                kept.append((released, 0.0))
+            cohorts = kept
+        total = math.fsum(v for v, _ in cohorts)
+        age = math.fsum(v * a for v, a in cohorts) / total if total > 0 else 0.0
+        return _coarse(core), [Cohort(volume, shares, age)], pocket, [Parcel(total_in, shares)]
 
     def _wash(self, wall: Wall, core: list[Parcel], layer: list[Cohort], dtheta: float,
               window: float | None = None) -> tuple[list[Parcel], list[Cohort]]:
@@ -324,16 +370,23 @@ class ResidueModel:
 
 
 # ---------------------------------------------------------------------- helpers
+def _piece_volumes(total_volume: float, piece: float) -> list[float]:
+    """The volumes :func:`_groups` cuts ``total_volume`` mL into."""
+    if piece <= _EPS or total_volume <= _EPS:
+        return [total_volume]
+    fine = min(math.ceil(total_volume / piece), MAX_SLICES - 1)
+    size = min(piece, total_volume / fine)
+    rest = max(0.0, total_volume - fine * size)
+    return [size] * fine + ([rest] if rest > _EPS else [])
+
+
 def _groups(parcels: Iterable[Parcel], total_volume: float, piece: float) -> list[list[Parcel]]:
     """``parcels`` (flow order, ``total_volume`` mL) cut into consecutive groups: the first
     ones of ``piece`` mL (at most MAX_SLICES − 1 of them: the layer releases nearly all it
     holds within them), then one group of the rest."""
     if piece <= _EPS or total_volume <= _EPS:
         return [[p for p in parcels if p.volume > _EPS]]
-    fine = min(math.ceil(total_volume / piece), MAX_SLICES - 1)
-    size = min(piece, total_volume / fine)
-    rest = max(0.0, total_volume - fine * size)
-    sizes = [size] * fine + ([rest] if rest > _EPS else [])
+    sizes = _piece_volumes(total_volume, piece)
     out: list[list[Parcel]] = [[]]
     k, room = 0, sizes[0]
     for p in parcels:

@@ -241,21 +241,33 @@ def _finish(b: PlanBuilder, plan: JobPlan, start: BenchLedger, *, check: bool = 
     return plan
 
 
-_CLEAN_SOLVENT: dict[int, tuple[BenchConfig, dict[str, float]]] = {}
+_CLEAN: dict[int, tuple[BenchConfig, dict[str, float], float]] = {}
 
 
-def deferred_clean(ctx: BenchContext) -> dict[str, float]:
-    """Solvent node → mL a clean of the cell draws (a clean plan from a fresh bench; its
-    volumes are fixed factors of dead volumes), cached per configuration: what a job that
-    leaves its clean to the next one must leave in the bottle."""
+def _clean_on_fresh(ctx: BenchContext) -> tuple[dict[str, float], float]:
+    """(solvent node → mL, s) of a clean of the cell planned on a fresh bench (its volumes are
+    fixed factors of dead volumes), cached per configuration."""
     cfg = ctx.config
-    hit = _CLEAN_SOLVENT.get(id(cfg))
+    hit = _CLEAN.get(id(cfg))
     if hit is None or hit[0] is not cfg:
         fresh = initial_ledger(cfg)
         solvent = {n for n, v in fresh.vessels.items() if v.kind is VesselKind.SOLVENT}
-        drawn = total_drawn(plan_clean(ctx, fresh, check=False))
-        hit = _CLEAN_SOLVENT[id(cfg)] = (cfg, {n: v for n, v in drawn.items() if n in solvent})
-    return dict(hit[1])
+        plan = plan_clean(ctx, fresh, check=False)
+        drawn = total_drawn(plan)
+        hit = _CLEAN[id(cfg)] = (cfg, {n: v for n, v in drawn.items() if n in solvent},
+                                 plan.duration)
+    return dict(hit[1]), hit[2]
+
+
+def deferred_clean(ctx: BenchContext) -> dict[str, float]:
+    """Solvent node → mL a clean of the cell draws: what a job that leaves its clean to the
+    next one must leave in the bottle."""
+    return _clean_on_fresh(ctx)[0]
+
+
+PRE_CLEAN_BOUND = 0.8
+"""Share of a fresh-bench clean's duration below which a pre-clean cannot cost: when the flush
+alone reaches the tolerance in less bench time, the pre-clean option is not planned."""
 
 
 def formulate(ctx: BenchContext, ledger: BenchLedger, composition, volume: float, *,
@@ -344,6 +356,9 @@ def plan_density(ctx: BenchContext, ledger: BenchLedger, formulation: Formulatio
     options = [False, True] if foreign_in_cell(cfg, ledger, instrument) > 1e-6 else [False]
     sizing_ledger = _ample(cfg, ledger)
     for pre in options:
+        if pre and candidates and not candidates[0][0] and (
+                candidates[0][2] <= PRE_CLEAN_BOUND * _clean_on_fresh(ctx)[1]):
+            break  # the flush alone is within tolerance and cheaper than any rinse
         b, deliver = _density_start(ctx, sizing_ledger or ledger, formulation, pre,
                                     request_id, sample)
         volume, contamination, rule = _size_flush(b, formulation, instrument, *deliver)
@@ -417,6 +432,8 @@ def _size_flush(b: PlanBuilder, formulation: FormulationPlan, instrument: Instru
     unit = sample_volume(b, instrument) / cfg.settings.flush_factor  # line + cell, mL
     total_flow = sum(flows.values())
     stock_of = {st.pump: st.name for st in cfg.stocks}
+    # what lies past the cell outlet cannot change what the cell holds: the probe stops there
+    probe_routes = {p: _up_to(PlannedRoute.of(r), instrument.outlet) for p, r in routes.items()}
 
     def contamination(volume: float) -> float:
         led = b.ledger.clone()
@@ -425,7 +442,7 @@ def _size_flush(b: PlanBuilder, formulation: FormulationPlan, instrument: Instru
             led.syringes[pump] = syr.model_copy(update={"content": {stock_of[pump]: volume}})
         step = Dispense(phase=Phase.DELIVER, moves=[
             Move(pump=p, volume=volume * f / total_flow, flow=f,
-                 route=PlannedRoute.of(routes[p])) for p, f in flows.items()],
+                 route=probe_routes[p]) for p, f in flows.items()],
             valve_settings={}, sink=sink)
         apply_step(led, b.edges, step)
         return predict_cell(cfg, led, instrument, formulation.achieved).contamination
@@ -450,6 +467,14 @@ def _size_flush(b: PlanBuilder, formulation: FormulationPlan, instrument: Instru
         else:
             lo, c_lo = mid, c_mid
     return hi, c_hi, SizingRule.PREDICTED
+
+
+def _up_to(route: PlannedRoute, node: str) -> PlannedRoute:
+    """``route`` cut after ``node`` (unchanged when it does not pass it)."""
+    if node not in route.nodes:
+        return route
+    i = route.nodes.index(node)
+    return route.model_copy(update={"nodes": route.nodes[:i + 1], "edges": route.edges[:i]})
 
 
 def _density(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPlan,
