@@ -88,6 +88,9 @@ def test_record_content(demo_run):
     flush = next(z for z in rec["sizing"] if z["what"] == "sample flush")
     assert flush["rule"] == "predicted carry-over" and flush["contamination"] <= 1e-3
     assert rec["composition_predicted"] and rec["carryover_predicted"] is not None
+    check = rec["density_check"]  # the measured density against the predicted content's
+    assert check["agrees"] and check["expected"] == rec["density_expected"]
+    assert abs(check["difference"]) <= 2 * check["uncertainty"] and not rec["quality_flags"]
     summary = demo_run[0]
     last = max((r for r in records.values() if r["status"] == "succeeded"),
                key=lambda r: r["job_id"])

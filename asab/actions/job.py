@@ -472,7 +472,7 @@ def _predicted(rec: JobRecord, plan: JobPlan, cfg) -> None:
 def _check_density(rec: JobRecord) -> None:
     """Compare the measured density with the expected density of the predicted content."""
     m = rec.measurement
-    if rec.status != "succeeded" or m is None or rec.density_expected is None:
+    if m is None or rec.density_expected is None:
         return
     if m.density.mean is None or not m.density.n_valid:
         return
