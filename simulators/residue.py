@@ -87,6 +87,7 @@ def load_params(path: str | Path | None = None) -> ResidueParams:
 class _Window:
     parcels: list[Liquid]   # the last tube volume of the core, exit first
     spaced: list[Liquid]    # those at POINTS evenly spaced places
+    entry: Liquid | None = None  # the core's entry-most parcel (where arriving liquid is)
 
 
 @dataclass
@@ -178,7 +179,8 @@ class Walls:
         return out
 
     def holders(self) -> Iterable[Liquid]:
-        self.flush()
+        """Every layer cohort and pocket (call :meth:`flush` first, before reading the cores:
+        applying pending physics moves liquid between a core and its layer)."""
         for w in self.walls.values():
             for c in w.layer:
                 yield c.liquid
@@ -292,7 +294,8 @@ class Walls:
                 j += 1
         if j < POINTS and out and (not spaced or spaced[-1] is not out[-1]):
             spaced.append(out[-1])
-        return _Window(out, spaced)
+        entry = (seg.parcels[0] if at_start else seg.parcels[-1]) if seg.parcels else None
+        return _Window(out, spaced, entry)
 
     def _exchange(self, window: _Window, take: float, give: Liquid | None) -> Liquid:
         """Take ``take`` mL of liquid from the window and give it ``give``: at
@@ -305,9 +308,12 @@ class Walls:
             chosen = window.parcels
             total = sum(p.volume for p in chosen)
         taken = Liquid()
-        if total <= _EPS:
-            if give is not None and give.volume > 0 and window.parcels:
-                window.parcels[0].add(give)
+        if total <= _EPS:  # no liquid to spread over: it joins the entry end (the liquid
+            if give is not None and give.volume > 0:  # arriving there), never the exit
+                target = window.entry if window.entry is not None else (
+                    window.parcels[0] if window.parcels else None)
+                if target is not None:
+                    target.add(give)
             return taken
         take = min(take, total)
         for p in chosen:
@@ -321,8 +327,8 @@ class Walls:
         return taken
 
     def _wash(self, w: _Wall, window: _Window, dtheta: float) -> None:
-        if not w.layer:
-            return
+        if not w.layer or sum(p.volume for p in window.parcels) <= _EPS:
+            return  # no liquid passes over the wetted tube yet (the front is upstream)
         released = Liquid()
         for c in w.layer:
             before = c.survival
@@ -406,7 +412,7 @@ class Walls:
         self._bound(w)
 
     def _pocket(self, w: _Wall, window: _Window, liq: float) -> None:
-        if w.pocket_volume <= 0:
+        if w.pocket_volume <= 0 or sum(p.volume for p in window.parcels) <= _EPS:
             return
         if w.pocket.volume < w.pocket_volume - _EPS:
             w.pocket.add(self._exchange(window, w.pocket_volume - w.pocket.volume, None))

@@ -563,6 +563,8 @@ class World:
     def totals(self) -> Liquid:
         """Everything in the world (vessels, syringes, segments) as one parcel."""
         with self._lock:
+            if self.walls is not None:
+                self.walls.flush()  # before anything is summed: a flush moves core ↔ layer
             return total(self._holders())
 
     def _holders(self) -> Iterable[Liquid]:

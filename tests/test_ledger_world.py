@@ -116,15 +116,22 @@ gas/liquid front reaches a vessel after passing some ten tubes the two put it ~�
 apart (measured: 12.3 µL for two stocks pushed 2.375 mL into waste_1 from an empty bench)."""
 
 
+FILMS = 0.1
+"""mL by which a vessel may differ for the wall films: the ledger's residue model and the
+world's discretise a small slug blown through a long dry tube differently (measured: 72 µL at
+waste_2 for 0.12 mL of stock blown from the mixer line through the dry cell); whole samples
+agree far better (tests/test_carryover_world.py)."""
+
+
 def disagreements(bench) -> list[str]:
-    """Every vessel off by more than 1 % of max(world, 1 mL) + :data:`FRONT`, every syringe
-    off by 1e-6 mL."""
+    """Every vessel off by more than 1 % of max(world, 1 mL) + :data:`FRONT` + :data:`FILMS`,
+    every syringe off by 1e-6 mL."""
     world, ledger, out = bench.simulation.world, bench.ledger.current(), []
     for node, v in ledger.vessels.items():
         if v.kind == "gas" or node not in world.vessel_names():
             continue
         real = world.vessel_contents(node).volume
-        if abs(v.volume - real) > 0.01 * max(real, 1.0) + FRONT:
+        if abs(v.volume - real) > 0.01 * max(real, 1.0) + FRONT + FILMS:
             out.append(f"{node}: ledger {v.volume:.4f} mL, world {real:.4f} mL")
     for pump, s in ledger.syringes.items():
         level = bench.pumps[pump].fill_level()

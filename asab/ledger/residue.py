@@ -293,8 +293,9 @@ class ResidueModel:
 
     def _wash(self, wall: Wall, core: list[Parcel], layer: list[Cohort], dtheta: float,
               window: float | None = None) -> tuple[list[Parcel], list[Cohort]]:
-        if not layer:
-            return core, layer
+        if not layer or _window_liquid(core, wall.tube_volume if window is None else window
+                                       ) <= _EPS:
+            return core, layer  # no liquid passes over the wetted tube yet
         released: Content = {}
         kept = []
         for c in layer:
@@ -356,7 +357,7 @@ class ResidueModel:
 
     def _pocket(self, wall: Wall, core: list[Parcel], pocket: Content, liq: float
                 ) -> tuple[list[Parcel], Content]:
-        if wall.pocket <= 0:
+        if wall.pocket <= 0 or _window_liquid(core, wall.tube_volume) <= _EPS:
             return core, pocket
         have = volume_of(pocket)
         if have < wall.pocket - _EPS:
@@ -434,6 +435,14 @@ def _coarse(parcels: Sequence[Parcel], limit: int = MAX_PARCELS) -> list[Parcel]
 
 def _liquid_volume(parcels: Iterable[Parcel]) -> float:
     return math.fsum(p.volume * (1.0 - dict(p.shares).get(GAS, 0.0)) for p in parcels)
+
+
+def _window_liquid(core: Sequence[Parcel], window: float) -> float:
+    """mL of liquid in the last ``window`` mL of ``core`` (its exit end: the wetted tube)."""
+    volume = math.fsum(p.volume for p in core)
+    if volume > window + _EPS:
+        core = take_front(core, volume - window)[1]
+    return _liquid_volume(core)
 
 
 def _liquid_content(parcels: Iterable[Parcel]) -> Content:
