@@ -21,6 +21,7 @@ composition from the requested one, the largest |Δx| predicted − true, and th
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import tempfile
@@ -45,10 +46,13 @@ CORNERS = ({"LiPF6": 0.12, "EC": 0.05, "EMC": 0.83}, {"LiPF6": 0.0, "EC": 0.45, 
 
 
 def request(i: int, x: dict[str, float]) -> dict:
+    keys = list(x)
+    x = {k: round(x[k], 4) for k in keys[:-1]}  # four digits, the last one making the sum 1
+    x[keys[-1]] = 1.0 - math.fsum(x.values())
     return {"uuid": f"carry-{i:03d}", "quantity": "density", "methods": ["vibrating_tube_densimetry"],
             "parameters": {"vibrating_tube_densimetry": {
                 "formulation": [{"chemical": {"SMILES": smiles, "InChIKey": key},
-                                 "fraction": round(v, 4), "fraction_type": "molPerMol"}
+                                 "fraction": v, "fraction_type": "molPerMol"}
                                 for (smiles, key), v in x.items()],
                 "temperature": 298.15}}}
 
