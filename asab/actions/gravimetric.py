@@ -271,16 +271,10 @@ def verify_formulation(bench: Bench, plan: FormulationPlan, volume: float | None
             continue
         doses.append(_dose_stock(bench, name, planned * scale, ledger, reads))
     drain_balance_route(bench, ledger)
-    masses = _stock_masses(bench, doses)
+    masses, pan = _stock_masses(bench, doses)
     u_mass = {d.stock: d.mass_uncertainty for d in doses}
     u_mass.update({k: 0.0 for k in masses if k not in u_mass})
     achieved, u = achieved_from_masses(cfg, masses, mass_uncertainty=u_mass)
-    pan: dict[str, float] = {}
-    for d in doses:
-        for origin, v in d.arrived.items():
-            key = d.stock if origin == UNKNOWN else origin
-            if key in masses:
-                pan[key] = pan.get(key, 0.0) + v * cfg.stock(key).density
     predicted = achieved_from_masses(cfg, pan)[0] if pan else None
     u_predicted = None if predicted is None else {
         k: RESIDUE_MODEL_SHARE * abs(v - plan.achieved.get(k, 0.0)) for k, v in predicted.items()}
@@ -325,24 +319,33 @@ def _on_pan(bench: Bench) -> dict[str, float]:
     return dict(vessel.content) if vessel is not None else {}
 
 
-def _stock_masses(bench: Bench, doses: list[Dose]) -> dict[str, float]:
-    """g of each stock on the pan: each dose's weighed mass shared among the stocks the ledger
-    predicts it carried (by their predicted masses), so that the film a line exchanged with a
-    dose is counted as the stock it came from. Liquid of unknown origin counts as the dosed
-    stock; the cleaning solvent is not a stock and is left out."""
+def _carried(bench: Bench, dose: Dose) -> dict[str, float]:
+    """Stock → g the ledger predicts ``dose`` put on the pan (liquid of unknown origin counts
+    as the dosed stock; the cleaning solvent is not a stock and is left out)."""
     cfg = bench.config
     names = {st.name for st in cfg.stocks}
-    out: dict[str, float] = {}
+    parts: dict[str, float] = {}
+    for origin, v in dose.arrived.items():
+        key = dose.stock if origin == UNKNOWN else origin
+        if key in names:
+            parts[key] = parts.get(key, 0.0) + v * cfg.stock(key).density
+    return parts
+
+
+def _stock_masses(bench: Bench, doses: list[Dose]) -> tuple[dict[str, float], dict[str, float]]:
+    """``(weighed, predicted)``: g of each stock on the pan, each dose's weighed mass shared
+    among the stocks the ledger predicts it carried (by their predicted masses, so that the
+    film a line exchanged with a dose counts as the stock it came from), and the predicted
+    masses themselves."""
+    weighed: dict[str, float] = {}
+    predicted: dict[str, float] = {}
     for d in doses:
-        parts = {}
-        for origin, v in d.arrived.items():
-            key = d.stock if origin == UNKNOWN else origin
-            if key in names:
-                parts[key] = parts.get(key, 0.0) + v * cfg.stock(key).density
+        parts = _carried(bench, d)
         total = math.fsum(parts.values())
         for key, m in parts.items():
-            out[key] = out.get(key, 0.0) + max(d.mass, 0.0) * m / total
-    return out
+            weighed[key] = weighed.get(key, 0.0) + max(d.mass, 0.0) * m / total
+            predicted[key] = predicted.get(key, 0.0) + m
+    return weighed, predicted
 
 
 def _waste(bench: Bench) -> str:

@@ -248,6 +248,13 @@ class ResidueModel:
                 core, layer = self._set_layer(wall, core, layer, flow, liquid_core, gas=gas)
         return _coarse(core), _merged(layer), pocket, _coarse(out)
 
+    def _film(self, wall: Wall, content: Mapping[str, float], flow: float) -> float:
+        """mL of film a push of ``content`` at ``flow`` mL/s leaves on the whole wetted tube
+        (at most half the segment's dead volume)."""
+        eta = self.eta(content)
+        target = wall.wetting * film_share(eta, flow, wall.radius, self.gamma) * wall.tube_volume
+        return min(target, 0.5 * wall.capacity)
+
     def _same_liquid(self, wall: Wall, core: list[Parcel], layer: list[Cohort],
                      pocket: Content, incoming: Sequence[Parcel], total_in: float, flow: float
                      ) -> tuple[list[Parcel], list[Cohort], Content, list[Parcel]] | None:
@@ -268,9 +275,8 @@ class ResidueModel:
             if have < wall.pocket - _EPS or Parcel.of(pocket).shares != shares:
                 return None
         liquid_core = math.fsum(p.volume for p in core)
-        eta = self.eta({k: f for k, f in shares})
-        target = wall.wetting * film_share(eta, flow, wall.radius, self.gamma) * wall.tube_volume
-        target = min(target, 0.5 * wall.capacity) * min(1.0, liquid_core / wall.tube_volume)
+        target = self._film(wall, {k: f for k, f in shares}, flow) * min(
+            1.0, liquid_core / wall.tube_volume)
         volume = math.fsum(c.volume for c in layer)
         if target - volume > _EPS:
             return None
@@ -321,9 +327,8 @@ class ResidueModel:
         liquid_core = _liquid_volume(core)
         if liquid_core <= _EPS:
             return core, layer
-        eta = self.eta(_liquid_content(core))
-        target = wall.wetting * film_share(eta, flow, wall.radius, self.gamma) * wall.tube_volume
-        target = min(target, 0.5 * wall.capacity) * min(1.0, liquid_core / wall.tube_volume)
+        target = self._film(wall, _liquid_content(core), flow) * min(
+            1.0, liquid_core / wall.tube_volume)
         have = math.fsum(c.volume for c in layer)
         if target - have > _EPS:
             core, taken = _swap(core, target - have, {}, wall.tube_volume)
@@ -336,9 +341,7 @@ class ResidueModel:
                    ) -> tuple[list[Parcel], list[Cohort]]:
         """Move the layer toward the film a push at ``flow`` leaves: by the swept share
         ``gas / liquid_core`` of the way for a gas piece, at once for a first wetting."""
-        eta = self.eta(_liquid_content(core))
-        target = wall.wetting * film_share(eta, flow, wall.radius, self.gamma) * wall.tube_volume
-        target = min(target, 0.5 * wall.capacity)
+        target = self._film(wall, _liquid_content(core), flow)
         have = math.fsum(c.volume for c in layer)
         share = 1.0 if gas is None else min(1.0, gas / liquid_core)
         delta = (target - have) * share
