@@ -190,8 +190,7 @@ class Walls:
         """Replace a segment's layer (``(liquid, age)`` cohorts) and pocket."""
         w = self.walls.get(label)
         if w is not None:
-            w.pending = None
-            self._pending.pop(w, None)
+            self._settled(w)
             w.layer = [_Cohort(liq.copy(), age, self._survival(age))
                        for liq, age in layer if liq.volume > 0]
             w.pocket = pocket.copy()
@@ -235,8 +234,7 @@ class Walls:
                 left = max(0.0, liquid_now - gas_in)  # liquid the batch leaves in the core
                 self._toward_film(w, window, flow, 1.0 - left / pend.liquid_before)
                 out = seg.push(incoming, at_start, key)
-                w.pending = None
-                self._pending.pop(w, None)
+                self._settled(w)
                 self._evaporate(w, seg, at_start, gas)
                 return out
         out = seg.push(incoming, at_start, key)
@@ -257,13 +255,17 @@ class Walls:
         for w in walls:
             self._apply_pending(w)
 
+    def _settled(self, w: _Wall) -> None:
+        """``w`` has no pending flow any more."""
+        w.pending = None
+        self._pending.pop(w, None)
+
     def _apply_pending(self, w: _Wall) -> None:
         if w.pending is not None:
             self._apply(w, w.pending.segment, w.pending)
 
     def _apply(self, w: _Wall, seg: Segment, pend: _Pending) -> None:
-        w.pending = None
-        self._pending.pop(w, None)
+        self._settled(w)
         window = self._window(seg, w, pend.at_start)
         if pend.liquid > _EPS:
             self._wash(w, window, pend.liquid / w.tube)
