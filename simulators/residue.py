@@ -8,16 +8,23 @@ Parameters and their sources: ``simulators/data/residues.toml``.
 
 Per segment (dead volume C, inner radius R, tube volume V = πR²L from edges.csv):
 
-* **Wall layer** — a list of cohorts (liquid, age in tube volumes of liquid passed since it
-  joined). A gas push moves the layer toward the film it leaves, share
+* **Wall layer** — three well-mixed stages in series (liquid joining the layer enters the
+  first; passing liquid moves each stage's content on to the next, and out of the third, at
+  rate k per tube volume θ). The share of what joined at once that is still there after θ is
+  then exactly S(θ) below (the survival of an Erlang chain of three stages), whatever else
+  joined meanwhile, so liquid of every age mixes without approximation. A gas push moves the layer toward the film it leaves, share
   1 − (1 − h/R)² of V (× the wall's wetting factor), h/R = a·Ca^(2/3)/(1 + b·a·Ca^(2/3)),
   Ca = ηU/γ with η of the displaced liquid (:func:`simulators.physics.viscosity`) and
   U = Q/(πR²); the deposit is taken from the liquid the gas displaces before it leaves. Liquid
   advancing into a tube grows the layer to the film of its own flow over the wetted share
   (core liquid / V) of the tube, never thinning it.
-* **Wash-out** — liquid passing releases from each cohort the share its survival
-  S(θ) = e^(−kθ)(1 + kθ + (kθ)²/2) drops by; released liquid joins the liquid in the last V
-  of the segment (toward its exit), which gives the layer the same volume back.
+* **Wash-out** — liquid passing over θ tube volumes moves the stages on (x = kθ, e = e^(−x)):
+  first → e·first, second → e·(second + x·first), third → e·(third + x·second + x²/2·first),
+  the rest released; for a single deposit that leaves S(θ) = e^(−kθ)(1 + kθ + (kθ)²/2).
+  Released liquid joins the liquid in the last V
+  of the segment (toward its exit), which gives the layer the same volume back. θ counts the
+  liquid that entered that last V (a front still filling a longer segment's upstream part
+  has not passed over the tube yet).
 * **Pocket** — a mixed tank (the density cell's filling adapter) exchanging
   1 − exp(−v/V_x) of its content with v mL of liquid passing; gas leaves it alone.
 * **Evaporation** — gas passing over a layer carries away ``saturation`` × x_i p_i/(RT) mol
@@ -93,8 +100,7 @@ class _Window:
 @dataclass
 class _Cohort:
     liquid: Liquid
-    age: float
-    survival: float = 1.0   # S(age), kept so that a push evaluates S once per cohort
+    stage: int              # 0, 1, 2: the layer's stages in series (module docstring)
 
 
 @dataclass
@@ -107,6 +113,8 @@ class _Pending:
     gas: float = 0.0           # mL of gas passed
     liquid_before: float = 0.0  # mL of liquid in the core when the pending gas began
     flow: float = 0.0          # mL/s of the latest push
+    window_before: float = 0.0  # mL of liquid in the exit-end tube volume when it began
+    liquid_out: float = 0.0    # mL of liquid that left the segment meanwhile
 
 
 @dataclass(eq=False)
@@ -186,13 +194,14 @@ class Walls:
                 yield c.liquid
             yield w.pocket
 
-    def set_state(self, label: str, layer: Sequence[tuple[Liquid, float]], pocket: Liquid) -> None:
-        """Replace a segment's layer (``(liquid, age)`` cohorts) and pocket."""
+    def set_state(self, label: str, layer: Sequence[tuple[Liquid, int]], pocket: Liquid) -> None:
+        """Replace a segment's layer (``(liquid, stage)`` pieces, stage 0–2) and pocket."""
         w = self.walls.get(label)
         if w is not None:
             self._settled(w)
-            w.layer = [_Cohort(liq.copy(), age, self._survival(age))
-                       for liq, age in layer if liq.volume > 0]
+            w.layer = [_Cohort(liq.copy(), min(max(int(stage), 0), STAGES - 1))
+                       for liq, stage in layer if liq.volume > 0]
+            self._bound(w)
             w.pocket = pocket.copy()
 
     # ------------------------------------------------------------------ one push
@@ -223,6 +232,8 @@ class Walls:
             self._pending[w] = None
             if gas_in > _EPS:
                 pend.liquid_before = sum(p.volume for p in seg.parcels)
+            if liq_in > _EPS:
+                pend.window_before = self._window_liquid(seg, w, at_start)
         threshold = max(BATCH * w.tube, BATCH_MIN)
         if liq_in <= _EPS and pend.liquid <= _EPS and pend.liquid_before > _EPS:
             # gas displacing liquid: the film is left by the liquid before it leaves, so the
@@ -240,6 +251,8 @@ class Walls:
         out = seg.push(incoming, at_start, key)
         pend.liquid += liq_in
         pend.gas += gas_in
+        if liq_in > _EPS:
+            pend.liquid_out += sum(p.volume for p in out)
         pend.flow = flow
         if pend.liquid + pend.gas >= threshold:
             self._apply(w, seg, pend)
@@ -268,8 +281,12 @@ class Walls:
         self._settled(w)
         window = self._window(seg, w, pend.at_start)
         if pend.liquid > _EPS:
-            self._wash(w, window, pend.liquid / w.tube)
-            self._pocket(w, window, pend.liquid)
+            # the liquid that passed over the wetted tube (entered the exit-end tube volume):
+            # a front still filling the segment's upstream part washes nothing yet
+            passed = max(0.0, self._window_liquid(seg, w, pend.at_start) - pend.window_before
+                         + pend.liquid_out)
+            self._wash(w, window, passed / w.tube)
+            self._pocket(w, window, passed)
             self._wet(w, seg, window, pend.flow)
         if pend.gas > _EPS:
             if pend.liquid_before > _EPS:
@@ -298,6 +315,19 @@ class Walls:
             spaced.append(out[-1])
         entry = (seg.parcels[0] if at_start else seg.parcels[-1]) if seg.parcels else None
         return _Window(out, spaced, entry)
+
+    @staticmethod
+    def _window_liquid(seg: Segment, w: _Wall, at_start: bool) -> float:
+        """mL of liquid in the last ``w.tube`` mL of the core toward the exit end."""
+        parcels = reversed(seg.parcels) if at_start else iter(seg.parcels)
+        room, liquid = w.tube, 0.0
+        for p in parcels:
+            size = p.volume + p.gas
+            if size >= room:
+                return liquid + (p.volume * room / size if size > 0 else 0.0)
+            liquid += p.volume
+            room -= size
+        return liquid
 
     def _exchange(self, window: _Window, take: float, give: Liquid | None) -> Liquid:
         """Take ``take`` mL of liquid from the window and give it ``give``: at
@@ -329,24 +359,31 @@ class Walls:
         return taken
 
     def _wash(self, w: _Wall, window: _Window, dtheta: float) -> None:
-        if not w.layer or sum(p.volume for p in window.parcels) <= _EPS:
+        if not w.layer or dtheta <= 0 or sum(p.volume for p in window.parcels) <= _EPS:
             return  # no liquid passes over the wetted tube yet (the front is upstream)
-        released = Liquid()
+        self._bound(w)
+        stages: list[Liquid | None] = [None] * STAGES
         for c in w.layer:
-            before = c.survival
-            c.age += dtheta
-            c.survival = self._survival(c.age)
-            s = c.survival / before if before > 1e-300 else 0.0
-            released.add(c.liquid.take(c.liquid.volume * (1.0 - s)))
-        w.layer = [c for c in w.layer if c.liquid.volume > _EPS]
+            stages[c.stage] = c.liquid
+        x = self.params.k * dtheta
+        e = math.exp(-x)
+        moved = (x * e, x * x / 2.0 * e)  # share of a stage's content moving 1 and 2 on
+        new = [Liquid() for _ in range(STAGES)]
+        released = Liquid()
+        for i, liq in enumerate(stages):
+            if liq is None:
+                continue
+            stay = 1.0
+            for j, share in ((i, e), (i + 1, moved[0]), (i + 2, moved[1])):
+                if j < STAGES:
+                    new[j].add(_scaled(liq, share))
+                    stay -= share
+            released.add(_scaled(liq, max(stay, 0.0)))
+        w.layer = [_Cohort(liq, i) for i, liq in enumerate(new) if liq.volume > _EPS]
         taken = self._exchange(window, released.volume, released)
         if taken.volume > _EPS:
-            w.layer.append(_Cohort(taken, 0.0))
+            w.layer.append(_Cohort(taken, 0))
         self._bound(w)
-
-    def _survival(self, theta: float) -> float:
-        x = self.params.k * theta
-        return math.exp(-x) * (1.0 + x + x * x / 2.0)
 
     def _film_share(self, liquid: Liquid, flow: float, radius: float) -> float:
         if flow <= 0 or liquid.volume <= 0:
@@ -392,7 +429,7 @@ class Walls:
         if target * wetted - have > _EPS:
             taken = self._exchange(window, target * wetted - have, None)
             if taken.volume > _EPS:
-                w.layer.append(_Cohort(taken, 0.0))
+                w.layer.append(_Cohort(taken, 0))
             self._bound(w)
 
     def _toward_film(self, w: _Wall, window: _Window, flow: float, share: float) -> None:
@@ -404,7 +441,7 @@ class Walls:
         if delta > _EPS:
             taken = self._exchange(window, delta, None)
             if taken.volume > _EPS:
-                w.layer.append(_Cohort(taken, 0.0))
+                w.layer.append(_Cohort(taken, 0))
         elif delta < -_EPS and have > _EPS:
             f = -delta / have
             released = Liquid()
@@ -452,18 +489,18 @@ class Walls:
         if lost_volume > 0 and seg.parcels:  # the segment keeps its volume: gas takes the room
             (seg.parcels[0] if at_start else seg.parcels[-1]).gas += lost_volume
 
-    def _bound(self, w: _Wall, limit: int = 8) -> None:
-        """Drop empty cohorts; beyond ``limit``, merge the two youngest (volume-weighted age)."""
-        layer = [c for c in w.layer if c.liquid.volume > _EPS]
-        while len(layer) > limit:
-            layer.sort(key=lambda c: c.age)
-            a, b = layer[0], layer[1]
-            v = a.liquid.volume + b.liquid.volume
-            a.age = (a.age * a.liquid.volume + b.age * b.liquid.volume) / v
-            a.survival = self._survival(a.age)
-            a.liquid.add(b.liquid)
-            del layer[1]
-        w.layer = layer
+    def _bound(self, w: _Wall) -> None:
+        """One piece per stage (the stages are well mixed: merging is exact); empty ones
+        dropped."""
+        stages: list[Liquid | None] = [None] * STAGES
+        for c in w.layer:
+            if c.liquid.volume <= _EPS:
+                continue
+            if stages[c.stage] is None:
+                stages[c.stage] = c.liquid
+            else:
+                stages[c.stage].add(c.liquid)
+        w.layer = [_Cohort(liq, i) for i, liq in enumerate(stages) if liq is not None]
 
 
 BATCH = 0.2
@@ -473,6 +510,9 @@ batch's tube volumes, only where released residue joins the core is coarsened)."
 
 BATCH_MIN = 0.1
 """mL: smallest batch, so that short fittings do not cost a full update every clock step."""
+
+STAGES = 3
+"""Stages of a wall layer (the three-stage wash-out law)."""
 
 POINTS = 4
 """Places of a segment's last tube volume where released residue joins the liquid and the

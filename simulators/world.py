@@ -223,7 +223,7 @@ class World:
                         {k: f * p.volume for k, f in p.content.items()}))
                 if self.walls is not None:
                     layer = [(self._liquid_of({k: f * c.volume for k, f in c.content.items()}),
-                              c.age) for c in getattr(ledger, "films", {}).get(label, [])]
+                              c.stage) for c in getattr(ledger, "films", {}).get(label, [])]
                     pocket = self._liquid_of(getattr(ledger, "pockets", {}).get(label, {}))
                     self.walls.set_state(label, layer, pocket)
 

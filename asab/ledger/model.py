@@ -89,20 +89,21 @@ class ParcelState(BaseModel):
 
 
 class CohortState(BaseModel):
-    """A portion of a tube's wall layer (asab.ledger.residue.Cohort) in JSON form: ``volume``
-    mL, ``content`` origin → volume fraction, ``age`` tube volumes of liquid passed since."""
+    """One stage of a tube's wall layer (asab.ledger.residue.Cohort) in JSON form: ``volume``
+    mL, ``content`` origin → volume fraction, ``stage`` 0–2 (the layer's stages in series;
+    liquid joins it in stage 0)."""
 
     model_config = ConfigDict(extra="forbid")
     volume: float = Field(gt=0, le=MAX_VOLUME, allow_inf_nan=False)
     content: Annotated[dict[str, Share], Field(min_length=1, max_length=256)]
-    age: float = Field(ge=0, le=1e9, allow_inf_nan=False)
+    stage: int = Field(ge=0, le=2)
 
     def to_cohort(self) -> Cohort:
-        return Cohort(self.volume, tuple(sorted(self.content.items())), self.age)
+        return Cohort(self.volume, tuple(sorted(self.content.items())), self.stage)
 
     @classmethod
     def of(cls, cohort: Cohort) -> CohortState:
-        return cls(volume=cohort.volume, content=dict(cohort.shares), age=cohort.age)
+        return cls(volume=cohort.volume, content=dict(cohort.shares), stage=cohort.stage)
 
 
 class VesselState(BaseModel):
@@ -182,6 +183,35 @@ class BenchLedger(BaseModel):
     out_of_service: str | None = None
     waiting: str | None = None
     log: list[LedgerEvent] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _staged_films(cls, data):
+        """Ledger files written before the layer had stages kept each film portion with its
+        ``age`` (tube volumes washed since it joined): such a portion is split over the three
+        stages in the shares a deposit of that age holds, 1 : x : x²/2 with x = k·age
+        (k = 1.75, the default ``[carryover] wash_rate``)."""
+        if not isinstance(data, dict) or not isinstance(data.get("films"), dict):
+            return data
+        films = {}
+        for label, layer in data["films"].items():
+            if not isinstance(layer, list):
+                films[label] = layer
+                continue
+            out = []
+            for c in layer:
+                if isinstance(c, dict) and "age" in c and "stage" not in c:
+                    x = 1.75 * float(c["age"]) if math.isfinite(float(c["age"])) else 0.0
+                    weights = (1.0, x, 0.5 * x * x)
+                    total = sum(weights)
+                    for i, w in enumerate(weights):
+                        if w / total * c.get("volume", 0.0) > 0:
+                            out.append({"volume": w / total * c["volume"],
+                                        "content": c.get("content"), "stage": i})
+                else:
+                    out.append(c)
+            films[label] = out
+        return {**data, "films": films}
 
     def note(self, change: LedgerChange, subject: str = "", detail: str = "",
              note: str = "") -> None:

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asab.config import BenchConfig, Instrument
+from asab.config import BenchConfig, CarryoverSettings, Instrument
 from asab.ledger.liquid import GAS, SOLVENT, UNKNOWN, Content, add, total, volume_of
 from asab.ledger.model import BenchLedger
 from asab.ledger.residue import layer_content
@@ -73,6 +73,9 @@ class CellPrediction(BaseModel):
         origins: origin (stock name, ``solvent``, ``unknown``) → mL in the cell.
         density_expected: g/cm³ of that content (ideal mixing of the origins), or None.
         density_uncertainty: its standard uncertainty, g/cm³.
+        density_shift: g/cm³, ``density_expected`` minus the ideal-mixing density of the
+            planned mix (what the carry-over changes; the mixing model's own error largely
+            cancels in the difference), or None when the planned mix was not given.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -83,6 +86,16 @@ class CellPrediction(BaseModel):
     origins: dict[str, float]
     density_expected: float | None = None
     density_uncertainty: float | None = None
+    density_shift: float | None = None
+
+    def excess(self, settings: CarryoverSettings) -> float:
+        """The predicted carry-over as a share of what ``settings`` allow: the largest of
+        contamination / ``tolerance`` and |density_shift| / ``density_tolerance`` (≤ 1:
+        within tolerance)."""
+        out = self.contamination / settings.tolerance
+        if settings.density_tolerance is not None and self.density_shift is not None:
+            out = max(out, abs(self.density_shift) / settings.density_tolerance)
+        return out
 
 
 def cell_edge(config: BenchConfig, instrument: Instrument) -> str:
@@ -136,9 +149,12 @@ def origin_densities(config: BenchConfig) -> dict[str, float]:
 
 
 def predict_cell(config: BenchConfig, ledger: BenchLedger, instrument: Instrument,
-                 planned: Mapping[str, float]) -> CellPrediction:
+                 planned: Mapping[str, float], planned_origins: Mapping[str, float] | None = None
+                 ) -> CellPrediction:
     """The predicted cell content of ``instrument`` from ``ledger`` (as the plan leaves it
-    just before it measures), against the ``planned`` mole fractions (InChIKey → x)."""
+    just before it measures), against the ``planned`` mole fractions (InChIKey → x) and,
+    when given, the planned mix ``planned_origins`` (stock name → volume share or flow; its
+    ideal-mixing density is what ``density_shift`` is measured against)."""
     content = cell_content(ledger, cell_edge(config, instrument))
     table = moles_per_ml(config)
     x = mole_fractions(content, table)
@@ -151,12 +167,18 @@ def predict_cell(config: BenchConfig, ledger: BenchLedger, instrument: Instrumen
     known = {k: v for k, v in content.items() if k in rho}
     vol = math.fsum(known.values())
     density = math.fsum(v * rho[k] for k, v in known.items()) / vol if vol > 0 else None
+    shift = None
+    if planned_origins and density is not None and all(k in rho for k in planned_origins):
+        mix = math.fsum(planned_origins.values())
+        if mix > 0:
+            shift = density - math.fsum(v * rho[k] for k, v in planned_origins.items()) / mix
     return CellPrediction(
         composition={k: x.get(k, 0.0) for k in keys}, uncertainty=unc,
         planned={k: planned.get(k, 0.0) for k in keys},
         contamination=max((abs(d) for d in dev.values()), default=0.0),
         origins=dict(sorted(content.items())), density_expected=density,
-        density_uncertainty=DENSITY_MODEL_UNCERTAINTY if density is not None else None)
+        density_uncertainty=DENSITY_MODEL_UNCERTAINTY if density is not None else None,
+        density_shift=shift)
 
 
 def foreign_in_cell(config: BenchConfig, ledger: BenchLedger, instrument: Instrument) -> float:

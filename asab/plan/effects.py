@@ -169,7 +169,7 @@ def forget_lines(ledger: BenchLedger, edges: Edges) -> None:
         ledger.set_line(label, normalise(parcels))
         layer = ledger.film(label)
         if layer:
-            ledger.set_film(label, [Cohort(c.volume, ((UNKNOWN, 1.0),), c.age) for c in layer])
+            ledger.set_film(label, [Cohort(c.volume, ((UNKNOWN, 1.0),), c.stage) for c in layer])
         if label in ledger.pockets:
             ledger.pockets[label] = {UNKNOWN: sum(ledger.pockets[label].values())}
     for syringe in ledger.syringes.values():

@@ -435,7 +435,12 @@ def _size_flush(b: PlanBuilder, formulation: FormulationPlan, instrument: Instru
     # what lies past the cell outlet cannot change what the cell holds: the probe stops there
     probe_routes = {p: _up_to(PlannedRoute.of(r), instrument.outlet) for p, r in routes.items()}
 
+    planned = {stock_of[p]: f for p, f in flows.items()}
+    found: dict[float, float] = {}  # volume → predicted contamination (largest |Δx|)
+
     def contamination(volume: float) -> float:
+        """The predicted carry-over after a push of ``volume`` mL, as a share of the
+        tolerances (CellPrediction.excess: ≤ 1 is within)."""
         led = b.ledger.clone()
         for pump in flows:
             syr = led.syringes[pump]
@@ -445,28 +450,30 @@ def _size_flush(b: PlanBuilder, formulation: FormulationPlan, instrument: Instru
                  route=probe_routes[p]) for p, f in flows.items()],
             valve_settings={}, sink=sink)
         apply_step(led, b.edges, step)
-        return predict_cell(cfg, led, instrument, formulation.achieved).contamination
+        pred = predict_cell(cfg, led, instrument, formulation.achieved, planned)
+        found[volume] = pred.contamination
+        return pred.excess(co)
 
     lo, hi = co.min_flush_factor * unit, max(co.max_flush_factor, co.min_flush_factor) * unit
     c_lo = contamination(lo)
-    if c_lo <= co.tolerance:
-        return lo, c_lo, SizingRule.PREDICTED
+    if c_lo <= 1.0:
+        return lo, found[lo], SizingRule.PREDICTED
     c_hi = contamination(hi)
-    if c_hi > co.tolerance:
-        return hi, c_hi, SizingRule.NOT_REACHED
-    for _ in range(6):  # regula falsi on ln(contamination), which falls about linearly
+    if c_hi > 1.0:
+        return hi, found[hi], SizingRule.NOT_REACHED
+    for _ in range(6):  # regula falsi on ln(excess), which falls about linearly
         if hi - lo < 0.02 * unit:
             break
-        t = (math.log(c_lo) - math.log(co.tolerance)) / (math.log(c_lo) - math.log(max(c_hi, 1e-300)))
+        t = math.log(c_lo) / (math.log(c_lo) - math.log(max(c_hi, 1e-300)))
         mid = lo + min(max(t, 0.1), 0.9) * (hi - lo)
         c_mid = contamination(mid)
-        if c_mid <= co.tolerance:
+        if c_mid <= 1.0:
             hi, c_hi = mid, c_mid
-            if c_mid >= 0.8 * co.tolerance:
+            if c_mid >= 0.8:
                 break
         else:
             lo, c_lo = mid, c_mid
-    return hi, c_hi, SizingRule.PREDICTED
+    return hi, found[hi], SizingRule.PREDICTED
 
 
 def _up_to(route: PlannedRoute, node: str) -> PlannedRoute:
@@ -510,10 +517,14 @@ def _density(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPla
         volume, contamination, rule = flush
         sizing.append(Sizing(
             what="sample flush", volume=volume, rule=rule, contamination=contamination,
-            note=f"tolerance {cfg.carryover.tolerance:g} mole fraction"))
+            note=f"tolerance {cfg.carryover.tolerance:g} mole fraction"
+                 + (f", {cfg.carryover.density_tolerance:g} g/cm³ density shift"
+                    if cfg.carryover.density_tolerance is not None else "")))
     b.push(flows, volume, routes, sources, Purpose.SAMPLE, sink)
     b.enter(Phase.MEASURE)
-    plan.cell_prediction = predict_cell(cfg, b.ledger, instrument, formulation.achieved)
+    plan.cell_prediction = predict_cell(cfg, b.ledger, instrument, formulation.achieved,
+                                        {st.name: flows[st.pump] for st in cfg.stocks
+                                         if st.pump in flows})
     b.add(Measure(phase=b.phase, sample=sample, duration=MEASURE_ESTIMATE,
                   claims=Claims(instrument=instrument.name)))
     b.enter(Phase.DRAIN)
