@@ -164,6 +164,28 @@ def steady_plan(config):
     return plan_density(ctx, ledger, f, check=False, clean_after=False)
 
 
+def planning_seconds(config, repeats: int = 5) -> tuple[float, float]:
+    """Median wall seconds to plan one demo density job on a fresh bench and in the middle of
+    a run (the :func:`steady_plan` ledger: lines primed, films and pockets in them)."""
+    import statistics
+
+    ctx, ledger = BenchContext(config), initial_ledger(config)
+    f = plan_formulation(config, {"LiPF6": 0.07, "EC": 0.29, "EMC": 0.64}, 1.0)
+    mid = ledger
+    for _ in range(2):
+        mid = ledger_after(plan_density(ctx, mid, f, check=False, clean_after=False), mid,
+                           config)
+    out = []
+    for start in (ledger, mid):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            plan_density(ctx, start, f, check=False, clean_after=False)
+            times.append(time.perf_counter() - t0)
+        out.append(statistics.median(times))
+    return out[0], out[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50)
@@ -180,6 +202,9 @@ def main() -> None:
     for name, (value, how) in found.items():
         print(f"  {name:<9}{value / 60:6.1f} min  ({how})")
     best = max(v for v, _ in found.values()) / 60
+    fresh, mid = planning_seconds(config)
+    print(f"Planning one demo density job (median of 5): {fresh:.2f} s on a fresh bench, "
+          f"{mid:.2f} s mid-run")
     rows = []
     with tempfile.TemporaryDirectory(prefix="asab-throughput-") as tmp:
         big = roomy(scaled(config, 100.0))

@@ -35,14 +35,15 @@ def test_balance_full_refuses_before_moving_then_the_same_run_carries_on(big_ben
             seen.append(rec)
             worst[0] = max(worst[0], disagreement(bench)[0])
         monkeypatch.setattr(runner, "_save", save)
-        # the balance vessel already holds 90 mL: some 20 samples fit, the last ones do not
+        # the balance vessel already holds 90 mL: some 11–20 samples fit (≈ 8–12 g of each
+        # reaches the pan, by how long the flush its carry-over needs is), the last ones do not
         from asab.ledger.liquid import SOLVENT
 
         bench.ledger.update(lambda L: setattr(L.vessels["waste_2"], "content", {SOLVENT: 90.0}))
         world = bench.simulation.world
         world._vessels["waste_2"].content = world._liquid_of({SOLVENT: 90.0})
         first = run_jobs(bench, jobs, tmp_path / "run")
-        assert first.failed == 0 and first.succeeded >= 15
+        assert first.failed == 0 and first.succeeded >= 10
         refused = [r for r in seen if r.consumables]
         assert refused and first.succeeded + len(refused) == 22
         for rec in refused:  # refused before any liquid moved, with the consumable named

@@ -80,17 +80,19 @@ GAS_CONSTANT = 8.314462618
 STAGES = 3
 """Stages of a wall layer (the three-stage wash-out law, module docstring)."""
 
-MAX_SLICES = 31
-"""Pieces one step's stream is cut into per segment, at most."""
+FINE_TUBE_VOLUMES = 6.0
+"""Tube volumes of a step's stream cut into pieces (S(6) ≈ 2e-3: the layer's release is
+resolved); the rest is one piece whose small release leaves with it."""
 
-SLICE_THETA = 0.2
-"""Tube volumes per piece of a stream: its first (MAX_SLICES − 1) × 0.2 = 6 tube volumes are
-taken in pieces of that size (S(6) ≈ 2e-3: the layer's release is resolved), the rest in one
-piece whose small release leaves with it. Where released residue joins the core is resolved
-to a piece: on the benchmark's alternating sequences (benchmarks/bench_carryover.py) the
-predicted cell composition is within 1.3e-4 mole fraction of the simulated world's with 0.2,
-1.8e-4 with 0.3, 2.0e-4 with 0.4 (the same world with the world's batches of 0.2)."""
+SLICE_THETA = 0.6
+"""Tube volumes per piece of a stream in a line."""
 
+CELL_SLICE_THETA = 0.2
+"""Tube volumes per piece in an instrument cell, whose content is what asab predicts: where
+released residue joins the core is resolved to a piece, and on the benchmark's alternating
+sequences (benchmarks/bench_carryover.py) the predicted cell composition is within 1.3e-4
+mole fraction of the simulated world's with 0.2 in the cell (the same with 0.2 everywhere),
+1.8e-4 with 0.3, 2.0e-4 with 0.4 and 3.5e-4 with 0.6 (the world's batches: 0.2)."""
 
 
 _EPS = 1e-12
@@ -125,6 +127,7 @@ class Wall:
         radius: inner radius, m.
         wetting: film factor (0–1).
         pocket: unswept pocket, mL.
+        piece: tube volumes per piece of a stream (finer in an instrument cell).
     """
 
     capacity: float
@@ -132,6 +135,7 @@ class Wall:
     radius: float
     wetting: float
     pocket: float
+    piece: float = SLICE_THETA
 
 
 def survival(theta: float, k: float) -> float:
@@ -186,7 +190,8 @@ class ResidueModel:
             self.walls[e.label] = Wall(
                 capacity=e.dead_volume, tube_volume=max(tube, 1e-9), radius=r * 1e-3,
                 wetting=co.cell_wetting if inst is not None else co.tube_wetting,
-                pocket=min(pocket, 0.5 * e.dead_volume))
+                pocket=min(pocket, 0.5 * e.dead_volume),
+                piece=CELL_SLICE_THETA if inst is not None else SLICE_THETA)
         self.viscosity = origin_viscosities(config)
 
     # ------------------------------------------------------------------ properties
@@ -223,7 +228,8 @@ class ResidueModel:
         if gas_only and _liquid_volume(core) <= _EPS:  # gas through a dry core: plug flow only
             core, leaving = through(core, math.fsum(p.volume for p in core), incoming)
             return _coarse(core), layer, pocket, _coarse(leaving)
-        for group in _groups(incoming, total_in, SLICE_THETA * wall.tube_volume):
+        for group in _groups(incoming, total_in, wall.piece * wall.tube_volume,
+                             _slices(wall.piece)):
             liquid_core = _liquid_volume(core)
             gas = math.fsum(p.volume * dict(p.shares).get(GAS, 0.0) for p in group)
             liq = math.fsum(p.volume for p in group) - gas
@@ -369,23 +375,30 @@ class ResidueModel:
 
 
 # ---------------------------------------------------------------------- helpers
-def _piece_volumes(total_volume: float, piece: float) -> list[float]:
+def _slices(theta: float) -> int:
+    """Pieces at most for pieces of ``theta`` tube volumes: FINE_TUBE_VOLUMES of them, then
+    the rest."""
+    return math.ceil(FINE_TUBE_VOLUMES / theta - 1e-9) + 1
+
+
+def _piece_volumes(total_volume: float, piece: float, slices: int) -> list[float]:
     """The volumes :func:`_groups` cuts ``total_volume`` mL into."""
     if piece <= _EPS or total_volume <= _EPS:
         return [total_volume]
-    fine = min(math.ceil(total_volume / piece), MAX_SLICES - 1)
+    fine = min(math.ceil(total_volume / piece), slices - 1)
     size = min(piece, total_volume / fine)
     rest = max(0.0, total_volume - fine * size)
     return [size] * fine + ([rest] if rest > _EPS else [])
 
 
-def _groups(parcels: Iterable[Parcel], total_volume: float, piece: float) -> list[list[Parcel]]:
+def _groups(parcels: Iterable[Parcel], total_volume: float, piece: float, slices: int
+            ) -> list[list[Parcel]]:
     """``parcels`` (flow order, ``total_volume`` mL) cut into consecutive groups: the first
-    ones of ``piece`` mL (at most MAX_SLICES − 1 of them: the layer releases nearly all it
+    ones of ``piece`` mL (at most ``slices`` − 1 of them: the layer releases nearly all it
     holds within them), then one group of the rest."""
     if piece <= _EPS or total_volume <= _EPS:
         return [[p for p in parcels if p.volume > _EPS]]
-    sizes = _piece_volumes(total_volume, piece)
+    sizes = _piece_volumes(total_volume, piece, slices)
     out: list[list[Parcel]] = [[]]
     k, room = 0, sizes[0]
     for p in parcels:
