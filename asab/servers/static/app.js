@@ -256,6 +256,7 @@ function render(s) {
   renderJobs(s);
   renderResults(s);
   live.updates += 1;
+  if (live.updates === 1) live.firstRenderMs = performance.now();  // ms since navigation
   document.body.setAttribute("data-updates", String(live.updates));
 }
 
