@@ -201,7 +201,8 @@ class LiveState:
             "bench": bench.config.name, "bench_time": round(bench.clock.now(), 1),
             "estop": bench.estop, "out_of_service": bench.out_of_service,
             "waiting": status["waiting"], "valves": valves, "pumps": pumps,
-            "lines": {ln["segment"]: {"main": ln["main"], "volume": ln["volume"]}
+            "lines": {ln["segment"]: {"main": line_liquid(ln["main"], ln["content"]),
+                                      "volume": ln["volume"]}
                       for ln in status["lines"]},
             "vessels": status["vessels"], "balance": status["balance"],
             "events": status["events"], "running": running, "history": finished,
@@ -209,6 +210,25 @@ class LiveState:
             "results": results_rows(jobs, ctx.jobs.history),
             "sent": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         }
+
+
+MIXTURE = "mixture"
+"""What the page shows for a line holding several liquids, none of them ≥ :data:`PURE`."""
+
+PURE = 0.9
+"""Share of a line's liquid one origin needs for the line to be shown as that origin."""
+
+
+def line_liquid(main: str, content: dict[str, float]) -> str:
+    """What the page colours a line by: the ledger's main origin (``main``, what fills most
+    of it: a stock, the solvent, gas), or :data:`MIXTURE` when its liquid (``content``,
+    origin → mL, gas left out) has no origin with at least :data:`PURE` of it."""
+    from asab.ledger.liquid import GAS
+
+    liquid = {k: v for k, v in content.items() if k != GAS and v > 0}
+    if main == GAS or len(liquid) < 2:
+        return main
+    return main if max(liquid.values()) >= PURE * sum(liquid.values()) else MIXTURE
 
 
 def _num(read):

@@ -9,7 +9,7 @@ const PAD = 40;             // px above and below the drawing
 const SIDE = 130;           // px left and right of it (room for the names)
 const PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
                  "#d62728", "#7f7f7f", "#ff9896", "#98df8a", "#c5b0d5"];
-const FIXED = { gas: "#d9dde3", solvent: "#6baed6", unknown: "#000000" };
+const FIXED = { gas: "#d9dde3", solvent: "#6baed6", unknown: "#000000", mixture: "#b8860b" };  // not the active channel's orange
 const KIND_COLOR = { reservoir: "#1f77b4", solvent: "#17becf", pump: "#e377c2", mixer: "#bcbd22",
                      instrument: "#9467bd", vial: "#2ca02c", waste: "#8c564b", gas: "#7f7f7f",
                      other: "#404040" };
@@ -170,6 +170,10 @@ function rows(tbodyParent, items, make) {
   tbody.replaceChildren(...items.map(make));
 }
 
+function clock(iso) {  // "2026-12-07T14:46:23.265+00:00" → "14:46:23" (UTC, as the records)
+  return iso ? iso.slice(11, 19) : "";
+}
+
 function td(text, cls) { return el("td", cls ? { class: cls } : {}, text); }
 
 function renderPumps(s) {
@@ -218,8 +222,10 @@ function renderJobs(s) {
   rows("#history", s.history, j => {
     const tr = el("tr", { "data-job": j.id, "data-state": j.state });
     const why = j.error ? ` (${j.error.message || j.error.type})` : "";
-    tr.append(td(j.kind), td(j.state + why, `state-${j.state}`), td(j.created), td(j.finished || ""),
-              td(j.record || "", "path"));
+    const record = td(j.record ? j.record.split("/").pop() : "", "path");
+    if (j.record) record.title = j.record;
+    tr.append(td(j.kind), td(j.state + why, `state-${j.state}`), td(clock(j.created)),
+              td(clock(j.finished)), record);
     return tr;
   });
 }
@@ -230,7 +236,7 @@ function renderResults(s) {
       ? Object.entries(r.composition).map(([k, v]) => `${k} ${fmt(v, 3)}`).join(", ") : "?";
     const tr = el("tr", { "data-job": r.job });
     tr.append(td(r.job.slice(0, 8)), td(r.sample), td(comp), td(fmt(r.density, 5)),
-              td(fmt(r.viscosity, 3)), td(r.finished || ""));
+              td(fmt(r.viscosity, 3)), td(clock(r.finished)));
     return tr;
   });
 }
