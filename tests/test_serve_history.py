@@ -145,3 +145,12 @@ def test_reads_answer_during_a_job_and_tare_does_not(served):
     while ctx.jobs.get(job.id).state == "running" and time.monotonic() < deadline:
         time.sleep(0.02)
     assert b.get("/balance/reading", params={"stable": "true"}).status_code == 200
+
+
+def test_a_line_is_shown_as_its_liquid_or_as_a_mixture():
+    from asab.servers.live import MIXTURE, line_liquid
+
+    assert line_liquid("gas", {"gas": 1.0, "EC-EMC": 0.2}) == "gas"
+    assert line_liquid("EC-EMC", {"EC-EMC": 0.95, "solvent": 0.05}) == "EC-EMC"
+    assert line_liquid("EC-EMC", {"EC-EMC": 0.5, "1.5M-LiPF6-EMC": 0.4, "gas": 0.1}) == MIXTURE
+    assert line_liquid("solvent", {"solvent": 1.0}) == "solvent"
