@@ -154,3 +154,35 @@ def test_a_line_is_shown_as_its_liquid_or_as_a_mixture():
     assert line_liquid("EC-EMC", {"EC-EMC": 0.95, "solvent": 0.05}) == "EC-EMC"
     assert line_liquid("EC-EMC", {"EC-EMC": 0.5, "1.5M-LiPF6-EMC": 0.4, "gas": 0.1}) == MIXTURE
     assert line_liquid("solvent", {"solvent": 1.0}) == "solvent"
+
+
+def test_event_stream_sends_snapshots_and_ends_when_the_server_stops(tmp_path):
+    import httpx
+
+    from tests._serve_process import AUTH as HEADERS
+
+    serve = Serve(tmp_path, free_base_port(), speed=20.0).start()
+    try:
+        with httpx.stream("GET", f"{serve.actions}/live/events", headers=HEADERS,
+                          timeout=10) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.iter_lines()
+            events = []
+            for line in lines:
+                if line.startswith("event: "):
+                    events.append(line[7:])
+                if line.startswith("data: ") and events[-1:] == ["state"]:
+                    assert json.loads(line[6:])["bench"] == "hiu_2023"
+                    break
+            job = serve.post(f"{serve.actions}/prime", {"pumps": ["F0.0"]}).json()
+            for line in lines:  # the job's start is sent at once, not after a poll cycle
+                if line.startswith("data: ") and job["id"] in line:
+                    break
+            t0 = time.monotonic()
+            serve.proc.send_signal(signal.SIGTERM)
+            rest = list(lines)  # the stream ends (the server closes it) ...
+            assert time.monotonic() - t0 < 2, rest  # measured 0.5 s; 5 s is uvicorn's cut
+        serve.proc.wait(10)  # ... and the process exits
+        assert time.monotonic() - t0 < 10
+    finally:
+        serve.stop()
