@@ -102,7 +102,8 @@ def _static(name: str) -> str:
 def graph_json(bench) -> dict[str, Any]:
     """The tubing network for drawing: node positions (layout units, y up) and kinds, the
     tubes (segment label, directed or not; undirected pairs once) and each valve's common
-    port and outer ports (node → position index)."""
+    port and outer ports (node → position index), and the stock solutions in configuration
+    order (``liquids``: the page gives each its colour in that order, the same on every load)."""
     from asab.tubing.draw import layout, vessel_kinds
 
     graph = bench.graph
@@ -122,7 +123,9 @@ def graph_json(bench) -> dict[str, Any]:
                       "directed": bool(data["directed"])})
     valves = {name: {"common": valve.common, "ports": dict(valve.positions)}
               for name, valve in sorted(graph.valves.items())}
-    return {"bench": bench.config.name, "nodes": nodes, "tubes": tubes, "valves": valves}
+    liquids = [st.name for st in bench.config.stocks]
+    return {"bench": bench.config.name, "nodes": nodes, "tubes": tubes, "valves": valves,
+            "liquids": liquids}
 
 
 def results_rows(jobs: list[JobInfo], history=None) -> list[dict[str, Any]]:

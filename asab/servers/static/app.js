@@ -291,7 +291,11 @@ async function start() {
   document.getElementById("estop-button").addEventListener("click", estop);
   try {
     const r = await fetch("/live/graph", { credentials: "same-origin" });
-    if (r.ok) { live.graph = await r.json(); drawGraph(live.graph); }
+    if (r.ok) {
+      live.graph = await r.json();
+      for (const name of live.graph.liquids || []) colorOf(name);  // stable colours per stock
+      drawGraph(live.graph);
+    }
   } catch (e) {
     setConn("lost", "could not load the tubing network");
   }
