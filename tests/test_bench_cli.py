@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import HIU_2023
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -20,8 +21,6 @@ from asab.cli.main import app
 from asab.plan import JobPlan
 from asab.runner import RunSummary
 from tests._servers_support import AUTH, TOKEN, served_bench
-
-from conftest import HIU_2023
 
 runner = CliRunner()
 COMPOSITION = "LiPF6=0.07,EC=0.29,EMC=0.64"
@@ -259,7 +258,8 @@ def test_serve_opens_the_bench_on_its_state_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(servers_run, "run_servers",
                         lambda bench, *a, **k: opened.append(bench.ledger.state_dir))
     monkeypatch.setenv("ASAB_SERVER_TOKEN", "test-token-0123456789")
-    res = runner.invoke(app, ["serve", "--speed", "0", "--state", str(state)])
+    res = runner.invoke(app, ["serve", "--speed", "0", "--state", str(state),
+                              "--out", str(tmp_path / "serve")])
     assert res.exit_code == 0, res.output
     assert opened == [state] and "bench ledger" in res.stderr
 

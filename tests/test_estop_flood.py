@@ -71,7 +71,7 @@ def test_estop_answers_within_a_second_on_every_port_under_30000_connections(tmp
     base = _free_base_port()
     env = {**os.environ, "ASAB_SERVER_TOKEN": TOKEN, "ASAB_RUNTIME_DIR": str(tmp_path / "rt")}
     serve = subprocess.Popen([sys.executable, "-c", ASAB, "serve", "--base-port", str(base),
-                              "--speed", "1"], env=env, stdout=subprocess.DEVNULL,
+                              "--speed", "1", "--out", str(tmp_path / "serve")], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     ports = {"pumps": base, "balance": base + 1, "densimeter": base + 2, "actions": base + 3}
     stats = {"attempted": 0, "failed": 0}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -42,8 +43,14 @@ def wheel_env(tmp_path_factory) -> Path:
     """A new virtual environment with the freshly built wheel installed; returns its bin."""
     base = tmp_path_factory.mktemp("wheel")
     dist = base / "dist"
+    # built from a copy without the checkout's build/ and *.egg-info: setuptools takes package
+    # data listed in a stale egg-info too, which would hide a file missing from package-data
+    src = base / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", ".git", "runs", ".hypothesis", ".ruff_cache", "__pycache__",
+        ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist),
-                    str(ROOT)], check=True, timeout=300, capture_output=True)
+                    str(src)], check=True, timeout=300, capture_output=True)
     wheel = next(dist.glob("asab_lab-*.whl"))
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
@@ -92,3 +99,16 @@ def test_a_missing_bench_says_how_to_choose_one(wheel_env: Path, tmp_path: Path)
     message = " ".join(result.stderr.split())
     assert "no bench at nowhere: no such folder or file (given as --config nowhere)" in message
     assert "--config DIR" in message and "$ASAB_CONFIG" in message
+
+
+def test_the_wheel_carries_the_live_page(wheel_env: Path, tmp_path: Path) -> None:
+    """The live page's HTML, script and style are package data: the installed wheel serves
+    them (asab.servers.live reads them with importlib.resources)."""
+    code = ("from asab.servers.live import _static, STATIC; import asab.servers.live as m; "
+            "print(m.__file__); "
+            "print(all(len(_static(n)) > 500 for n in ('live.html', *STATIC)))")
+    out = subprocess.run([str(wheel_env / "python"), "-c", code], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    where, ok = out.stdout.split()
+    assert str(wheel_env.parent) in where and ok == "True", out.stdout

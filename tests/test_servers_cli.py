@@ -59,7 +59,8 @@ def test_serve_hardware_applies_the_calibration_file(calibrated_bench, monkeypat
         bench.delivery_factors))
     monkeypatch.setenv("ASAB_SERVER_TOKEN", TOKEN)
     config = folder / "bench.toml" if as_file else folder
-    result = CliRunner().invoke(app, ["serve", "--hardware", "--config", str(config)])
+    result = CliRunner().invoke(app, ["serve", "--hardware", "--config", str(config),
+                                      "--out", str(folder.parent / "serve")])
     assert result.exit_code == 0, result.output
     assert served == {"A0.0": 1.05}
     assert len(opened) == 1 and opened[0].closed

@@ -72,7 +72,8 @@ def client(tmp_path_factory):
         bench_dir = json.loads((work / "sim" / "ready.json").read_text())["config_dir"]
         base = _free_base_port()
         serve = subprocess.Popen([sys.executable, "-c", ASAB, "serve", "--hardware", "--config",
-                                  bench_dir, "--base-port", str(base)],
+                                  bench_dir, "--base-port", str(base),
+                                  "--out", str(work / "serve")],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         ports = ServerPorts(pumps=base, balance=base + 1, densimeter=base + 2, actions=base + 3)
         bench = BenchClient.connect(ServerSettings(ports=ports), TOKEN)

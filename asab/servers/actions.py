@@ -25,16 +25,17 @@ from asab.actions.job import check_in_service, context
 from asab.actions.sample import PushRecord
 from asab.errors import RequestError
 from asab.formulation import by_name, plan_formulation
-from asab.plan import JobPlan, Purpose
-from asab.plan.planner import formulate as plan_composition
-from asab.plan.planner import plan_clean, plan_drain, plan_mix, plan_prime
 from asab.formulation.plan import MAX_TOTAL_VOLUME
 from asab.ledger import operator
 from asab.ledger.liquid import total
 from asab.ledger.model import BenchLedger, LedgerEvent
+from asab.plan import JobPlan, Purpose
+from asab.plan.planner import formulate as plan_composition
+from asab.plan.planner import plan_clean, plan_drain, plan_mix, plan_prime
 from asab.servers.common import ServerContext, Strict, lookup, make_app
 from asab.servers.densimeter import MeasureRequest, submit_measure
 from asab.servers.jobs import RESOURCES, JobHandle, JobInfo
+from asab.servers.live import add_live_routes
 
 ChemicalKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Composition = Field(min_length=1, max_length=20, description=(
@@ -274,7 +275,9 @@ def _correct(ctx: ServerContext, subject: str, change, *, segment: bool = False
 def create_actions_app(ctx: ServerContext) -> FastAPI:
     """The actions server for ``ctx.bench``: POST acts (long ones return a job), GET reads."""
     app = make_app(ctx, "actions", "Named actions on one asab bench: formulate, prime, mix, "
-                   "deliver, measure, drain, clean, calibrate (pumps).")
+                   "deliver, measure, drain, clean, calibrate (pumps); the live bench "
+                   "page at / (open /?token=TOKEN once in a browser).", page=True)
+    add_live_routes(app, ctx)
     bench, jobs = ctx.bench, ctx.jobs
 
     @app.post("/formulate", tags=["actions"])

@@ -1,4 +1,10 @@
-"""The balance server: read, tare and zero the balance (HTTP 409 while a job uses it)."""
+"""The balance server: read, tare and zero the balance.
+
+Tare and zero claim the balance (HTTP 409 while a job uses it). A reading only looks: it
+answers during a job too (the driver serialises its serial exchanges), except a *stable*
+reading while a job holds the balance — waiting for a stable value could hold the line the
+job weighs on for up to the stable timeout, so that one answers 409 and ``stable=false``
+answers at once."""
 
 from __future__ import annotations
 
@@ -41,10 +47,13 @@ def create_balance_app(ctx: ServerContext) -> FastAPI:
                 timeout: Annotated[float | None, Query(
                     ge=1, le=120, description="s to wait; default the configured stable_timeout")]
                 = None) -> BalanceReading:
-        """Read the mass on the pan (g)."""
+        """Read the mass on the pan (g). Answers during a job (it moves nothing); a stable
+        reading while a job holds the balance is 409 (ask ``stable=false``)."""
         drv = balance()
+        if not stable:
+            return drv.read(stable=False, timeout=timeout)
         with ctx.jobs.claim(("balance",)):
-            return drv.read(stable=stable, timeout=timeout)
+            return drv.read(stable=True, timeout=timeout)
 
     @app.post("/balance/tare", tags=["balance"])
     def tare() -> BalanceReading:

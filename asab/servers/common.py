@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -22,8 +23,8 @@ import asab
 from asab.actions.bench import Bench
 from asab.servers.docs import add_docs_routes, is_docs_path
 from asab.servers.errors import ERROR_RESPONSES, install_error_handlers
-from asab.servers.limits import MAX_BODY, BodyLimitMiddleware
 from asab.servers.jobs import JobInfo, JobManager
+from asab.servers.limits import MAX_BODY, BodyLimitMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,19 @@ class ServerContext:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="asab-estop"))
     """A thread of its own for ``POST /estop``: never queued behind requests in the shared
     thread pool."""
+    sessions: Any = field(default_factory=lambda: _sessions())
+    """The live page's browser sessions (:class:`asab.servers.live.Sessions`)."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the servers stop (the live page's event streams end then)."""
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         return f"ServerContext(bench={self.bench.config.name!r})"
+
+
+def _sessions():
+    from asab.servers.live import Sessions
+
+    return Sessions()
 
 
 class Strict(BaseModel):
@@ -141,7 +152,10 @@ def bearer(ctx: ServerContext):
     it declares the security scheme in OpenAPI (the middleware enforces it first)."""
     scheme = HTTPBearer(auto_error=False, description="token from [servers] or $ASAB_SERVER_TOKEN")
 
-    async def check(cred: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:
+    async def check(request: Request,
+                    cred: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:
+        if request.scope.get(AUTH_KEY) in ("session", "query"):  # checked by the middleware
+            return
         if cred is None or not _token_ok(f"Bearer {cred.credentials}".encode(), ctx.token):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -159,31 +173,57 @@ def _query_token_ok(query: bytes, token: str) -> bool:
     return any(secrets.compare_digest(v.encode(), token.encode()) for v in values)
 
 
-def _authorized(scope: Scope, token: str) -> bool:
-    if _token_ok(dict(scope["headers"]).get(b"authorization", b""), token):
-        return True
-    return is_docs_path(scope["path"]) and _query_token_ok(scope.get("query_string", b""), token)
+AUTH_KEY = "asab.auth"
+"""Scope key the auth middleware sets to how a request was authenticated: ``"header"``,
+``"query"`` (docs and the page's first visit) or ``"session"`` (the page's cookie)."""
+
+
+def _authorized(scope: Scope, token: str, sessions=None) -> str | None:
+    """How the request is authenticated (see :data:`AUTH_KEY`), or None."""
+    headers = dict(scope["headers"])
+    if _token_ok(headers.get(b"authorization", b""), token):
+        return "header"
+    path = scope["path"]
+    if (is_docs_path(path) or (sessions is not None and path == "/")) and \
+            _query_token_ok(scope.get("query_string", b""), token):
+        return "query"
+    if sessions is None:
+        return None
+    from asab.servers.live import PAGE_HEADER, cookie_session
+
+    sid = cookie_session(headers)
+    if sid is None or not sessions.valid(sid):
+        return None
+    reads = scope.get("method") in ("GET", "HEAD")
+    return "session" if reads or headers.get(PAGE_HEADER.encode()) == b"1" else None
 
 
 class BearerAuthMiddleware:
     """ASGI middleware: 401 for every request without the right bearer token, before the
     body is read or validated (so an unauthenticated caller learns nothing about it).
     The documentation pages, their assets and ``/openapi.json`` also accept the token as
-    ``?token=`` (:func:`asab.servers.docs.is_docs_path`); every other path needs the header."""
+    ``?token=`` (:func:`asab.servers.docs.is_docs_path`); every other path needs the header.
+    With ``sessions`` (the actions server's live page, :mod:`asab.servers.live`) the page
+    ``/`` takes ``?token=`` too, and a valid session cookie stands for the token: for GET,
+    and for other methods only with the header ``X-Asab-Page: 1``."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self.token = app, token
+    def __init__(self, app: ASGIApp, token: str, sessions=None) -> None:
+        self.app, self.token, self.sessions = app, token, sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _authorized(scope, self.token):
-            body = {"error": {"type": "Unauthorized", "message": "missing or wrong bearer token"}}
-            await JSONResponse(body, status_code=401,
-                               headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            how = _authorized(scope, self.token, self.sessions)
+            if how is None:
+                body = {"error": {"type": "Unauthorized",
+                                  "message": "missing or wrong bearer token"}}
+                await JSONResponse(body, status_code=401,
+                                   headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+            scope[AUTH_KEY] = how
         await self.app(scope, receive, send)
 
 
-def make_app(ctx: ServerContext, name: str, description: str) -> FastAPI:
+def make_app(ctx: ServerContext, name: str, description: str, *, page: bool = False) -> FastAPI:
     """A FastAPI app with auth on every route (:class:`BearerAuthMiddleware`, also declared
     as the OpenAPI security scheme), the shared error mapping, and the status, jobs and
     emergency-stop routes; offline docs at ``/docs?token=...`` and ``/redoc?token=...`` (token
@@ -192,7 +232,8 @@ def make_app(ctx: ServerContext, name: str, description: str) -> FastAPI:
                   dependencies=[Depends(bearer(ctx))], responses=ERROR_RESPONSES,
                   docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimitMiddleware, default=MAX_BODY, per_path={"/estop": None})
-    app.add_middleware(BearerAuthMiddleware, token=ctx.token)
+    app.add_middleware(BearerAuthMiddleware, token=ctx.token,
+                       sessions=ctx.sessions if page else None)
     install_error_handlers(app)
     app.include_router(_shared_routes(ctx, name))
     add_docs_routes(app, app.title)

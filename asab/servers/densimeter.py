@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
@@ -9,6 +11,8 @@ from asab.actions.sample import Summary, measure, summarize
 from asab.drivers.base import DensityViscosityResult, RepetitionResult
 from asab.servers.common import ServerContext, Strict, make_app
 from asab.servers.jobs import RESOURCES, JobHandle, JobInfo
+
+log = logging.getLogger(__name__)
 
 SAMPLE_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
 
@@ -53,6 +57,24 @@ def measure_result(result: DensityViscosityResult) -> MeasureResult:
         raw_file=result.raw_file)
 
 
+def cell_composition(bench) -> dict[str, float] | None:
+    """Name → mole fraction the bench ledger predicts in the densimeter's cell now (its
+    line, wall film and pocket; :func:`asab.plan.carryover.predict_cell`), or None when the
+    cell holds nothing the stocks or the solvent explain."""
+    from asab.formulation import by_name
+    from asab.plan.carryover import predict_cell
+    from asab.plan.planner import density_instrument
+
+    cfg = bench.config
+    try:
+        pred = predict_cell(cfg, bench.ledger.current(), density_instrument(cfg), {})
+    except Exception as exc:  # noqa: BLE001 - the record only lacks the composition
+        log.warning("no predicted cell composition: %s", exc)
+        return None
+    x = {k: v for k, v in pred.composition.items() if v > 0}
+    return by_name(x, cfg) if x else None
+
+
 def submit_measure(ctx: ServerContext, sample: str) -> JobInfo:
     """Measure the cell's content as a job. It claims the instrument cell (and the balance's
     and pumps' nothing): liquid may move elsewhere meanwhile, never through the cell."""
@@ -60,7 +82,12 @@ def submit_measure(ctx: ServerContext, sample: str) -> JobInfo:
         raise HTTPException(404, "this bench has no densimeter")
 
     def run(job: JobHandle) -> MeasureResult:
-        return measure_result(measure(ctx.bench, sample))
+        composition = cell_composition(ctx.bench)
+        if composition is not None:
+            job.note(composition=composition)
+        result = measure(ctx.bench, sample)
+        job.keep_raw(result.raw_file, result.raw_text)
+        return measure_result(result)
     cell = ctx.bench.config.densimeter.instrument
     return ctx.jobs.submit("measure", run, resources=[f"cell:{cell}"], steps=("measure",))
 
@@ -92,7 +119,10 @@ def create_densimeter_app(ctx: ServerContext) -> FastAPI:
         check = getattr(bench.densimeter, "check", None)
         if check is None:
             raise HTTPException(404, "this bench's densimeter has no instrument checks")
-        return ctx.jobs.submit("check", lambda job: measure_result(
-            check(body.sample, body.check_type)), resources=RESOURCES, steps=("check",))
+        def run(job: JobHandle) -> MeasureResult:
+            result = check(body.sample, body.check_type)
+            job.keep_raw(result.raw_file, result.raw_text)
+            return measure_result(result)
+        return ctx.jobs.submit("check", run, resources=RESOURCES, steps=("check",))
 
     return app

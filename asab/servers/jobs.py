@@ -48,7 +48,8 @@ def clash(a: str, b: str) -> bool:
     """Whether claims ``a`` and ``b`` exclude each other."""
     return a == b or family(a) == b or family(b) == a
 
-JobState = Literal["running", "succeeded", "failed", "cancelled"]
+JobState = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
+"""``interrupted``: the server stopped while the job ran (a restarted server shows it so)."""
 
 
 class JobInfo(BaseModel):
@@ -67,6 +68,11 @@ class JobInfo(BaseModel):
         default=None, description="type, message (and device, cause, ...) when failed/cancelled")
     created: str = Field(description="wall-clock ISO 8601 UTC")
     finished: str | None = None
+    record: str | None = Field(default=None, description=(
+        "the job's record file in the serve folder (asab serve --out), or null when the "
+        "server keeps no records"))
+    raw: list[str] = Field(default_factory=list, description=(
+        "instrument exports kept in the serve folder's raw/ for this job"))
 
 
 def _fine(resources: Iterable[str]) -> bool:
@@ -81,9 +87,31 @@ def _now() -> str:
 class JobHandle:
     """What a job function sees: report steps, ask whether it was cancelled."""
 
-    def __init__(self, info: JobInfo, steps: Sequence[str], lock: threading.Lock) -> None:
+    def __init__(self, info: JobInfo, steps: Sequence[str], lock: threading.Lock,
+                 history=None, changed: threading.Event | None = None) -> None:
         self._info, self._steps, self._lock = info, list(steps), lock
+        self._history = history
+        self._changed = changed
         self.cancelled = threading.Event()
+
+    @property
+    def id(self) -> str:
+        return self._info.id
+
+    def keep_raw(self, name: str, text: str) -> str | None:
+        """Keep an instrument export with the job's record (``raw/`` of the serve folder);
+        returns its path, or None when the server keeps no records."""
+        if self._history is None:
+            return None
+        path = str(self._history.keep_raw(self._info.id, name, text))
+        with self._lock:
+            self._info.raw.append(path)
+        return path
+
+    def note(self, **fields) -> None:
+        """Extra fields for the job's record (:class:`asab.servers.history.ServeRecord`)."""
+        if self._history is not None:
+            self._history.note(self._info.id, **fields)
 
     def step(self, name: str) -> None:
         """Enter step ``name`` (progress = index of the step in the planned list / count)."""
@@ -91,6 +119,11 @@ class JobHandle:
             self._info.step = name
             if name in self._steps:
                 self._info.progress = self._steps.index(name) / len(self._steps)
+            copy = self._info.model_copy(deep=True)
+        if self._history is not None:
+            self._history.save(copy)
+        if self._changed is not None:
+            self._changed.set()
 
 
 JobFn = Callable[[JobHandle], BaseModel | dict[str, Any] | None]
@@ -102,13 +135,22 @@ class JobManager:
     Args:
         bench: the shared bench (its cancel token and emergency stop).
         keep: finished jobs kept for ``GET /jobs/{id}``.
+        history: where jobs are recorded (:class:`asab.servers.history.JobHistory`); its
+            earlier jobs are listed again (the last ``keep``), those that were running when
+            their server stopped as ``interrupted``. None: jobs are kept in memory only.
     """
 
-    def __init__(self, bench: Bench, keep: int = 200) -> None:
+    def __init__(self, bench: Bench, keep: int = 200, history=None) -> None:
         self.bench = bench
         self._keep = keep
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, JobInfo] = OrderedDict()
+        self.history = history
+        self.changed = threading.Event()
+        """Set whenever a job starts, changes step or ends (the live page's stream clears it)."""
+        for info in (history.load() if history is not None else []):
+            self._jobs[info.id] = info
+        self._forget_old()
         self._handles: dict[str, JobHandle] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._held: dict[str, str] = {}  # resource → job id (or "request")
@@ -183,18 +225,25 @@ class JobManager:
         job_id = uuid.uuid4().hex
         info = JobInfo(id=job_id, kind=kind, state="running", resources=sorted(set(resources)),
                        created=_now(), step=steps[0] if steps else "")
+        history = self.history
         with self._lock:
             if self.bench.estop is not None:
                 raise EmergencyStopped(self.bench.estop)
             self._claim(info.resources, job_id)
             if "pumps" in info.resources:
                 self.bench.cancel.clear()
-            handle = JobHandle(info, steps, self._lock)
+            if history is not None:
+                info.record = str(history.path_for(info))
+            handle = JobHandle(info, steps, self._lock, history, self.changed)
             self._jobs[job_id], self._handles[job_id] = info, handle
             thread = threading.Thread(target=self._run, args=(info, handle, fn),
                                       name=f"job-{kind}-{job_id[:8]}", daemon=True)
             self._threads[job_id] = thread
             self._forget_old()
+            first = info.model_copy(deep=True)
+        if history is not None:
+            history.save(first)
+        self.changed.set()
         thread.start()
         return self.get(job_id)
 
@@ -225,6 +274,10 @@ class JobManager:
             self._release(info.id)
             self._handles.pop(info.id, None)
             self._threads.pop(info.id, None)
+            last = info.model_copy(deep=True)
+        if self.history is not None:
+            self.history.save(last)
+        self.changed.set()
 
     def cancel(self, job_id: str) -> JobInfo:
         """Ask a running job to stop; its pumps stop at once. Finished jobs are returned as is.

@@ -40,6 +40,10 @@ event of one socket: a flood on one port then cannot queue thousands of callback
 e-stop arriving on another (measured: 2048 gave 1.7–3.3 s e-stop latency under a 30,000
 connection flood, see tests/test_estop_flood.py)."""
 
+GRACEFUL_SHUTDOWN = 5.0
+"""s a stopping server waits for open connections (e.g. a live page's event stream, which
+ends within 0.5 s of the stop) before it cancels them."""
+
 FACTORIES: dict[str, Callable[[ServerContext], FastAPI]] = {
     "pumps": create_pumps_app, "balance": create_balance_app,
     "densimeter": create_densimeter_app, "actions": create_actions_app,
@@ -67,9 +71,14 @@ def resolve_token(settings: ServerSettings, environ: Mapping[str, str] | None = 
     return token
 
 
-def create_apps(bench: Bench, token: str, keep_jobs: int = 200) -> tuple[ServerContext, dict[str, FastAPI]]:
-    """One context (bench + job manager) and every app on it, by server name."""
-    ctx = ServerContext(bench=bench, jobs=JobManager(bench, keep=keep_jobs), token=token)
+def create_apps(bench: Bench, token: str, keep_jobs: int = 200, history=None
+                ) -> tuple[ServerContext, dict[str, FastAPI]]:
+    """One context (bench + job manager) and every app on it, by server name.
+
+    ``history``: a :class:`asab.servers.history.JobHistory` keeping every job's record (and
+    listing the earlier ones), or None to keep jobs in memory only."""
+    ctx = ServerContext(bench=bench, jobs=JobManager(bench, keep=keep_jobs, history=history),
+                        token=token)
     return ctx, {name: factory(ctx) for name, factory in FACTORIES.items()}
 
 
@@ -93,7 +102,8 @@ def build_servers(apps: Mapping[str, FastAPI], settings: ServerSettings,
     return [_Server(uvicorn.Config(app, host=settings.host, port=ports[name],
                                    log_level=log_level, access_log=False, lifespan="off",
                                    http=protocol, timeout_keep_alive=settings.keep_alive,
-                                   backlog=ACCEPT_BATCH))
+                                   backlog=ACCEPT_BATCH,
+                                   timeout_graceful_shutdown=GRACEFUL_SHUTDOWN))
             for name, app in apps.items()]
 
 
@@ -121,11 +131,15 @@ def bind(servers: list[uvicorn.Server]) -> list[socket.socket]:
 
 
 async def serve_all(servers: list[uvicorn.Server], sockets: list[socket.socket],
-                    on_started: Callable[[], None] | None = None) -> None:
-    """Run ``servers`` (each on its bound socket) on the running loop until SIGINT/SIGTERM."""
+                    on_started: Callable[[], None] | None = None,
+                    on_stop: Callable[[], None] | None = None) -> None:
+    """Run ``servers`` (each on its bound socket) on the running loop until SIGINT/SIGTERM
+    (``on_stop`` is called first then, e.g. to end the live page's event streams)."""
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        if on_stop is not None:
+            on_stop()
         for s in servers:
             s.should_exit = True
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -158,19 +172,23 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run_servers(bench: Bench, settings: ServerSettings, token: str,
-                on_started: Callable[[], None] | None = None, log_level: str = "warning") -> None:
+                on_started: Callable[[], None] | None = None, log_level: str = "warning",
+                history=None) -> None:
     """Serve every app of ``bench`` until interrupted; then cancel jobs and stop the pumps.
+
+    ``history``: see :func:`create_apps` (``asab serve`` keeps its jobs in ``--out``).
 
     Raises:
         ConfigError: a port cannot be bound (nothing is served then).
     """
-    ctx, apps = create_apps(bench, token, settings.max_jobs)
+    ctx, apps = create_apps(bench, token, settings.max_jobs, history)
     servers = build_servers(apps, settings, log_level)
     sockets = bind(servers)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve_all(servers, sockets, on_started))
+            runner.run(serve_all(servers, sockets, on_started, ctx.stopping.set))
     finally:
+        ctx.stopping.set()
         ctx.jobs.shutdown()
         for sock in sockets:
             sock.close()
