@@ -23,7 +23,8 @@ def bench_files(folder: Path) -> list[Path]:
 
 
 def bench_provenance(bench_file: Path, name: str | None = None) -> dict[str, Any]:
-    """The bench configuration ``bench_file`` (a ``bench.toml``) as a JSON-ready dict.
+    """The bench configuration ``bench_file`` (a ``bench.toml`` or its folder) as a
+    JSON-ready dict.
 
     Returns:
         ``{"name", "path" (absolute bench.toml), "folder", "files": [{"name", "sha256",
@@ -35,6 +36,8 @@ def bench_provenance(bench_file: Path, name: str | None = None) -> dict[str, Any
         OSError: a file of the folder cannot be read.
     """
     bench_file = Path(bench_file).resolve()
+    if bench_file.is_dir():
+        bench_file = bench_file / "bench.toml"
     folder = bench_file.parent
     files = []
     for path in bench_files(folder):
