@@ -221,3 +221,25 @@ def test_tenant_folder_has_records_summary_csv_and_its_bench(sim_bench, client, 
     assert (state / "plots" / "ternary.svg").is_file()
     res = runner.invoke(app, ["results", str(state), "--json"])
     assert res.exit_code == 0 and len(json.loads(res.output)["rows"]) == 1
+
+
+def test_record_view_agrees_with_the_job_record(run_dir):
+    """The table reads records through RecordView (no job machinery imported): its fields
+    are JobRecord's, optional ones with the same defaults (required ones are in every record
+    written: records are dumped whole), and a real record reads the same both ways."""
+    from asab.actions.job import JobRecord, Measurement
+    from asab.results.table import MeasurementView, RecordView
+
+    for view, model in ((RecordView, JobRecord), (MeasurementView, Measurement)):
+        for name, f in view.model_fields.items():
+            assert name in model.model_fields, name
+            if not f.is_required():
+                theirs = model.model_fields[name].get_default(call_default_factory=True)
+                assert theirs == f.get_default(call_default_factory=True), name
+    for data in records(run_dir).values():
+        full, view = JobRecord.model_validate(data), RecordView.model_validate(data)
+        for name in RecordView.model_fields:
+            if name not in ("measurement", "gravimetric", "quality_flags"):
+                assert getattr(view, name) == getattr(full, name), name
+        if full.measurement:
+            assert view.measurement.density.values == full.measurement.density.values

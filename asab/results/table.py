@@ -19,9 +19,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from asab.errors import AsabError
 from asab.results.provenance import read_provenance
@@ -194,6 +194,61 @@ def columns(rows: Sequence[SampleRow], chemicals: dict[str, str]) -> list[Column
 
 
 # --------------------------------------------------------------------------- reading
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SummaryView(_View):
+    """The fields of :class:`asab.actions.sample.Summary` the table reads."""
+
+    values: list[float | None]
+    valid: list[bool]
+    mean: float | None
+    stdev: float | None
+    n_valid: int
+
+
+class MeasurementView(_View):
+    """The fields of :class:`asab.actions.job.Measurement` the table reads."""
+
+    temperature: float | None
+    density: SummaryView
+    viscosity: SummaryView
+
+
+class GravimetricView(_View):
+    """The fields of :class:`asab.actions.gravimetric.GravimetricRecord` the table reads
+    (compositions by InChIKey)."""
+
+    planned: dict[str, float]
+
+
+class RecordView(_View):
+    """The fields of a :class:`asab.actions.job.JobRecord` the table reads, with the same
+    names, types and defaults (tests/test_results.py checks they agree), so reading 500
+    records does not import the job machinery (≈2 s of imports)."""
+
+    job_id: str
+    request_id: str
+    status: Literal["succeeded", "failed", "rejected"]
+    reason: str | None = None
+    software_version: str
+    bench: str
+    started: str
+    finished: str | None = None
+    requested: dict[str, float] = {}
+    achieved: dict[str, float] | None = None
+    distance: float | None = None
+    closest: dict[str, float] | None = None
+    composition_source: Literal["plan", "weighing"] = "plan"
+    temperature_requested: float | None = None
+    measurement: MeasurementView | None = None
+    gravimetric: GravimetricView | None = None
+    composition_predicted: dict[str, float] | None = None
+    density_expected: float | None = None
+    quality_flags: list[str] = []
+
+
 def record_files(folder: Path) -> list[Path]:
     """The record files of a run or tenant folder (``records/*.json``), sorted.
 
@@ -220,8 +275,6 @@ def collect(folders: Iterable[Path]) -> ResultTable:
         ResultsError: a folder is missing or holds no records, or a record is unreadable
             (not JSON, or not a job record): the message names the file and why.
     """
-    from asab.actions.job import JobRecord
-
     rows: list[SampleRow] = []
     chemicals: dict[str, str] = {}
     benches: dict[str, dict | None] = {}
@@ -242,7 +295,7 @@ def collect(folders: Iterable[Path]) -> ResultTable:
                 flows += 1  # a vial delivery: nothing measured
                 continue
             try:
-                rec = JobRecord.model_validate(data)
+                rec = RecordView.model_validate(data)
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(map(str, first.get("loc", ()))) or "record"
@@ -302,8 +355,9 @@ def _all_known(benches: dict[str, dict | None]) -> list[str]:
     return names
 
 
-def sample_row(rec, source: str, record: str, inchikeys: dict[str, str]) -> SampleRow:
-    """One :class:`SampleRow` of a :class:`~asab.actions.job.JobRecord`; ``inchikeys``:
+def sample_row(rec: RecordView, source: str, record: str,
+               inchikeys: dict[str, str]) -> SampleRow:
+    """One :class:`SampleRow` of a job record (:class:`RecordView`); ``inchikeys``:
     name → InChIKey of its bench (to name the gravimetric compositions, kept by InChIKey)."""
     names = {v: k for k, v in inchikeys.items()}
     comps: dict[str, dict[str, float]] = {}
