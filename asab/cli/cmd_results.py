@@ -78,7 +78,7 @@ def results(folders: Annotated[list[Path], typer.Argument(
     if as_json:
         emit_json({**to_json(table), "written": written, "notes": notes})
         return
-    if not written:
+    if csv_file is None and parquet is None:
         from rich.console import Console
 
         wide = Console(width=max(console.width, 120), file=console.file)  # like asab run's

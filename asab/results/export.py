@@ -137,7 +137,8 @@ def export_run(run_dir: Path, out: Path, *, author: str | None = None,
     started = min((r.get("started") for r in records if r.get("started")), default=None)
     ended = max((r.get("finished") or r.get("started") for r in records
                  if r.get("finished") or r.get("started")), default=None)
-    root["name"] = f"asab run {run_dir.resolve().name}: density and viscosity of electrolytes"
+    root["name"] = (f"density and viscosity of electrolytes: asab run folder "
+                    f"{run_dir.resolve().name!r}, bench {cfg.name}")
     root["description"] = (
         f"{len(table.rows)} density/viscosity jobs on bench {cfg.name} "
         f"({sum(r.status == 'succeeded' for r in table.rows)} succeeded): records, raw "
@@ -213,7 +214,8 @@ def export_run(run_dir: Path, out: Path, *, author: str | None = None,
             plot_dir = scratch / "plots"
             write_plots(table, plot_dir, config=cfg)
         for path in sorted(plot_dir.iterdir()):
-            fmt = {".png": "image/png", ".svg": "image/svg+xml"}.get(path.suffix, None)
+            fmt = {".png": "image/png", ".svg": "image/svg+xml",
+                   ".txt": "text/plain"}.get(path.suffix, None)
             parts.append(crate.add_file(path, f"plots/{path.name}", properties={
                 "name": f"plot {path.stem} ({path.suffix[1:]})",
                 **({"encodingFormat": fmt} if fmt else {})}))

@@ -24,6 +24,8 @@ from asab.results.table import DENSITY_UNIT, VISCOSITY_UNIT, ResultTable, Sample
 CREATOR = f"asab {asab.__version__}"
 SVG_METADATA = {"Date": None, "Creator": CREATOR}
 PNG_METADATA = {"Software": CREATOR}
+NOTES = "notes.txt"
+"""What was not drawn and why (in the plots folder, only when something was not)."""
 RC = {"svg.hashsalt": "asab-results", "svg.fonttype": "path", "font.size": 9}
 """Matplotlib settings of every plot (fixed hash salt: same SVG ids every time)."""
 
@@ -82,6 +84,12 @@ def write_plots(table: ResultTable, out_dir: Path, config=None) -> PlotReport:
             if config is None:
                 config = _config_of(table, report)
             report.files += _save(ternary_figure(table, config), out_dir / "ternary")
+    notes = out_dir / NOTES
+    if report.notes:
+        notes.write_text("".join(f"{n}\n" for n in report.notes), encoding="utf-8")
+        report.files.append(notes)
+    elif notes.exists():
+        notes.unlink()
     return report
 
 
@@ -89,8 +97,11 @@ def _save(fig, stem: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, dpi=150, metadata=PNG_METADATA)
-    fig.savefig(svg, metadata=SVG_METADATA)
+    for path, kwargs in ((png, {"dpi": 150, "metadata": PNG_METADATA}),
+                         (svg, {"metadata": SVG_METADATA})):
+        tmp = path.with_name(path.name + ".tmp")  # a reader never sees half a picture
+        fig.savefig(tmp, format=path.suffix[1:], **kwargs)
+        tmp.replace(path)
     plt.close(fig)
     return [png, svg]
 
@@ -122,17 +133,24 @@ def property_figure(table: ResultTable, quantity: str):
         return None
     label, unit = QUANTITIES[quantity]
     names = list(table.chemicals)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), sharey=True,
-                             squeeze=False, layout="constrained")
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows + 0.4),
+                             sharey=True, squeeze=False, layout="constrained")
+    flat = [ax for line in axes for ax in line]
+    for ax in flat[len(names):]:
+        ax.set_visible(False)
     means = [getattr(r, f"{quantity}_mean") for r in rows]
     sds = [getattr(r, f"{quantity}_sd") or 0.0 for r in rows]
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(flat, names):
         xs = [achieved(r).get(name, 0.0) for r in rows]
         ax.errorbar(xs, means, yerr=sds, fmt="o", ms=4, capsize=3, color="tab:blue",
-                    ecolor="0.3", elinewidth=0.8, label=f"mean ± SD ({len(rows)} samples)")
+                    ecolor="0.3", elinewidth=0.8,
+                    label=f"mean ± 1 SD of the valid repetitions ({len(rows)} samples)")
         ax.set_xlabel(f"mole fraction x({name}) / mol mol⁻¹")
         ax.grid(True, lw=0.3, alpha=0.5)
-    axes[0][0].set_ylabel(f"{label} / {unit}")
+    for line in axes:
+        line[0].set_ylabel(f"{label} / {unit}")
     axes[0][0].legend(loc="best", fontsize=7)
     fig.suptitle(f"{label} against composition{_temperature_note(rows)}")
     return fig
