@@ -32,6 +32,9 @@ from asab.results.provenance import bench_provenance, read_provenance
 from asab.results.table import ResultsError, collect, record_files, write_csv
 
 LICENSE = "https://creativecommons.org/licenses/by/4.0/"
+"""The data's licence, CC-BY-4.0."""
+SOFTWARE_LICENSE = "https://spdx.org/licenses/MIT"
+"""asab's own licence (pyproject.toml ``license``)."""
 
 EMMO = "https://w3id.org/emmo#"
 ECHEM = "https://w3id.org/emmo/domain/electrochemistry#"
@@ -154,9 +157,11 @@ def export_run(run_dir: Path, out: Path, *, author: str | None = None,
 
     entity(LICENSE, {"@type": "CreativeWork", "name": "CC-BY-4.0",
                      "description": "Creative Commons Attribution 4.0 International"})
+    entity(SOFTWARE_LICENSE, {"@type": "CreativeWork", "name": "MIT",
+                              "description": "the licence of asab (pyproject.toml)"})
     software = entity("#asab", {
         "@type": "SoftwareApplication", "name": "asab (asab-lab)",
-        "softwareVersion": asab.__version__,
+        "softwareVersion": asab.__version__, "license": {"@id": SOFTWARE_LICENSE},
         "description": "Autonomous Synthesis and Analysis of Battery electrolytes"})
     versions = sorted({r.get("software_version") for r in records if r.get("software_version")})
     if versions and versions != [asab.__version__]:
