@@ -29,8 +29,9 @@ def bench_provenance(bench_file: Path, name: str | None = None) -> dict[str, Any
     Returns:
         ``{"name", "path" (absolute bench.toml), "folder", "files": [{"name", "sha256",
         "bytes"}], "sha256"}``. ``sha256`` is the SHA-256 of the text
-        ``"<file sha256>  <file name>\\n"`` per file in name order (the lines ``sha256sum *``
-        prints, sorted), so ``cd BENCH && sha256sum * | sort -k2 | sha256sum`` reproduces it.
+        ``"<file sha256>  <file name>\\n"`` per file in name order (code-point order: the
+        lines ``sha256sum *`` prints, sorted), so
+        ``cd BENCH && sha256sum * | LC_ALL=C sort -k2 | sha256sum`` reproduces it.
 
     Raises:
         OSError: a file of the folder cannot be read.
