@@ -51,11 +51,14 @@ class RunSummary(BaseModel):
         "of a job is left to the next one); None when nothing was needed"))
     stock_per_sample: float | None = Field(description="mL of stock drawn per succeeded job")
     rows: list[dict[str, Any]]
+    bench_config: dict[str, Any] | None = Field(default=None, description=(
+        "the bench configuration the run used: bench.toml path, its folder's files with "
+        "their SHA-256 and one hash over them (asab.results.provenance.bench_provenance)"))
 
 
 def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
              progress: Progress | None = None, *, resume: bool = False,
-             pipelined: bool = False) -> RunSummary:
+             pipelined: bool = False, bench_file: Path | None = None) -> RunSummary:
     """Run ``requests`` (FINALES2 RequestInfo objects) in order on ``bench``.
 
     Malformed or unmakeable requests leave a record with the reason; the run continues. A job
@@ -75,6 +78,9 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
             more than one job runs ahead. A failure stops every job; the failed one is
             recovered, jobs not mixed yet go back to the queue, a job already mixed is
             recorded as failed. False: one step at a time, job after job.
+        bench_file: the ``bench.toml`` of the bench: ``summary.json`` names it with its
+            folder's hash (``bench_config``), and ``summary.csv`` and ``plots/`` are written
+            next to it (:func:`asab.results.write_folder_outputs`). None: neither.
     """
     records_dir, raw_dir = run_dir / "records", run_dir / "raw"
     records_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +130,15 @@ def run_jobs(bench: Bench, requests: Sequence[Any], run_dir: Path,
     summary.pipelined = pipelined
     summary.final_clean = cleaned
     _say_waiting(bench, summary.waiting)
+    if bench_file is not None:
+        from asab.results.provenance import bench_provenance
+
+        summary.bench_config = bench_provenance(bench_file, name=bench.config.name)
     (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    if bench_file is not None:
+        from asab.results import write_folder_outputs
+
+        write_folder_outputs(run_dir, bench.config)
     return summary
 
 
@@ -273,10 +287,13 @@ def _run_one(bench: Bench, item: Any, job_id: str, sample: str, step,
 
 
 def _save(rec: JobRecord, records_dir: Path, raw_dir: Path, index: int) -> None:
+    """Write the raw export to ``raw_dir`` and the record to ``records_dir``; the record's
+    ``raw_file`` becomes that copy's path relative to the run folder (``raw/<name>``)."""
     if rec.measurement is not None:
         raw = raw_dir / Path(rec.measurement.raw_file).name
         with raw.open("w", encoding="utf-8", newline="") as fh:  # keep the line ends verbatim
             fh.write(rec.measurement.raw_text)
+        rec.measurement.raw_file = f"{raw_dir.name}/{raw.name}"
     path = records_dir / f"{index:03d}_{rec.job_id}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(rec.model_dump_json(indent=2), encoding="utf-8")

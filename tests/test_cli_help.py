@@ -19,7 +19,10 @@ from asab.cli.main import app
 runner = CliRunner()
 #: commands whose example is cheap enough to run here (others: only checked to exist).
 RUN_EXAMPLES = ("check-config", "route", "formulate", "limits", "run", "draw", "import-legacy",
-                "plan", "bench status", "bench refill", "bench empty", "bench set-line")
+                "plan", "bench status", "bench refill", "bench empty", "bench set-line",
+                "results", "export")
+#: commands whose example reads the run folder that the example of ``asab run`` makes.
+AFTER_RUN = ("results", "export")
 #: commands a script would drive: they must offer --json.
 JSON_COMMANDS = RUN_EXAMPLES
 
@@ -92,6 +95,9 @@ def example_cwd(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", RUN_EXAMPLES)
 def test_example_works(name, example_cwd):
     args = _example(COMMANDS[name])
+    if name in AFTER_RUN:
+        made = runner.invoke(app, _example(COMMANDS["run"]))
+        assert made.exit_code == 0, made.output
     res = runner.invoke(app, args)
     assert res.exit_code == 0, f"asab {shlex.join(args)} → exit {res.exit_code}:\n{res.output}"
     if "--out" in args:  # draw writes its picture, run its run folder

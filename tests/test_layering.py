@@ -4,7 +4,8 @@
 2. no layer imports a higher one:
    0 errors/units/clock/config/schemas → 1 tubing/formulation/drivers/requests/ledger →
    1.5 plan (pure planner over the ledger) →
-   2 actions → 3 runner/servers/broker → 4 cli.
+   2 actions, results (the results table, plots and export over the records) →
+   3 runner/servers/broker → 4 cli.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ LAYERS = {
     "asab.schemas": 0,
     "asab.tubing": 1, "asab.formulation": 1, "asab.drivers": 1, "asab.requests": 1,
     "asab.ledger": 1, "asab.plan": 1.5,
-    "asab.actions": 2,
+    "asab.actions": 2, "asab.results": 2,
     "asab.runner": 3, "asab.servers": 3, "asab.broker": 3,
     "asab.cli": 4,
 }

@@ -51,6 +51,7 @@ before measuring (device fault, routing) counts as a failure and is given back a
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid as uuidlib
@@ -161,12 +162,18 @@ class Tenant:
         settings: worker behaviour.
         run_id: id of this process's run (default :func:`new_run_id`).
         progress: optional ``progress(request_uuid, step)``.
+        bench_file: the bench's ``bench.toml``: named with its folder's hash in
+            ``bench.json`` of ``state_dir``, and after each cycle that saved a record the
+            folder's ``summary.csv`` and ``plots/`` are rewritten
+            (:func:`asab.results.write_folder_outputs`). None: neither.
     """
 
     def __init__(self, bench: Bench, client: FinalesClient, journal: Journal, state_dir: Path,
                  settings: TenantSettings | None = None, run_id: str | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, bench_file: Path | None = None) -> None:
         self.bench, self.client, self.journal = bench, client, journal
+        self.bench_file = bench_file
+        self._saved = False  # a record was saved since the results were last written
         self._pipe: Pipeline | None = None
         self._jobs: list = []  # tasks of the current pipeline
         self._all_jobs: list = []  # tasks of this cycle
@@ -179,6 +186,12 @@ class Tenant:
         (self.state_dir / "records").mkdir(parents=True, exist_ok=True)
         (self.state_dir / "raw").mkdir(exist_ok=True)
         journal.check_records(self.state_dir / "records")  # never serve on a lost journal
+        if bench_file is not None:
+            from asab.results.provenance import BENCH_JSON, bench_provenance
+
+            prov = bench_provenance(bench_file, name=bench.config.name)
+            (self.state_dir / BENCH_JSON).write_text(json.dumps(prov, indent=2),
+                                                     encoding="utf-8")
 
     # ------------------------------------------------------------------ loop
     def serve(self, stop: threading.Event | None = None, *, until_idle: bool = False,
@@ -258,7 +271,17 @@ class Tenant:
             return report
         self._cycle_requests(report, stop)
         self._say_waiting(report)
+        self._write_results()
         return report
+
+    def _write_results(self) -> None:
+        """Rewrite ``summary.csv`` and ``plots/`` when a record was saved (and the bench
+        file is known); a failure is logged, never raised."""
+        if self._saved and self.bench_file is not None:
+            from asab.results import write_folder_outputs
+
+            write_folder_outputs(self.state_dir, self.bench.config)
+        self._saved = False
 
     def _say_waiting(self, report: CycleReport) -> None:
         """Keep in the ledger why the bench waits for the operator (or that it does not)."""
@@ -643,9 +666,11 @@ class Tenant:
             with tmp.open("w", encoding="utf-8", newline="") as fh:
                 fh.write(measurement.raw_text)
             tmp.replace(raw)
+            measurement.raw_file = f"raw/{raw.name}"  # relative to the tenant folder
         tmp = path.with_suffix(".tmp")
         tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
         tmp.replace(path)
+        self._saved = True
 
     def _say(self, uid: str, step: str) -> None:
         log.info("request %s: %s", uid, step)

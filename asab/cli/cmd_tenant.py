@@ -135,7 +135,8 @@ def serve_broker(config: Path | None, broker: str | None, credentials: Path | No
         _check_tenant(client, strict=until_idle)
         with _bench(cfg, folder, hardware, speed, config, ledger_dir) as bench:
             worker = Tenant(bench, client, journal, folder, tenant_settings,
-                            progress=lambda uid, step: out.log(f"{uid[:8]} {step}"))
+                            progress=lambda uid, step: out.log(f"{uid[:8]} {step}"),
+                            bench_file=config_path(config))
             return worker.serve(stop, until_idle=until_idle)
 
 

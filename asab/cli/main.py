@@ -332,7 +332,8 @@ def run(config: ConfigOpt = None,
             kwargs = {"resume": True} if resume else {}
             try:
                 summary = run_jobs(bench, requests, run_dir, progress=display.update,
-                                   pipelined=not sequential, **kwargs)
+                                   pipelined=not sequential, bench_file=config_path(config),
+                                   **kwargs)
             except RequestError as exc:  # an earlier record it cannot carry on from
                 fail(str(exc))
     if gantt is not None:
