@@ -26,8 +26,20 @@ import typer
 from rich.table import Table
 
 from asab.cli.app import (
-    ConfigOpt, JsonOpt, StateOpt, app, bench_folder, config_path, console, emit_json, err_console,
-    fail, ledger_line, load, open_ledger, state_folder,
+    ConfigOpt,
+    JsonOpt,
+    StateOpt,
+    app,
+    bench_folder,
+    config_path,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    ledger_line,
+    load,
+    open_ledger,
+    state_folder,
 )
 
 TenantOpt = Annotated[Path, typer.Option(

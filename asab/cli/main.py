@@ -17,10 +17,32 @@ from rich.markup import escape
 from rich.table import Table
 
 from asab.cli.app import (  # noqa: F401 - re-exported for tests and other command modules
-    ConfigOpt, JsonOpt, StateOpt, app, bench_folder, config_path, console, emit_json, err_console,
-    fail, ledger_line, load, load_checked, open_ledger, print_problems, problem_json, state_folder,
+    ConfigOpt,
+    JsonOpt,
+    StateOpt,
+    app,
+    bench_folder,
+    config_path,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    ledger_line,
+    load,
+    load_checked,
+    open_ledger,
+    print_problems,
+    problem_json,
+    state_folder,
 )
-from asab.errors import AsabError, ConfigError, NotMakeableError, RequestError, RoutingError
+from asab.errors import (
+    AsabError,
+    ConfigError,
+    NotMakeableError,
+    RequestError,
+    RoutingError,
+)
+
 
 @app.command("check-config")
 def check_config(path: Annotated[Optional[Path], typer.Argument(
