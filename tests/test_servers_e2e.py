@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from asab.config.models import ServerPorts, ServerSettings
 from asab.servers.client import ApiError, BenchClient
+from tests._serve_process import free_base_port
 from tests._servers_support import CONFIG, MAKEABLE, TOKEN
 
 SPEED = 150.0
@@ -26,16 +26,7 @@ ASAB = "from asab.cli.main import main; main()"
 """``python -c ASAB ...`` runs the ``asab`` console script with this interpreter."""
 
 
-def _free_base_port() -> int:
-    for base in range(20000 + os.getpid() % 20000, 65000, 7):
-        try:
-            for port in range(base, base + 4):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no four free consecutive ports")
+_free_base_port = free_base_port  # the name tests/test_estop_flood.py imports
 
 
 def _stop(proc: subprocess.Popen) -> None:
