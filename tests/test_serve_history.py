@@ -56,6 +56,17 @@ def test_jobs_records_and_raw_files_survive_a_restart(tmp_path):
         again.stop()
     assert sorted(p.name.split("_", 1)[1] for p in (tmp_path / "serve" / "records").glob("*.json")) \
         == [f"deliver_{delivered['id'][:8]}.json", f"measure_{measured['id'][:8]}.json"]
+    # the serve folder is a results folder too: the measurement is a row, the delivery not
+    from asab.results.table import collect
+
+    table = collect([tmp_path / "serve"])
+    assert [r.job_id for r in table.rows] == [measured["id"]]
+    row = table.rows[0]
+    assert row.status == "succeeded" and row.request_id == ""
+    assert row.density_mean == pytest.approx(measured["result"]["density"]["mean"])
+    assert row.density_n == 3 and row.temperature == pytest.approx(298.15, abs=0.1)
+    assert row.composition("predicted")["EC"] == pytest.approx(0.29, abs=0.01)
+    assert "1 deliver" in table.skipped[0]
 
 
 def test_a_job_running_when_the_server_dies_comes_back_interrupted(tmp_path):

@@ -122,7 +122,7 @@ def _terminal_table(table) -> Table:
         eta = ("—" if r.viscosity_mean is None else
                f"{r.viscosity_mean:.3f} ({_fmt(r.viscosity_sd, 3)}; "
                f"{r.viscosity_n_valid}/{r.viscosity_n})")
-        out.add_row(r.job_id, r.status, comp(r.composition("requested")), comp(achieved(r)),
+        out.add_row(r.job_id if len(r.job_id) <= 12 else r.job_id[:8], r.status, comp(r.composition("requested")), comp(achieved(r)),
                     _fmt(r.temperature, 2), rho, eta)
     return out
 

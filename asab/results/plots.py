@@ -44,8 +44,10 @@ class PlotReport:
 
 
 def achieved(row: SampleRow) -> dict[str, float] | None:
-    """The composition a measured sample had: weighed if weighed, else planned."""
-    return row.composition("weighed") or row.composition("planned")
+    """The composition a measured sample had: weighed if weighed, else planned, else (a
+    measurement of ``asab serve``, which has no plan) the cell's predicted content."""
+    return row.composition("weighed") or row.composition("planned") or row.composition(
+        "predicted")
 
 
 def write_plots(table: ResultTable, out_dir: Path, config=None) -> PlotReport:

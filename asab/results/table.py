@@ -3,7 +3,10 @@
 A run folder (``asab run --out``) and the tenant folder (``asab tenant --out``) both hold
 ``records/*.json``, one :class:`~asab.actions.job.JobRecord` per density/viscosity job (the
 tenant's vial deliveries, :class:`~asab.actions.vial.FlowRecord`, measure nothing and are
-left out). :func:`collect` turns them into :class:`SampleRow` objects, one per job: failed
+left out). The serve folder (``asab serve --out``) holds one
+:class:`~asab.servers.history.ServeRecord` per action job: its finished ``measure`` jobs are
+rows (no request; the composition the ledger predicted in the cell), the other actions are
+counted and left out. :func:`collect` turns them into :class:`SampleRow` objects, one per job: failed
 and rejected jobs are rows too, with their values empty (``None``), never 0.
 
 The columns are defined once (:data:`FIELDS`, :data:`COMPOSITIONS`) and spelled out for a
@@ -223,6 +226,35 @@ class GravimetricView(_View):
     planned: dict[str, float]
 
 
+class ServeJobView(_View):
+    """The fields of a ``asab serve`` job (:class:`asab.servers.jobs.JobInfo`) the table
+    reads."""
+
+    id: str
+    kind: str
+    state: str
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    created: str
+    finished: str | None = None
+
+
+class ServeRecordView(_View):
+    """The fields of a :class:`asab.servers.history.ServeRecord` (one action job of
+    ``asab serve``, in its ``--out`` folder) the table reads."""
+
+    bench: str
+    software_version: str
+    job: ServeJobView
+    composition: dict[str, float] | None = None
+
+
+SERVE_STATUS = {"succeeded": "succeeded", "failed": "failed", "cancelled": "failed",
+                "interrupted": "failed"}
+"""A serve job's final state → the table's status (a cancelled or interrupted measurement
+measured nothing usable; its reason says which)."""
+
+
 class RecordView(_View):
     """The fields of a :class:`asab.actions.job.JobRecord` the table reads, with the same
     names, types and defaults (tests/test_results.py checks they agree), so reading 500
@@ -286,6 +318,7 @@ def collect(folders: Iterable[Path]) -> ResultTable:
         benches[str(folder)] = prov
         known = bench_chemicals(prov)
         flows = 0
+        actions: dict[str, int] = {}  # serve jobs that measure nothing (or still run), by kind
         for path in files:
             try:
                 data = json.loads(path.read_bytes())
@@ -293,6 +326,21 @@ def collect(folders: Iterable[Path]) -> ResultTable:
                 raise ResultsError(f"{path}: unreadable record: {exc}") from exc
             if isinstance(data, dict) and "volume_requested" in data:
                 flows += 1  # a vial delivery: nothing measured
+                continue
+            if isinstance(data, dict) and isinstance(data.get("job"), dict):
+                try:  # a job of asab serve: only its measurements are samples
+                    served = ServeRecordView.model_validate(data)
+                except ValidationError as exc:
+                    raise ResultsError(f"{path}: not a serve job record: "
+                                       f"{exc.errors()[0].get('msg')}") from exc
+                if served.job.kind != "measure" or served.job.state not in SERVE_STATUS:
+                    actions[served.job.kind] = actions.get(served.job.kind, 0) + 1
+                    continue
+                row = serve_row(served, str(folder), path.relative_to(folder).as_posix())
+                rows.append(row)
+                for comp in row.compositions.values():
+                    for name in comp:
+                        chemicals.setdefault(name, known.get(name, ""))
                 continue
             try:
                 rec = RecordView.model_validate(data)
@@ -309,6 +357,10 @@ def collect(folders: Iterable[Path]) -> ResultTable:
         if flows:
             skipped.append(f"{folder}: {flows} vial deliver{'y' if flows == 1 else 'ies'} "
                            "(electrolyte/flow jobs measure nothing)")
+        if actions:
+            skipped.append(f"{folder}: " + ", ".join(
+                f"{n} {kind}" for kind, n in sorted(actions.items()))
+                + " serve job(s) (only finished measure jobs are samples)")
     order = {name: i for i, name in enumerate(_all_known(benches))}
     chemicals = dict(sorted(chemicals.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     for name in chemicals:
@@ -394,6 +446,40 @@ def sample_row(rec: RecordView, source: str, record: str,
             setattr(row, f"{quantity}_n", len(s.values))
             setattr(row, f"{quantity}_reps", list(s.values))
             setattr(row, f"{quantity}_reps_valid", list(s.valid))
+    return row
+
+
+def serve_row(rec: ServeRecordView, source: str, record: str) -> SampleRow:
+    """One :class:`SampleRow` of a finished ``measure`` job of ``asab serve``: no request
+    (the job id stands in), the composition the ledger predicted in the cell, the values."""
+    job = rec.job
+    status = SERVE_STATUS[job.state]
+    reason = None
+    if job.error:
+        reason = str(job.error.get("message") or job.error.get("type") or job.state)
+    elif status != job.state:
+        reason = job.state
+    row = SampleRow(
+        source=source, record=record, request_id="", job_id=job.id, status=status,
+        reason=reason, started=job.created, finished=job.finished, bench=rec.bench,
+        software_version=rec.software_version,
+        compositions={"predicted": dict(rec.composition)} if rec.composition else {})
+    result = job.result or {}
+    if status == "succeeded" and result:
+        temps = [t for r in result.get("repetitions", [])
+                 for t in (r.get("density_temperature"),) if isinstance(t, (int, float))]
+        row.temperature = sum(temps) / len(temps) if temps else None
+        for quantity in ("density", "viscosity"):
+            try:
+                summary = SummaryView.model_validate(result.get(quantity) or {})
+            except ValidationError:
+                continue
+            setattr(row, f"{quantity}_mean", summary.mean if summary.n_valid else None)
+            setattr(row, f"{quantity}_sd", summary.stdev if summary.n_valid > 1 else None)
+            setattr(row, f"{quantity}_n_valid", summary.n_valid)
+            setattr(row, f"{quantity}_n", len(summary.values))
+            setattr(row, f"{quantity}_reps", list(summary.values))
+            setattr(row, f"{quantity}_reps_valid", list(summary.valid))
     return row
 
 
