@@ -59,7 +59,7 @@ def serve(config: ConfigOpt = None,
 
     Example: ASAB_SERVER_TOKEN=change-me asab serve --speed 10
     """
-    from asab.servers.history import JobHistory
+    from asab.servers.history import FolderInUse, JobHistory
     from asab.servers.run import resolve_token, run_servers
 
     cfg = load(config)
@@ -78,6 +78,8 @@ def serve(config: ConfigOpt = None,
     ledger_dir = state_folder(cfg, state, out=out)
     try:
         history = JobHistory(out, cfg.name)
+    except FolderInUse as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"cannot use --out {out}: {exc.strerror or exc}")
     kept = sum(1 for _ in history.records.glob("*.json"))

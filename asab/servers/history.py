@@ -57,14 +57,17 @@ class JobHistory:
 
     Raises:
         OSError: the folder cannot be made.
+        FolderInUse: another live server keeps its jobs in the folder (its running jobs
+            would be marked interrupted and its record numbers shared).
     """
 
     def __init__(self, folder: Path, bench: str) -> None:
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()
         self.records = self.folder / "records"
         self.raw = self.folder / "raw"
         self.records.mkdir(parents=True, exist_ok=True)
         self.raw.mkdir(exist_ok=True)
+        self._hold = _hold_folder(self.folder)
         self.bench = bench
         self._lock = threading.Lock()
         self._paths: dict[str, Path] = {}
@@ -84,13 +87,14 @@ class JobHistory:
                 continue
             job = rec.job
             job.record = str(path)
+            job.raw = [str(self.folder / p) for p in job.raw]
             self._paths[job.id] = path
             if rec.composition is not None:
                 self._extra[job.id] = {"composition": rec.composition}
             if job.state == "running":
                 job.state, job.error = "interrupted", dict(INTERRUPTED)
                 job.finished = job.finished or _mtime(path)
-                self._write(path, rec.model_copy(update={"job": job}))
+                self._write(path, rec.model_copy(update={"job": self._stored(job)}))
             out.append(job)
         return out
 
@@ -121,7 +125,7 @@ class JobHistory:
         if path is None:
             return
         rec = ServeRecord(bench=self.bench, software_version=asab.__version__,
-                          job=info, **extra)
+                          job=self._stored(info), **extra)
         try:
             self._write(path, rec)
         except OSError as exc:  # the job's outcome stands; the operator sees the warning
@@ -136,11 +140,54 @@ class JobHistory:
             fh.write(text)
         return path
 
+    def _stored(self, info: JobInfo) -> JobInfo:
+        """``info`` as its record keeps it: the record and raw paths relative to the serve
+        folder (the API gives them absolute), a measurement's ``raw_file`` the kept copy."""
+        raw = [_relative(p, self.folder) for p in info.raw]
+        result = info.result
+        if result and "raw_file" in result and raw:
+            result = {**result, "raw_file": raw[-1]}
+        return info.model_copy(update={"record": _relative(info.record, self.folder)
+                                       if info.record else None, "raw": raw, "result": result})
+
     def _write(self, path: Path, rec: ServeRecord) -> None:
         tmp = path.with_suffix(".tmp")
         with self._lock:
             tmp.write_text(rec.model_dump_json(indent=2), encoding="utf-8")
             tmp.replace(path)
+
+
+class FolderInUse(OSError):
+    """Another ``asab serve`` keeps its jobs in this folder."""
+
+
+def _hold_folder(folder: Path):
+    """An exclusive lock on ``folder/serve.lock`` for as long as the returned file is open
+    (POSIX ``flock``; elsewhere nothing is held).
+
+    Raises:
+        FolderInUse: another process holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    fh = (folder / "serve.lock").open("a")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise FolderInUse(f"another asab serve keeps its jobs in {folder} (give this one "
+                          "another --out)") from None
+    return fh
+
+
+def _relative(path: str, folder: Path) -> str:
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(folder).as_posix()
+    except ValueError:
+        return path
 
 
 def _index(path: Path) -> int:

@@ -103,7 +103,11 @@ class JobHandle:
         returns its path, or None when the server keeps no records."""
         if self._history is None:
             return None
-        path = str(self._history.keep_raw(self._info.id, name, text))
+        try:
+            path = str(self._history.keep_raw(self._info.id, name, text))
+        except OSError as exc:  # the measurement stands; the export stays with the instrument
+            log.warning("could not keep raw export %s of job %s: %s", name, self._info.id, exc)
+            return None
         with self._lock:
             self._info.raw.append(path)
         return path
