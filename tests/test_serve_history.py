@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from asab.servers.history import JobHistory
-from asab.servers.live import COOKIE
+from asab.servers.live import cookie_name
 from tests._serve_process import Serve, free_base_port
 from tests._servers_support import AUTH, MAKEABLE, TOKEN, served_bench
 
@@ -46,6 +46,9 @@ def test_jobs_records_and_raw_files_survive_a_restart(tmp_path):
             assert job["state"] == "succeeded"
             record = json.loads(Path(job["record"]).read_text())
             assert record["job"]["id"] == job_id and record["bench"] == "hiu_2023"
+            # the record keeps its paths relative to the serve folder
+            assert record["job"]["record"] == f"records/{Path(job['record']).name}"
+            assert all(p.startswith("raw/") for p in record["job"]["raw"])
         raw = Path(jobs[measured["id"]]["raw"][0])
         assert raw.is_file() and raw.stat().st_size > 0
         assert jobs[measured["id"]]["result"]["density"]["mean"] == pytest.approx(1.164, abs=0.01)
@@ -100,6 +103,18 @@ def test_history_numbers_records_after_earlier_ones_and_skips_unreadable(tmp_pat
     assert history.path_for(info).name == f"0008_prime_{'ab' * 4}.json"
 
 
+def test_a_second_server_cannot_take_a_folder_in_use(tmp_path):
+    """A second asab serve on the same --out would mark the first one's running jobs
+    interrupted and share its record numbers: it is refused while the first holds it."""
+    from asab.servers.history import FolderInUse
+
+    first = JobHistory(tmp_path, "hiu_2023")
+    with pytest.raises(FolderInUse, match="another --out"):
+        JobHistory(tmp_path, "hiu_2023")
+    first._hold.close()  # the first server stops
+    JobHistory(tmp_path, "hiu_2023")
+
+
 # ---------------------------------------------------------------- in process: page auth, reads
 @pytest.fixture(scope="module")
 def served():
@@ -116,9 +131,10 @@ def test_page_needs_the_token_once_then_a_strict_httponly_cookie(served):
     first = browser.get(f"/?token={TOKEN}", follow_redirects=False)
     assert first.status_code == 303 and first.headers["location"] == "/"
     cookie = first.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie
+    name, value = cookie.split(";")[0].split("=", 1)
+    assert name == cookie_name(80) and "HttpOnly" in cookie  # one cookie per server port
     assert "samesite=strict" in cookie.lower() and TOKEN not in cookie
-    browser.cookies.set(COOKIE, cookie.split(";")[0].split("=", 1)[1])
+    browser.cookies.set(name, value)
     page = browser.get("/")
     assert page.status_code == 200 and 'src="/live/app.js"' in page.text
     assert "http://" not in page.text and "https://" not in page.text  # no other host
@@ -130,7 +146,12 @@ def test_page_needs_the_token_once_then_a_strict_httponly_cookie(served):
     assert browser.post("/estop", json={"reason": "x"}).status_code == 401
     other = TestClient(apps["pumps"], base_url="http://127.0.0.1", cookies=browser.cookies)
     assert other.get("/pumps").status_code == 401  # the cookie only opens the actions server
-    stopped = browser.post("/estop", json={"reason": "page"}, headers={"X-Asab-Page": "1"})
+    # with the header the cookie opens the e-stop, and nothing else that acts
+    page_header = {"X-Asab-Page": "1"}
+    assert browser.post("/formulate", json={"composition": {"EC": 1.0}},
+                        headers=page_header).status_code == 401
+    assert browser.post("/estop/reset", headers=page_header).status_code == 401
+    stopped = browser.post("/estop", json={"reason": "page"}, headers=page_header)
     assert stopped.status_code == 200 and stopped.json()["estop"] == "page"
     assert TestClient(apps["actions"], headers=AUTH).post("/estop/reset").json()["estop"] is None
 

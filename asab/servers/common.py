@@ -191,11 +191,22 @@ def _authorized(scope: Scope, token: str, sessions=None) -> str | None:
         return None
     from asab.servers.live import PAGE_HEADER, cookie_session
 
-    sid = cookie_session(headers)
+    sid = cookie_session(headers, (scope.get("server") or (None, None))[1])
     if sid is None or not sessions.valid(sid):
         return None
-    reads = scope.get("method") in ("GET", "HEAD")
-    return "session" if reads or headers.get(PAGE_HEADER.encode()) == b"1" else None
+    if scope.get("method") in ("GET", "HEAD"):
+        return "session"
+    # the one thing the page does: its e-stop button (with the page's header, which another
+    # origin cannot send without a CORS pre-flight that is never granted)
+    if scope.get("method") == "POST" and path in PAGE_ACTIONS and \
+            headers.get(PAGE_HEADER.encode()) == b"1":
+        return "session"
+    return None
+
+
+PAGE_ACTIONS = frozenset({"/estop"})
+"""Paths the live page's session cookie may POST to (with its header); everything else that
+acts needs the token."""
 
 
 class BearerAuthMiddleware:
@@ -205,7 +216,7 @@ class BearerAuthMiddleware:
     ``?token=`` (:func:`asab.servers.docs.is_docs_path`); every other path needs the header.
     With ``sessions`` (the actions server's live page, :mod:`asab.servers.live`) the page
     ``/`` takes ``?token=`` too, and a valid session cookie stands for the token: for GET,
-    and for other methods only with the header ``X-Asab-Page: 1``."""
+    and for ``POST /estop`` (:data:`PAGE_ACTIONS`) with the header ``X-Asab-Page: 1``."""
 
     def __init__(self, app: ASGIApp, token: str, sessions=None) -> None:
         self.app, self.token, self.sessions = app, token, sessions
@@ -214,8 +225,12 @@ class BearerAuthMiddleware:
         if scope["type"] == "http":
             how = _authorized(scope, self.token, self.sessions)
             if how is None:
-                body = {"error": {"type": "Unauthorized",
-                                  "message": "missing or wrong bearer token"}}
+                message = "missing or wrong bearer token"
+                if self.sessions is not None and scope["path"] == "/":
+                    message += ("; the live page opens once with the token in the address, "
+                                "/?token=<token>, then keeps a session cookie (sessions end "
+                                "when the server stops)")
+                body = {"error": {"type": "Unauthorized", "message": message}}
                 await JSONResponse(body, status_code=401,
                                    headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
                 return

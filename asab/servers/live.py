@@ -38,12 +38,20 @@ from fastapi.responses import (
 )
 from starlette.concurrency import run_in_threadpool
 
+from asab.servers.common import AUTH_KEY
 from asab.servers.jobs import JobInfo
 
 log = logging.getLogger(__name__)
 
 COOKIE = "asab_live"
-"""Name of the page's session cookie."""
+"""Prefix of the page's session cookie, whose name is ``asab_live_<port>``: browsers send a
+cookie to every port of a host (RFC 6265 §8.5), so two benches served on one machine keep
+their sessions apart, and no other local server is sent a usable one."""
+
+
+def cookie_name(port: int | None) -> str:
+    """The session cookie's name for the actions server on ``port``."""
+    return f"{COOKIE}_{port}" if port else COOKIE
 
 PAGE_HEADER = "x-asab-page"
 """Header the page's script adds to requests that act (the cookie alone does not do)."""
@@ -85,12 +93,14 @@ class Sessions:
             return any(secrets.compare_digest(sid, known) for known in self._ids)
 
 
-def cookie_session(headers: dict[bytes, bytes]) -> str | None:
-    """The session id in a request's ``Cookie`` header, or None."""
+def cookie_session(headers: dict[bytes, bytes], port: int | None = None) -> str | None:
+    """The session id in a request's ``Cookie`` header (the cookie of the server on
+    ``port``, :func:`cookie_name`), or None."""
     raw = headers.get(b"cookie", b"").decode("latin-1")
+    want = cookie_name(port)
     for part in raw.split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE and value:
+        if name == want and value:
             return value
     return None
 
@@ -250,11 +260,14 @@ def add_live_routes(app: FastAPI, ctx) -> None:
 
     @app.get("/", include_in_schema=False)
     async def page(request: Request) -> Response:
-        if "token" in request.query_params:  # the middleware checked it: trade it for a cookie
+        if request.scope.get(AUTH_KEY) == "query":  # the right ?token=: trade it for a cookie
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, ctx.sessions.new(), httponly=True, samesite="strict",
-                                path="/")
+            port = (request.scope.get("server") or (None, None))[1]
+            response.set_cookie(cookie_name(port), ctx.sessions.new(), httponly=True,
+                                samesite="strict", path="/")
             return response
+        if "token" in request.query_params:  # a stale or wrong token beside a valid cookie
+            return RedirectResponse("/", status_code=303)
         html = _static("live.html").replace("{{bench}}", _escape(ctx.bench.config.name))
         return Response(html, media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-store"})

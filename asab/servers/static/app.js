@@ -281,7 +281,9 @@ async function estop() {
       headers: { "Content-Type": "application/json", "X-Asab-Page": "1" },
       body: JSON.stringify({ reason: "e-stop button on the live page" }),
     });
-    if (!r.ok) setConn("lost", `e-stop answered ${r.status}: use asab estop or the hardware button`);
+    if (r.status === 401) setConn("lost", "e-stop refused: this page's session ended (the server restarted?): " +
+      "reopen the page with ?token=…, and use asab estop or the hardware button now");
+    else if (!r.ok) setConn("lost", `e-stop answered ${r.status}: use asab estop or the hardware button`);
   } catch (e) {
     setConn("lost", "e-stop request failed: use asab estop or the hardware button");
   }
@@ -302,7 +304,18 @@ async function start() {
   const source = new EventSource("/live/events");
   source.addEventListener("state", ev => { setConn("live", "live"); render(JSON.parse(ev.data)); });
   source.addEventListener("heartbeat", () => setConn("live", "live"));
-  source.onerror = () => setConn("lost", "connection lost, retrying…");
+  source.onerror = async () => {
+    // EventSource retries by itself, except after a refusal: ask why the stream ended
+    try {
+      const r = await fetch("/live/state", { credentials: "same-origin" });
+      if (r.status === 401) {
+        source.close();
+        setConn("lost", "session ended (the server restarted?): reopen this page with ?token=…");
+        return;
+      }
+    } catch (e) { /* the server is away: keep retrying */ }
+    setConn("lost", "connection lost, retrying…");
+  };
 }
 
 document.addEventListener("DOMContentLoaded", start);
