@@ -581,3 +581,29 @@ def test_a_vial_already_holding_liquid_counts(bench_config):
     assert short.kind is Consumable.VIAL and short.node == "vial_1"
     assert short.left == pytest.approx(bench_config.settings.vial_capacity - 15.0)
     assert short.needed == pytest.approx(6.0, rel=0.01)
+
+
+def test_a_ledger_with_aged_film_portions_is_read_into_the_three_stages():
+    """Ledger files from before the staged layer kept (volume, content, age): a portion is
+    split 1 : x : x²/2 (x = 1.75·age) over the stages, its volume kept; invalid ages are
+    refused by validation, not silently changed."""
+    import math
+
+    import pydantic
+
+    from asab.ledger.model import BenchLedger
+
+    def ledger(**film):
+        return BenchLedger.model_validate(
+            {"bench": "b", "films": {"t1": [{"volume": 1.0, "content": {"s": 1.0}, **film}]}})
+
+    staged = ledger(age=2.0).films["t1"]
+    x = 3.5
+    assert [c.stage for c in staged] == [0, 1, 2]
+    assert math.isclose(sum(c.volume for c in staged), 1.0)
+    assert [c.volume for c in staged] == pytest.approx(
+        [w / (1 + x + x * x / 2) for w in (1, x, x * x / 2)])
+    assert [c.volume for c in ledger(age=0).films["t1"]] == [1.0]
+    for bad in (-1.0, float("nan"), float("inf"), 1e200, None, "1"):
+        with pytest.raises(pydantic.ValidationError):
+            ledger(age=bad)

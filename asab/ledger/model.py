@@ -200,15 +200,17 @@ class BenchLedger(BaseModel):
                 continue
             out = []
             for c in layer:
-                if isinstance(c, dict) and "age" in c and "stage" not in c:
-                    x = 1.75 * float(c["age"]) if math.isfinite(float(c["age"])) else 0.0
+                age, volume = (c.get("age"), c.get("volume")) if isinstance(c, dict) else (0, 0)
+                if (isinstance(c, dict) and "stage" not in c and _real(age) and _real(volume)
+                        and 0 <= age <= 1e9 and 0 < volume <= MAX_VOLUME):
+                    x = 1.75 * age
                     weights = (1.0, x, 0.5 * x * x)
-                    total = sum(weights)
+                    total = math.fsum(weights)
                     for i, w in enumerate(weights):
-                        if w / total * c.get("volume", 0.0) > 0:
-                            out.append({"volume": w / total * c["volume"],
+                        if w / total * volume > 0:
+                            out.append({"volume": w / total * volume,
                                         "content": c.get("content"), "stage": i})
-                else:
+                else:  # current, or not a valid old one: validation says what is wrong
                     out.append(c)
             films[label] = out
         return {**data, "films": films}
@@ -264,6 +266,11 @@ class BenchLedger(BaseModel):
         except KeyError:
             raise KeyError(f"{node!r} is not a vessel of bench {self.bench} "
                            f"(vessels: {', '.join(sorted(self.vessels))})") from None
+
+
+def _real(value) -> bool:
+    """A finite int or float (not a bool), as a ledger number must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def waste_capacity(config: BenchConfig, node: str) -> float:
