@@ -117,6 +117,7 @@ def test_stock_solutions_with_batch_and_manufacturer_and_bench_hash(run_dir, cra
         node = g[f"arcp://crate/#stock-{s['name']}"]
         assert values(node, "productID") == [s["batch"]]
         assert values(node, "manufacturer") == [s["manufacturer"]]
+        assert values(node, "productionDate") == ["2023-08"]  # "08/2023" in the file: ISO 8601
     bench = json.loads((run_dir / "summary.json").read_text())["bench_config"]
     assert values(g["arcp://crate/bench/"], "identifier") == [f"sha256:{bench['sha256']}"]
     sums = {f["name"]: f["sha256"] for f in bench["files"]}
@@ -162,3 +163,11 @@ def test_export_bad_input_exit_1(run_dir, crate, tmp_path):
                               "--config", str(HIU_2023), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["files"]["records"] == 9
+
+
+def test_production_dates_become_iso_8601_or_are_left_out():
+    from asab.results.export import iso_date
+
+    assert iso_date("08/2023") == "2023-08" and iso_date("14.8.2023") == "2023-08-14"
+    assert iso_date("2023-08-14") == "2023-08-14" and iso_date("2023") == "2023"
+    assert iso_date("13/2023") is None and iso_date("summer 2023") is None and iso_date("") is None

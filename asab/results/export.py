@@ -23,9 +23,11 @@ description, no ontology IRI (none invented).
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asab
 from asab.results.provenance import bench_provenance, read_provenance
@@ -292,16 +294,36 @@ def _instruments(cfg, entity) -> list:
     return out
 
 
+def iso_date(text: str) -> str | None:
+    """An ISO 8601 date of a date as stockSolutions.csv writes it — ``2023-08-14``,
+    ``14.08.2023``, ``08/2023`` (month/year), ``2023`` — or None when it is not one."""
+    text = text.strip()
+    for pattern, build in (
+            (r"(\d{4})-(\d{2})(?:-(\d{2}))?", lambda m: m.group(0)),
+            (r"(\d{1,2})\.(\d{1,2})\.(\d{4})",
+             lambda m: f"{m.group(3)}-{int(m.group(2)):02d}-{int(m.group(1)):02d}"),
+            (r"(\d{1,2})/(\d{4})", lambda m: f"{m.group(2)}-{int(m.group(1)):02d}"),
+            (r"(\d{4})", lambda m: m.group(1))):
+        m = re.fullmatch(pattern, text)
+        if m:
+            out = build(m)
+            month = out[5:7]
+            return out if not month or 1 <= int(month) <= 12 else None
+    return None
+
+
 def _stock(entity, stock, cfg):
     names = {c.inchikey: c.name for c in cfg.chemicals}
     masses = ", ".join(f"{names.get(k, k)} {m.mass} g" for k, m in stock.components.items())
-    return entity(f"#stock-{stock.name}", {
+    produced = iso_date(stock.manufacturing_date)
+    when = {"productionDate": produced} if produced else {}
+    return entity(f"#stock-{quote(stock.name, safe='')}", {
         "@type": "Product", "name": stock.name,
         "identifier": stock.uuid or MISSING,
         "productID": stock.batch or MISSING,
-        "manufacturer": stock.manufacturer or MISSING,
-        "productionDate": stock.manufacturing_date or MISSING,
+        "manufacturer": stock.manufacturer or MISSING, **when,
         "description": (f"stock solution in {stock.reservoir}, drawn by pump {stock.pump}; "
+                        f"made {stock.manufacturing_date or MISSING}; "
                         f"batch {stock.batch or MISSING}; components by mass: {masses}; "
                         f"total {stock.total_mass} g; density {stock.density} g/cm3 at "
                         f"{stock.density_temperature} K"

@@ -146,7 +146,8 @@ class Column:
             return getattr(row, self.key)
         if self.kind == "x":
             comp = row.compositions.get(self.key)
-            return None if comp is None else comp.get(self.chemical)
+            # a known composition without the chemical has none of it (0); unknown: empty
+            return None if comp is None else comp.get(self.chemical, 0.0)
         values = getattr(row, f"{self.key}_reps" if self.kind == "rep" else f"{self.key}_reps_valid")
         return values[self.index] if self.index < len(values) else None
 
