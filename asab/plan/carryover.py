@@ -59,6 +59,9 @@ class Sizing(BaseModel):
     rule: SizingRule
     contamination: float | None = Field(default=None, description=(
         "predicted largest |Δx| of the measured sample from the planned composition"))
+    density_shift: float | None = Field(default=None, description=(
+        "g/cm³, the predicted change of the measured density by the carry-over "
+        "(CellPrediction.density_shift; bounded by [carryover] density_tolerance)"))
     note: str = ""
 
 

@@ -525,6 +525,9 @@ def _density(ctx: BenchContext, ledger: BenchLedger, formulation: FormulationPla
     plan.cell_prediction = predict_cell(cfg, b.ledger, instrument, formulation.achieved,
                                         {st.name: flows[st.pump] for st in cfg.stocks
                                          if st.pump in flows})
+    if flush is not None:  # the sizing record says what the density limit saw, too
+        sizing[-1] = sizing[-1].model_copy(
+            update={"density_shift": plan.cell_prediction.density_shift})
     b.add(Measure(phase=b.phase, sample=sample, duration=MEASURE_ESTIMATE,
                   claims=Claims(instrument=instrument.name)))
     b.enter(Phase.DRAIN)
