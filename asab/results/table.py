@@ -440,14 +440,19 @@ def sample_row(rec: RecordView, source: str, record: str,
     if m is not None:
         row.temperature = m.temperature
         for quantity in ("density", "viscosity"):
-            s = getattr(m, quantity)
-            setattr(row, f"{quantity}_mean", s.mean if s.n_valid else None)
-            setattr(row, f"{quantity}_sd", s.stdev if s.n_valid > 1 else None)
-            setattr(row, f"{quantity}_n_valid", s.n_valid)
-            setattr(row, f"{quantity}_n", len(s.values))
-            setattr(row, f"{quantity}_reps", list(s.values))
-            setattr(row, f"{quantity}_reps_valid", list(s.valid))
+            _set_summary(row, quantity, getattr(m, quantity))
     return row
+
+
+def _set_summary(row: SampleRow, quantity: str, s: SummaryView) -> None:
+    """``row``'s columns of ``quantity`` (density, viscosity) from its summary: mean and SD
+    of the valid repetitions (None when there are none, or one for the SD), counts, values."""
+    setattr(row, f"{quantity}_mean", s.mean if s.n_valid else None)
+    setattr(row, f"{quantity}_sd", s.stdev if s.n_valid > 1 else None)
+    setattr(row, f"{quantity}_n_valid", s.n_valid)
+    setattr(row, f"{quantity}_n", len(s.values))
+    setattr(row, f"{quantity}_reps", list(s.values))
+    setattr(row, f"{quantity}_reps_valid", list(s.valid))
 
 
 def serve_row(rec: ServeRecordView, source: str, record: str) -> SampleRow:
@@ -475,12 +480,7 @@ def serve_row(rec: ServeRecordView, source: str, record: str) -> SampleRow:
                 summary = SummaryView.model_validate(result.get(quantity) or {})
             except ValidationError:
                 continue
-            setattr(row, f"{quantity}_mean", summary.mean if summary.n_valid else None)
-            setattr(row, f"{quantity}_sd", summary.stdev if summary.n_valid > 1 else None)
-            setattr(row, f"{quantity}_n_valid", summary.n_valid)
-            setattr(row, f"{quantity}_n", len(summary.values))
-            setattr(row, f"{quantity}_reps", list(summary.values))
-            setattr(row, f"{quantity}_reps_valid", list(summary.valid))
+            _set_summary(row, quantity, summary)
     return row
 
 
