@@ -66,3 +66,19 @@ def _private_bench_state(_session_bench_state, tmp_path_factory, monkeypatch):
     its bench ledger in a state folder of its own ($ASAB_STATE), never in runs/state/ of the
     working directory, shared across tests. Tests of the default unset it."""
     monkeypatch.setenv("ASAB_STATE", str(tmp_path_factory.mktemp("bench-state")))
+
+
+@pytest.fixture(scope="session")
+def demo_run_dir(tmp_path_factory) -> Path:
+    """``asab run`` of the bundled demo (9 requests: 6 measured, 3 rejected), in-process,
+    once per session: tests that change a run folder copy it first."""
+    from typer.testing import CliRunner
+
+    from asab.cli.main import app
+
+    base = tmp_path_factory.mktemp("demo-run")
+    out = base / "run"
+    res = CliRunner().invoke(app, ["run", "--config", str(HIU_2023), "--out", str(out),
+                                   "--state", str(base / "state"), "--json"])
+    assert res.exit_code == 0, res.output
+    return out

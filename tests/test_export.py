@@ -19,13 +19,9 @@ SDO = "http://schema.org/"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    base = tmp_path_factory.mktemp("export")
-    out = base / "run"
-    res = runner.invoke(app, ["run", "--config", str(HIU_2023), "--out", str(out),
-                              "--state", str(base / "state"), "--json"])
-    assert res.exit_code == 0, res.output
-    return out
+def run_dir(demo_run_dir):
+    """The session's demo run (tests/conftest.py; copied before any test changes it)."""
+    return demo_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,9 @@ INCHI = {"LiPF6": "AXPLOJNSKRXQPA-UHFFFAOYSA-N", "EC": "KMTRUDSVKNLOMY-UHFFFAOYS
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """``asab run`` of the bundled demo (9 requests: 6 measured, 3 rejected), in-process."""
-    base = tmp_path_factory.mktemp("results")
-    out = base / "run"
-    res = runner.invoke(app, ["run", "--config", str(HIU_2023), "--out", str(out),
-                              "--state", str(base / "state"), "--json"])
-    assert res.exit_code == 0, res.output
-    return out
+def run_dir(demo_run_dir):
+    """The session's demo run (tests/conftest.py; copied before any test changes it)."""
+    return demo_run_dir
 
 
 def records(run_dir):
